@@ -1,0 +1,123 @@
+"""``theory-sim run``: one simulation, a summary on stdout, results on disk."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from .. import analysis
+from ..io import SUMMARY, TRAJECTORY, save_run
+from ..simulate import simulate
+from . import EXIT_FAILED, EXIT_INTERRUPTED
+from .options import add_model_args, add_train_args, model_from_args, train_from_args
+from .output import StagedDir, default_run_dir
+from .progress import ProgressBar
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="simulate one training run",
+                       description="Simulate one training run of the Wen & Li model and summarise it.")
+    add_model_args(p)
+    add_train_args(p)
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default=None, help="run directory (default runs/<time>-<engine>-seed<seed>)")
+    g.add_argument("--force", action="store_true", help="replace an existing --out directory")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+
+def run_summary(run) -> dict:
+    """What summary.json holds: configuration, phase times, final state (0-based indices)."""
+    pt = analysis.phase_times(run)
+    eta = run.eta
+    times = {k: v for k, v in pt.as_dict().items() if k.startswith("T")}
+    return {
+        "config": run.config,
+        "status": run.status,
+        "partial": run.status == "interrupted",
+        "message": run.message,
+        "steps": int(run.steps[-1]),
+        "flow_time": float(run.steps[-1] * eta),
+        "elapsed_seconds": run.elapsed,
+        "phase_times_steps": times,
+        "phase_times_flow": {k: (None if v is None else v * eta) for k, v in times.items()},
+        "leader": pt.leader,
+        "follower": pt.follower,
+        "final_alignment": np.abs(run.alignment[-1]).tolist(),
+        "peak_offdiag_E": analysis.peak_offdiag(run).tolist(),
+        "final_E": run.E[-1].tolist(),
+        "final_head_distance": float(analysis.head_distance(run)[-1]),
+        "final_loss": float(run.loss[-1]),
+        "outcome": analysis.outcome(run),
+        "indexing": "0-based (neuron j, feature l)",
+    }
+
+
+def format_summary(run, summary: dict, out) -> str:
+    eta = run.eta
+    lines = [f"theory-sim run: {run.message} [{run.elapsed:.2f} s]"]
+    pt = summary["phase_times_steps"]
+    lead, fol = summary["leader"], summary["follower"]
+    label = {
+        "T1": f"neuron {lead + 1} learns v1" if lead is not None else "some neuron learns v1",
+        "T2": (f"peak |E[{fol + 1},{lead + 1}]|" if fol is not None else "peak of the head entry"),
+        "T3": f"neuron {fol + 1} learns v2" if fol is not None else "follower learns v2",
+        "T4": "|E - I|_F < 0.01 after T3",
+    }
+    lines.append("phase times (steps, flow time eta*steps; neurons numbered from 1):")
+    for key in ("T1", "T2", "T3", "T4"):
+        v = pt[key]
+        when = "not reached" if v is None else f"{v:>12d}  t = {v * eta:.6g}"
+        lines.append(f"  {key}  {label[key]:<28s} {when}")
+    c = np.abs(run.alignment[-1])
+    m, L = c.shape
+    lines.append("final alignment |c_jl| = |<w_j, v_l>| / |w_j|:")
+    lines.append("        " + "".join(f"{'v' + str(l + 1):>8s}" for l in range(L)))
+    for j in range(m):
+        lines.append(f"  w{j + 1:<4d}" + "".join(f"{c[j, l]:8.3f}" for l in range(L)))
+    peak = np.asarray(summary["peak_offdiag_E"])
+    entries = [f"E[{j + 1},{r + 1}] = {peak[j, r]:.4g}" for j in range(m) for r in range(m) if j != r]
+    if entries:
+        lines.append("peak |E_jr| off the diagonal: " + ", ".join(entries[:12])
+                     + (" ..." if len(entries) > 12 else ""))
+    lines.append(f"final |E - I|_F = {summary['final_head_distance']:.4g}; "
+                 f"final loss = {summary['final_loss']:.6g}; outcome: {summary['outcome']}")
+    if out is not None:
+        lines.append(f"results: {out}/ ({TRAJECTORY}, {SUMMARY})")
+    return "\n".join(lines)
+
+
+def cmd_run(args) -> int:
+    model = model_from_args(args)
+    train = train_from_args(args)
+    target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
+    staged = StagedDir(target, force=args.force)
+    bar = ProgressBar("run", enabled=not args.quiet)
+
+    def progress(step, total, info):
+        text = f"step {step:.3g}"
+        if "alignment" in info:
+            best = info["alignment"].max(axis=1)
+            text += " max|c_j| " + " ".join(f"{b:.2f}" for b in best[:4])
+        bar(step, total, text, final=bool(info.get("done")))
+
+    try:
+        run = simulate(model, train, progress=progress)
+        summary = run_summary(run)
+        save_run(run, staged.path, summary=summary)
+        out = staged.publish()
+    except BaseException:
+        staged.discard()
+        raise
+    print(format_summary(run, summary, out))
+    sys.stdout.flush()
+    if run.status == "diverged":
+        print(f"theory-sim: error: {run.message}", file=sys.stderr)
+        return EXIT_FAILED
+    if run.status == "interrupted":
+        print(f"theory-sim: {run.message} written to {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+

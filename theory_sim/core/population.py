@@ -1,0 +1,186 @@
+"""Exact gradient descent on the closed-form population loss, in reduced coordinates.
+
+MODEL.md section 7: every update is a combination of ``v_1..v_L`` and the rows of
+``W``, so ``W(t) = B(t) Q^T`` with a fixed orthonormal basis ``Q`` (d x r) of
+``span{rows of W(0), v_1..v_L}``. With ``Vr = Q^T V`` (r x L)::
+
+    A = B Vr,   C = sigma^2 B B^T,   dL/dB = gA Vr^T + sigma^2 (gC + gC^T) B
+
+so a step costs O(m^2 (m + L)) whatever ``d`` is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._jit import (
+    STATUS_CONVERGED,
+    STATUS_DEGENERATE,
+    STATUS_NONFINITE,
+    STATUS_RUNAWAY,
+    STATUS_RUNNING,
+    njit,
+)
+from .moments import backward, forward, target_terms
+
+
+@njit
+def record_point(rec, rec_state, step, A, gram, E, loss, rho):
+    """Append one trajectory point; halve the buffer (keep every other point) when full.
+
+    ``rec = (steps, alignment, norms, E, loss, rho, gram)`` with capacity ``len(steps)``;
+    ``rec_state = [step, count, stride]``. Points sit at multiples of ``stride``.
+    """
+    r_step, r_align, r_norm, r_E, r_loss, r_rho, r_gram = rec
+    cap = r_step.shape[0]
+    n = rec_state[1]
+    if n == cap:
+        half = (n + 1) // 2
+        for i in range(half):
+            src = 2 * i
+            r_step[i] = r_step[src]
+            r_align[i] = r_align[src]
+            r_norm[i] = r_norm[src]
+            r_E[i] = r_E[src]
+            r_loss[i] = r_loss[src]
+            r_rho[i] = r_rho[src]
+            r_gram[i] = r_gram[src]
+        n = half
+        rec_state[2] *= 2
+        if step % rec_state[2] != 0:
+            rec_state[1] = n
+            return
+    m, L = A.shape
+    r_step[n] = step
+    for j in range(m):
+        nrm = math.sqrt(gram[j, j])
+        r_norm[n, j] = nrm
+        for l in range(L):
+            r_align[n, j, l] = A[j, l] / nrm if nrm > 0.0 else 0.0
+        for q in range(m):
+            r_E[n, j, q] = E[j, q]
+            r_gram[n, j, q] = gram[j, q]
+        r_rho[n, j] = rho[j]
+    r_loss[n] = loss
+    rec_state[1] = n + 1
+
+
+@njit
+def convergence_status(A, gram, speed_w, speed_e, ratio, stop):
+    """Stop rule shared by the engines (see ``population_advance``)."""
+    tol, align_thr, max_norm, _ = stop
+    m, L = A.shape
+    aligned = True
+    for j in range(m):
+        nrm = math.sqrt(gram[j, j])
+        if nrm > max_norm:
+            return STATUS_RUNAWAY
+        best = 0.0
+        for l in range(L):
+            best = max(best, abs(A[j, l]) / nrm)
+        if best < align_thr:
+            aligned = False
+    if aligned and math.sqrt(speed_w) + ratio * math.sqrt(speed_e) < tol:
+        return STATUS_CONVERGED
+    return STATUS_RUNNING
+
+
+@njit
+def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_steps):
+    """Advance ``n_steps`` of gradient descent; return a status code.
+
+    B (m x r), E (m x m) are updated in place; ``rec_state = [step, count, stride]``.
+    ``model = (lam, kx, k2, mu, sigma2)``, ``rates = (eta, eta_E)``,
+    ``stop = (tol, align_threshold, max_norm, check_every)``.
+    Convergence (checked every ``check_every`` steps): every neuron has
+    ``max_l |c_jl| >= align_threshold`` and the flow-time speed
+    ``sqrt(sum_j |dL/dw_j|^2 / |w_j|^2) + (eta_E/eta) |mask * dL/dE|_F`` is below ``tol``.
+    """
+    lam, kx, k2, mu, sigma2 = model
+    eta, eta_E = rates
+    check_every = stop[3]
+    m, r = B.shape
+    L = Vr.shape[1]
+    A = np.empty((m, L))
+    C = np.empty((m, m))
+    gram = np.empty((m, m))
+    At3 = np.empty((m, L))
+    DG = np.empty(m)
+    A3 = np.empty((m, L))
+    H = np.empty((m, L))
+    M = np.empty((m, m))
+    EM = np.empty((m, m))
+    N = np.empty(m)
+    DF = np.empty(m)
+    rho = np.empty(m)
+    gH = np.empty((m, L))
+    gS = np.empty(m)
+    gM = np.empty((m, m))
+    gA = np.empty((m, L))
+    gC = np.empty((m, m))
+    gE = np.empty((m, m))
+    gB = np.empty((m, r))
+    ratio = eta_E / eta
+    for _ in range(n_steps):
+        step = rec_state[0]
+        for j in range(m):
+            for l in range(L):
+                s = 0.0
+                for i in range(r):
+                    s += B[j, i] * Vr[i, l]
+                A[j, l] = s
+            for q in range(j + 1):
+                s = 0.0
+                for i in range(r):
+                    s += B[j, i] * B[q, i]
+                gram[j, q] = s
+                gram[q, j] = s
+                C[j, q] = sigma2 * s
+                C[q, j] = sigma2 * s
+        for j in range(m):
+            if gram[j, j] == 0.0:
+                return STATUS_DEGENERATE
+        target_terms(A, C, lam, k2, mu, At3, DG)
+        loss = forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho)
+        if not math.isfinite(loss):
+            return STATUS_NONFINITE
+        if step % rec_state[2] == 0:
+            record_point(rec, rec_state, step, A, gram, E, loss, rho)
+        backward(A, C, E, At3, lam, kx, k2, mu, A3, H, EM, N, DF, DG, rho,
+                 gH, gS, gM, gA, gC, gE)
+        # dL/dB = gA Vr^T + sigma^2 (gC + gC^T) B
+        gsum = 0.0
+        speed_w = 0.0
+        for j in range(m):
+            nrm2 = 0.0
+            for i in range(r):
+                s = 0.0
+                for l in range(L):
+                    s += gA[j, l] * Vr[i, l]
+                for q in range(m):
+                    s += sigma2 * (gC[j, q] + gC[q, j]) * B[q, i]
+                gB[j, i] = s
+                nrm2 += s * s
+            gsum += nrm2
+            speed_w += nrm2 / gram[j, j]
+        speed_e = 0.0
+        for j in range(m):
+            for q in range(m):
+                g = E_mask[j, q] * gE[j, q]
+                gE[j, q] = g
+                speed_e += g * g
+        if not (math.isfinite(gsum) and math.isfinite(speed_e)):
+            return STATUS_NONFINITE
+        if step > 0 and step % check_every == 0:
+            status = convergence_status(A, gram, speed_w, speed_e, ratio, stop)
+            if status != STATUS_RUNNING:
+                return status
+        for j in range(m):
+            for i in range(r):
+                B[j, i] -= eta * gB[j, i]
+            for q in range(m):
+                E[j, q] -= eta_E * gE[j, q]
+        rec_state[0] = step + 1
+    return STATUS_RUNNING

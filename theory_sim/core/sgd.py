@@ -1,0 +1,256 @@
+"""Online mini-batch SGD with materialised patches (MODEL.md sections 1-3 and 8).
+
+One step: draw ``N`` fresh samples (feature index, sign, k feature patches,
+Gaussian noise patches), split each sample's patches into two views, run both
+branches, batch-normalise every output coordinate over the batch (centred, biased
+variance), and back-propagate ``L = sum_j (2 - 2 corr_j)`` through the online
+branch *including its batch statistics*; the target branch is stop-gradient.
+
+With ``Fh, Gh`` the normalised outputs and ``corr_j = mean_i Fh_ij Gh_ij``::
+
+    dL/dF_ij = -(2 / N) (Gh_ij - corr_j Fh_ij) / std(F_j)
+
+(the ``|Fh|^2`` part of ``|Fh - Gh|^2`` is constant under batch normalisation).
+Samples are processed in parallel (``prange``); random numbers come from
+counter-based streams so results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._jit import STATUS_NONFINITE, STATUS_RUNNING, njit, njit_parallel, prange
+from .moments import loss_grad
+from .population import convergence_status, record_point
+from .rng import next_normal_pair, next_uniform, stream_state
+
+
+@njit
+def _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm, view):
+    """Feature index, sign and patch roles of one sample.
+
+    Fills ``perm`` (first ``k`` entries are the feature patches) and ``view``
+    (1 = view 1, 0 = view 2); returns ``(l, s, state)``.
+    """
+    u, state = next_uniform(state)
+    L = pi_cdf.shape[0]
+    l = L - 1
+    for q in range(L):
+        if u < pi_cdf[q]:
+            l = q
+            break
+    u, state = next_uniform(state)
+    s = 1.0 if u < 0.5 else -1.0
+    for p in range(P):
+        perm[p] = p
+    for p in range(k):  # partial Fisher-Yates: a uniform k-subset
+        u, state = next_uniform(state)
+        q = p + int(u * (P - p))
+        if q >= P:
+            q = P - 1
+        t = perm[p]
+        perm[p] = perm[q]
+        perm[q] = t
+    if half_split:  # exactly P // 2 patches in view 1, uniformly chosen
+        for p in range(P):
+            view[p] = 0
+        order = np.arange(P)
+        for p in range(P // 2):
+            u, state = next_uniform(state)
+            q = p + int(u * (P - p))
+            if q >= P:
+                q = P - 1
+            t = order[p]
+            order[p] = order[q]
+            order[q] = t
+            view[order[p]] = 1
+    else:  # each patch in view 1 with probability 1/2, independently
+        for p in range(P):
+            u, state = next_uniform(state)
+            view[p] = 1 if u < 0.5 else 0
+    return l, s, state
+
+
+@njit_parallel
+def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
+    """One mini-batch gradient at ``(W, E)``; writes ``gW`` (m x d), ``gE`` (m x m).
+
+    ``data = (alpha, pi_cdf, P, k, sigma, half_split)``; the batch size is
+    ``work[0].shape[0]``. ``work = (noise (N,P,d), u (N,P,m), feat (N,P), view (N,P),
+    label (N,), sign (N,), f1 (N,m), f2 (N,m), perm (N,P), gparts (T,m,d), aparts (T,m,L))``
+    with ``T`` chunks for the parallel reduction. Returns the batch loss
+    (NaN if a batch variance vanishes).
+    """
+    alpha, pi_cdf, P, k, sigma, half_split = data
+    noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
+    N = noise.shape[0]
+    m, d = W.shape
+    L = V.shape[1]
+    A = W @ V
+    # pass 1: sample and forward, one sample per iteration
+    for i in prange(N):
+        state = stream_state(seed, step, i)
+        l, s, state = _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm[i], view[i])
+        label[i] = l
+        sign[i] = s
+        for p in range(P):
+            feat[i, p] = 0
+        for q in range(k):
+            feat[i, perm[i, q]] = 1
+        for r in range(m):
+            f1[i, r] = 0.0
+            f2[i, r] = 0.0
+        for p in range(P):
+            if feat[i, p] == 1:
+                for r in range(m):
+                    u[i, p, r] = s * alpha[l] * A[r, l]
+            else:
+                for c in range(0, d - 1, 2):
+                    z0, z1, state = next_normal_pair(state)
+                    noise[i, p, c] = sigma * z0
+                    noise[i, p, c + 1] = sigma * z1
+                if d % 2 == 1:
+                    z0, z1, state = next_normal_pair(state)
+                    noise[i, p, d - 1] = sigma * z0
+                for r in range(m):
+                    acc = 0.0
+                    for c in range(d):
+                        acc += W[r, c] * noise[i, p, c]
+                    u[i, p, r] = acc
+            for r in range(m):
+                x = u[i, p, r]
+                if view[i, p] == 1:
+                    f1[i, r] += x * x * x
+                else:
+                    f2[i, r] += x * x * x
+    # batch statistics (serial, O(N m^2))
+    F = f1 @ E.T
+    dF = np.empty((N, m))
+    loss = 0.0
+    for j in range(m):
+        mf = 0.0
+        mg = 0.0
+        for i in range(N):
+            mf += F[i, j]
+            mg += f2[i, j]
+        mf /= N
+        mg /= N
+        vf = 0.0
+        vg = 0.0
+        for i in range(N):
+            vf += (F[i, j] - mf) ** 2
+            vg += (f2[i, j] - mg) ** 2
+        sf = math.sqrt(vf / N)
+        sg = math.sqrt(vg / N)
+        corr = 0.0
+        for i in range(N):
+            corr += (F[i, j] - mf) * (f2[i, j] - mg)
+        corr /= N * sf * sg
+        loss += 2.0 - 2.0 * corr
+        for i in range(N):
+            fh = (F[i, j] - mf) / sf
+            gh = (f2[i, j] - mg) / sg
+            dF[i, j] = -(2.0 / N) * (gh - corr * fh) / sf
+    for j in range(m):
+        for r in range(m):
+            acc = 0.0
+            for i in range(N):
+                acc += dF[i, j] * f1[i, r]
+            gE[j, r] = acc
+    df1 = dF @ E
+    # pass 2: dL/dW = sum over view-1 patches of 3 u^2 df1 x_p^T, chunked for prange
+    T = gparts.shape[0]
+    for t in prange(T):
+        gparts[t, :, :] = 0.0
+        aparts[t, :, :] = 0.0
+        for i in range(t * N // T, (t + 1) * N // T):
+            l = label[i]
+            for p in range(P):
+                if view[i, p] != 1:
+                    continue
+                for r in range(m):
+                    x = u[i, p, r]
+                    g = 3.0 * x * x * df1[i, r]
+                    if feat[i, p] == 1:
+                        aparts[t, r, l] += g * sign[i] * alpha[l]
+                    else:
+                        for c in range(d):
+                            gparts[t, r, c] += g * noise[i, p, c]
+    for r in range(m):
+        for c in range(d):
+            acc = 0.0
+            for t in range(T):
+                acc += gparts[t, r, c]
+            for l in range(L):
+                for t in range(T):
+                    acc += aparts[t, r, l] * V[c, l]
+            gW[r, c] = acc
+    return loss
+
+
+@njit
+def stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step):
+    """Exact population loss, ``rho`` and stop status at the full weights ``W``.
+
+    Fills ``A = W V`` and ``gram = W W^T``. The status is ``convergence_status`` of
+    ``population_advance`` evaluated with the exact population gradient, on check steps.
+    """
+    lam, kx, k2, mu, sigma2 = model
+    eta, eta_E = rates
+    m, d = W.shape
+    L = V.shape[1]
+    A[:, :] = W @ V
+    gram[:, :] = W @ W.T
+    C = sigma2 * gram
+    gA = np.empty((m, L))
+    gC = np.empty((m, m))
+    gE = np.empty((m, m))
+    rho = np.empty(m)
+    loss = loss_grad(A, C, E, A, C, lam, kx, k2, mu, gA, gC, gE, rho)
+    if not (step > 0 and step % stop[3] == 0) or not math.isfinite(loss):
+        return STATUS_RUNNING, loss, rho
+    # dL/dW = gA V^T + sigma^2 (gC + gC^T) W
+    gW = gA @ V.T + sigma2 * (gC + gC.T) @ W
+    speed_w = 0.0
+    for j in range(m):
+        speed_w += (gW[j] @ gW[j]) / gram[j, j]
+    speed_e = np.sum((E_mask * gE) ** 2)
+    status = convergence_status(A, gram, speed_w, speed_e, eta_E / eta, stop)
+    return status, loss, rho
+
+
+@njit
+def sgd_advance(W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_steps, seed, gW, gE, work):
+    """Advance ``n_steps`` of online SGD; return a status code.
+
+    Recorded points use the exact population loss at the current weights (noise
+    free); convergence uses the exact population gradient (``stop_check``).
+    """
+    eta, eta_E = rates
+    m, d = W.shape
+    L = V.shape[1]
+    A = np.empty((m, L))
+    gram = np.empty((m, m))
+    check_every = stop[3]
+    for _ in range(n_steps):
+        step = rec_state[0]
+        if step % rec_state[2] == 0 or (step > 0 and step % check_every == 0):
+            status, loss, rho = stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step)
+            if not math.isfinite(loss):
+                return STATUS_NONFINITE
+            if step % rec_state[2] == 0:
+                record_point(rec, rec_state, step, A, gram, E, loss, rho)
+            if status != STATUS_RUNNING:
+                return status
+        bl = sgd_gradient(W, E, V, data, seed, step, gW, gE, work)
+        if not math.isfinite(bl):
+            return STATUS_NONFINITE
+        for j in range(m):
+            for c in range(d):
+                W[j, c] -= eta * gW[j, c]
+            for q in range(m):
+                E[j, q] -= eta_E * E_mask[j, q] * gE[j, q]
+        rec_state[0] = step + 1
+    return STATUS_RUNNING

@@ -1,0 +1,113 @@
+"""Reading and writing runs: the one module that touches files (used by the CLI).
+
+A run directory holds ``trajectory.npz`` (every array of a :class:`Run` plus its
+configuration as JSON) and ``summary.json``. Every file is written atomically:
+to a temporary file in the same directory, flushed, fsynced, then renamed, so a
+reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .results import STATUSES, Run
+
+FORMAT = "theory-sim-run"
+FORMAT_VERSION = 1
+TRAJECTORY = "trajectory.npz"
+SUMMARY = "summary.json"
+_ARRAYS = ("steps", "alignment", "norms", "E", "loss", "rho", "gram", "W0", "W", "E_final")
+
+
+class RunFileError(ValueError):
+    """A file is not a readable theory-sim run."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "wb"):
+    """Open a temporary sibling of ``path``; on success fsync and rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    with atomic_write(path, "w") as fh:
+        json.dump(obj, fh, indent=2, default=_json_default)
+        fh.write("\n")
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def save_run(run: Run, directory, *, summary: dict | None = None) -> Path:
+    """Write ``run`` to ``directory`` (created if needed); return the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": run.config,
+            "status": run.status, "message": run.message, "elapsed": run.elapsed}
+    arrays = {name: getattr(run, name) for name in _ARRAYS if getattr(run, name) is not None}
+    with atomic_write(directory / TRAJECTORY) as fh:
+        np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
+    if summary is not None:
+        write_json(directory / SUMMARY, summary)
+    return directory
+
+
+def load_run(path) -> Run:
+    """Read a run written by :func:`save_run` (a run directory or its ``trajectory.npz``).
+
+    Raises :class:`RunFileError` with one line saying what is wrong for a missing,
+    truncated, foreign or newer-format file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / TRAJECTORY
+    if not path.exists():
+        raise RunFileError(f"{path}: no such run file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise RunFileError(f"{path}: not a readable theory-sim run ({exc.__class__.__name__}: {exc})") from None
+    if "meta" not in data:
+        raise RunFileError(f"{path}: not a theory-sim run (no metadata)")
+    try:
+        meta = json.loads(str(data.pop("meta")))
+    except json.JSONDecodeError as exc:
+        raise RunFileError(f"{path}: corrupt metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise RunFileError(f"{path}: not a theory-sim run file")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise RunFileError(f"{path}: run format version {version!r}, this theory-sim reads "
+                           f"version {FORMAT_VERSION}; re-run the simulation with this version")
+    missing = [k for k in _ARRAYS[:7] if k not in data]
+    if missing or meta.get("status") not in STATUSES:
+        raise RunFileError(f"{path}: incomplete run file (missing {', '.join(missing) or 'status'})")
+    T = data["steps"].shape[0]
+    if any(data[k].shape[:1] != (T,) for k in _ARRAYS[:7]):
+        raise RunFileError(f"{path}: inconsistent array lengths")
+    return Run(**{k: data.get(k) for k in _ARRAYS}, config=meta["config"], status=meta["status"],
+               message=meta.get("message", ""), elapsed=meta.get("elapsed", float("nan")))

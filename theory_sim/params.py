@@ -1,0 +1,222 @@
+"""Frozen, validated parameter objects (MODEL.md sections 1-4).
+
+Every value is checked where it enters; a bad one raises :class:`ParamError`
+(a ``ValueError``) whose one-line message names the parameter, the allowed range
+and the value received, which the CLI prints as is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import KW_ONLY, asdict, dataclass
+from numbers import Integral, Real
+
+HEADS = ("offdiag", "frozen", "full")
+ENGINES = ("population", "sgd")
+FEATURES = ("basis", "random")
+SPLITS = ("bernoulli", "half")
+
+# Defaults where the paper's constants are unknown (MODEL.md: [choice]).
+DEFAULT_MAX_FLOW_TIME = 2.0e5
+"""Cap on ``eta * steps`` when ``steps=None``: the follower's escape from its
+``O(1/sqrt(d))`` initial alignment can take very long (MODEL.md section 10)."""
+DEFAULT_TOL = 1e-5
+"""Convergence: flow-time speed of the weights and head below this (see core.population)."""
+DEFAULT_ALIGN_THRESHOLD = 0.9
+"""A neuron has learned feature l when ``|c_jl| >= 0.9`` (MODEL.md section 9)."""
+
+
+class ParamError(ValueError):
+    """A parameter is out of its allowed range; the message says which and how to fix it."""
+
+
+def _fail(name, rule, value):
+    raise ParamError(f"{name} must be {rule} (got {value!r})")
+
+
+def _int(name, value, lo, hi=None):
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        _fail(name, "an integer", value)
+    if value < lo or (hi is not None and value > hi):
+        rule = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+        _fail(name, rule, value)
+    return int(value)
+
+
+def _real(name, value, *, positive=False, nonneg=False):
+    if isinstance(value, bool) or not isinstance(value, Real):
+        _fail(name, "a real number", value)
+    value = float(value)
+    if not math.isfinite(value):
+        _fail(name, "finite", value)
+    if positive and value <= 0:
+        _fail(name, "> 0 and finite", value)
+    if nonneg and value < 0:
+        _fail(name, ">= 0 and finite", value)
+    return value
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        _fail(name, "one of " + ", ".join(allowed), value)
+    return value
+
+
+def _vector(name, value):
+    try:
+        return tuple(value)
+    except TypeError:
+        _fail(name, "a sequence of numbers", value)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The data model and network shape (MODEL.md sections 1-3).
+
+    Parameters
+    ----------
+    d : ambient dimension of a patch.
+    P : patches per sample; ``k`` of them carry the feature (``2 <= k <= P``).
+    alpha : feature strengths ``alpha_1 > alpha_2 > ...`` (length ``L``).
+    pi : probability of each feature (length ``L``, sums to 1).
+    sigma : standard deviation of the noise patches.
+    m : number of neurons (rows of ``W``).
+    features : ``"basis"`` (``v_l = e_l``) or ``"random"`` (a random orthonormal set
+        drawn from ``feature_seed``).
+    feature_seed : seed of the random features (keyword only).
+    split : ``"bernoulli"`` (each patch to view 1 with probability 1/2, the paper's)
+        or ``"half"`` (exactly ``P // 2`` patches, ``P`` even); keyword only.
+    """
+
+    d: int = 512
+    P: int = 16
+    k: int = 4
+    alpha: tuple = (6.0, 3.0)
+    pi: tuple = (0.5, 0.5)
+    sigma: float = 1.0
+    m: int = 2
+    features: str = "basis"
+    _: KW_ONLY
+    feature_seed: int = 0
+    split: str = "bernoulli"
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "d", _int("d", self.d, 1))
+        set_(self, "P", _int("P", self.P, 2))
+        set_(self, "k", _int("k", self.k, 2, self.P))
+        alpha = _vector("alpha", self.alpha)
+        if len(alpha) < 1:
+            _fail("alpha", "a non-empty sequence", self.alpha)
+        alpha = tuple(_real(f"alpha[{i}]", a, positive=True) for i, a in enumerate(alpha))
+        set_(self, "alpha", alpha)
+        pi = _vector("pi", self.pi)
+        if len(pi) != len(alpha):
+            _fail("pi", f"of the same length as alpha ({len(alpha)})", self.pi)
+        pi = tuple(_real(f"pi[{i}]", p, nonneg=True) for i, p in enumerate(pi))
+        if abs(sum(pi) - 1.0) > 1e-9:
+            _fail("pi", "a probability vector (entries >= 0 summing to 1)", self.pi)
+        set_(self, "pi", pi)
+        set_(self, "sigma", _real("sigma", self.sigma, nonneg=True))
+        set_(self, "m", _int("m", self.m, 1))
+        _choice("features", self.features, FEATURES)
+        set_(self, "feature_seed", _int("feature_seed", self.feature_seed, 0))
+        _choice("split", self.split, SPLITS)
+        if self.split == "half" and self.P % 2:
+            _fail("P", "even with split='half'", self.P)
+        if len(alpha) > self.d:
+            _fail("d", f">= the number of features L = {len(alpha)}", self.d)
+
+    @property
+    def L(self) -> int:
+        """Number of features."""
+        return len(self.alpha)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["alpha"] = list(self.alpha)
+        out["pi"] = list(self.pi)
+        return out
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """How to train (MODEL.md section 4).
+
+    Parameters
+    ----------
+    eta : learning rate of ``W``.
+    eta_E : learning rate of the trainable entries of ``E``; ``None`` means ``eta / 10``.
+    head : ``"offdiag"`` (the paper: diagonal fixed at 1), ``"frozen"`` (``E = I``,
+        no prediction head) or ``"full"`` (every entry trainable).
+    engine : ``"population"`` (exact GD on the closed-form loss) or ``"sgd"``
+        (online mini-batch SGD with materialised patches).
+    batch : mini-batch size of the ``sgd`` engine (>= 2: batch normalisation).
+    steps : number of steps; ``None`` runs until converged, capped at
+        ``ceil(max_flow_time / eta)`` steps.
+    seed : seed of ``W(0)`` and of the SGD samples.
+    record : trajectory points kept (at most this many, at least half, evenly
+        spaced in steps; the final step is always kept).
+
+    Keyword-only: ``tol`` (convergence speed, per unit flow time),
+    ``align_threshold``, ``max_flow_time``, ``max_norm`` (a row norm beyond this is
+    a divergence), ``check_every`` (steps between convergence checks; ``None``:
+    about every 0.5 unit of flow time).
+    """
+
+    eta: float = 1e-3
+    eta_E: float | None = None
+    head: str = "offdiag"
+    engine: str = "population"
+    batch: int = 256
+    steps: int | None = None
+    seed: int = 0
+    record: int = 1000
+    _: KW_ONLY
+    tol: float = DEFAULT_TOL
+    align_threshold: float = DEFAULT_ALIGN_THRESHOLD
+    max_flow_time: float = DEFAULT_MAX_FLOW_TIME
+    max_norm: float = 1e6
+    check_every: int | None = None
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "eta", _real("eta", self.eta, positive=True))
+        if self.eta_E is None:
+            set_(self, "eta_E", self.eta / 10.0)
+        else:
+            set_(self, "eta_E", _real("eta_E", self.eta_E, nonneg=True))
+        _choice("head", self.head, HEADS)
+        _choice("engine", self.engine, ENGINES)
+        set_(self, "batch", _int("batch", self.batch, 2))
+        if self.steps is not None:
+            set_(self, "steps", _int("steps", self.steps, 0))
+        set_(self, "seed", _int("seed", self.seed, 0, 2**63 - 1))
+        set_(self, "record", _int("record", self.record, 2))
+        set_(self, "tol", _real("tol", self.tol, nonneg=True))
+        thr = _real("align_threshold", self.align_threshold)
+        if not 0.0 < thr <= 1.0:
+            _fail("align_threshold", "in (0, 1]", thr)
+        set_(self, "align_threshold", thr)
+        set_(self, "max_flow_time", _real("max_flow_time", self.max_flow_time, positive=True))
+        set_(self, "max_norm", _real("max_norm", self.max_norm, positive=True))
+        if self.check_every is not None:
+            set_(self, "check_every", _int("check_every", self.check_every, 1))
+
+    @property
+    def max_steps(self) -> int:
+        """The step budget: ``steps``, or the flow-time cap when ``steps`` is None."""
+        if self.steps is not None:
+            return self.steps
+        return int(math.ceil(self.max_flow_time / self.eta))
+
+    @property
+    def check_interval(self) -> int:
+        """Steps between convergence checks."""
+        if self.check_every is not None:
+            return self.check_every
+        return max(1, int(round(0.5 / self.eta)))
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        return out

@@ -1,0 +1,319 @@
+"""Public wrappers around the numba kernels: validate, cast, allocate, call.
+
+MODEL.md sections 1-8. ``simulate`` runs either engine in chunks (so a progress
+callback can report and Ctrl-C stops at a step boundary with a consistent partial
+result); the kernels report failure as a status code, turned here into a
+``Run.status`` and a message that names the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ._version import __version__
+from .core import _jit
+from .core.moments import loss_grad, loss_rho
+from .core.population import population_advance
+from .core.sgd import sgd_advance, sgd_gradient as _sgd_gradient_kernel
+from .params import ModelParams, ParamError, TrainParams
+from .results import Run
+
+SGD_REDUCTION_CHUNKS = 8
+"""Fixed number of partial sums in the SGD gradient: results do not depend on the thread count."""
+
+ProgressFn = Callable[[int, int, dict], None]
+
+
+# ---------------------------------------------------------------- data model
+
+def feature_vectors(model: ModelParams) -> np.ndarray:
+    """The features ``v_1..v_L`` as columns of a (d, L) matrix (MODEL.md section 1)."""
+    d, L = model.d, model.L
+    if model.features == "basis":
+        return np.eye(d, L)
+    rng = np.random.default_rng([model.feature_seed, 0x7EA7])
+    q, r = np.linalg.qr(rng.standard_normal((d, L)))
+    return q * np.sign(np.diag(r))  # Haar-distributed orthonormal columns
+
+
+def initial_weights(model: ModelParams, seed: int) -> np.ndarray:
+    """``W(0)_{ij} ~ N(0, 1/d)`` i.i.d. (MODEL.md section 4), from ``seed``."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((model.m, model.d)) / math.sqrt(model.d)
+
+
+def split_moments(model: ModelParams) -> tuple[float, float, float]:
+    """``(kx, k2, mu) = (E[n1 n2], E[n1^2], E[#noise patches in view 1])`` (section 6).
+
+    ``n1, n2`` count the feature patches in view 1 and view 2. Bernoulli(1/2) split:
+    ``n1 ~ Bin(k, 1/2)``. Exact half split: ``n1`` is hypergeometric (k marked among
+    P, P/2 drawn) with variance ``k (P - k) / (4 (P - 1))``.
+    """
+    k, P = model.k, model.P
+    mu = (P - k) / 2.0
+    if model.split == "bernoulli":
+        return k * (k - 1) / 4.0, k * (k + 1) / 4.0, mu
+    var = k * (P - k) / (4.0 * (P - 1))
+    return k * k / 4.0 - var, k * k / 4.0 + var, mu
+
+
+def _model_tuple(model: ModelParams):
+    lam = np.asarray(model.pi, dtype=np.float64) * np.asarray(model.alpha, dtype=np.float64) ** 6
+    kx, k2, mu = split_moments(model)
+    return (lam, float(kx), float(k2), float(mu), float(model.sigma) ** 2)
+
+
+def head_mask(head: str, m: int) -> np.ndarray:
+    """1 where an entry of ``E`` is trained: off-diagonal, none (frozen) or all (full)."""
+    if head == "offdiag":
+        return 1.0 - np.eye(m)
+    if head == "frozen":
+        return np.zeros((m, m))
+    return np.ones((m, m))
+
+
+def _check_weights(W, E, model: ModelParams):
+    W = np.asarray(W, dtype=np.float64)
+    if W.shape != (model.m, model.d):
+        raise ParamError(f"W must have shape (m, d) = ({model.m}, {model.d}) (got {W.shape})")
+    if E is None:
+        E = np.eye(model.m)
+    E = np.asarray(E, dtype=np.float64)
+    if E.shape != (model.m, model.m):
+        raise ParamError(f"E must have shape (m, m) = ({model.m}, {model.m}) (got {E.shape})")
+    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(E))):
+        raise ParamError("W and E must be finite")
+    return np.ascontiguousarray(W), np.ascontiguousarray(E)
+
+
+def _coords(W, model):
+    V = feature_vectors(model)
+    A = np.ascontiguousarray(W @ V)
+    C = np.ascontiguousarray(model.sigma**2 * (W @ W.T))
+    return V, A, C
+
+
+# ---------------------------------------------------------------- population loss
+
+def population_loss(W, E, params: ModelParams, *, target=None) -> float:
+    """Closed-form population loss ``L = sum_j (2 - 2 rho_j)`` (MODEL.md section 6).
+
+    ``target`` (default ``W``) are the weights of the stop-gradient branch; pass a
+    frozen copy to differentiate the online branch alone.
+    """
+    return population_terms(W, E, params, target=target)[0]
+
+
+def population_terms(W, E, params: ModelParams, *, target=None) -> tuple[float, np.ndarray]:
+    """``(loss, rho)`` with ``rho_j = N_j / sqrt(DF_j DG_j)`` (MODEL.md section 6)."""
+    W, E = _check_weights(W, E, params)
+    Wt = W if target is None else _check_weights(target, None, params)[0]
+    _, A, C = _coords(W, params)
+    _, At, Ct = _coords(Wt, params)
+    lam, kx, k2, mu, _ = _model_tuple(params)
+    rho = np.empty(params.m)
+    loss = loss_rho(A, C, E, At, Ct, lam, kx, k2, mu, rho)
+    return float(loss), rho
+
+
+def population_grad(W, E, params: ModelParams, *, target=None) -> tuple[np.ndarray, np.ndarray]:
+    """Stop-gradient gradient ``(dL/dW, dL/dE)`` of :func:`population_loss` (section 7).
+
+    ``dL/dW = gA V^T + sigma^2 (gC + gC^T) W``; ``dL/dE`` covers every entry
+    (unmasked: the trainer masks what the head mode freezes).
+    """
+    W, E = _check_weights(W, E, params)
+    Wt = W if target is None else _check_weights(target, None, params)[0]
+    V, A, C = _coords(W, params)
+    _, At, Ct = _coords(Wt, params)
+    lam, kx, k2, mu, sigma2 = _model_tuple(params)
+    m, L = A.shape
+    gA, gC, gE, rho = np.empty((m, L)), np.empty((m, m)), np.empty((m, m)), np.empty(m)
+    loss_grad(A, C, E, At, Ct, lam, kx, k2, mu, gA, gC, gE, rho)
+    gW = gA @ V.T + sigma2 * (gC + gC.T) @ W
+    return gW, gE
+
+
+# ---------------------------------------------------------------- SGD gradient
+
+def _sgd_data(model: ModelParams):
+    cdf = np.cumsum(np.asarray(model.pi, dtype=np.float64))
+    cdf[-1] = 1.0
+    return (np.asarray(model.alpha, dtype=np.float64), cdf, model.P, model.k,
+            float(model.sigma), model.split == "half")
+
+
+def _sgd_work(model: ModelParams, batch: int):
+    N, P, m, d, L = batch, model.P, model.m, model.d, model.L
+    T = SGD_REDUCTION_CHUNKS
+    return (np.empty((N, P, d)), np.empty((N, P, m)), np.empty((N, P), np.int8),
+            np.empty((N, P), np.int8), np.empty(N, np.int64), np.empty(N),
+            np.empty((N, m)), np.empty((N, m)), np.empty((N, P), np.int64),
+            np.empty((T, m, d)), np.empty((T, m, L)))
+
+
+def sgd_gradient(W, E, params: ModelParams, *, batch: int = 256, seed: int = 0, step: int = 0):
+    """One mini-batch gradient ``(dL/dW, dL/dE, batch loss)`` of the ``sgd`` engine.
+
+    The batch is the one the engine would draw at ``step`` of a run with ``seed``
+    (MODEL.md sections 3 and 8). Averaged over many batches it approaches
+    :func:`population_grad` as the batch grows.
+    """
+    W, E = _check_weights(W, E, params)
+    batch = TrainParams(batch=batch).batch
+    seed = TrainParams(seed=seed).seed
+    V = np.ascontiguousarray(feature_vectors(params))
+    gW, gE = np.empty_like(W), np.empty_like(E)
+    loss = _sgd_gradient_kernel(W, E, V, _sgd_data(params), seed, int(step), gW, gE,
+                                _sgd_work(params, batch))
+    return gW, gE, float(loss)
+
+
+# ---------------------------------------------------------------- simulate
+
+STATUS_MESSAGES = {
+    _jit.STATUS_CONVERGED: "converged",
+    _jit.STATUS_MAX_STEPS: "max_steps",
+    _jit.STATUS_NONFINITE: "diverged",
+    _jit.STATUS_RUNAWAY: "diverged",
+    _jit.STATUS_DEGENERATE: "diverged",
+}
+
+
+def _divergence_message(code, train: TrainParams, step: int) -> str:
+    what = {
+        _jit.STATUS_NONFINITE: "the loss or gradient became NaN or infinite",
+        _jit.STATUS_RUNAWAY: f"a neuron's norm exceeded max_norm={train.max_norm:g}",
+        _jit.STATUS_DEGENERATE: "a neuron's weights became exactly zero",
+    }[code]
+    fix = f"lower --eta (now {train.eta:g})"
+    if train.head != "frozen" and train.eta_E > 0:
+        fix += f" or --eta-E (now {train.eta_E:g})"
+    if train.engine == "sgd":
+        fix += f", or raise --batch (now {train.batch})"
+    return f"diverged at step {step}: {what}; {fix}"
+
+
+def config_dict(model: ModelParams, train: TrainParams) -> dict:
+    """Every parameter, the seed and the package version (stored with each run)."""
+    return {"model": model.to_dict(), "train": train.to_dict(), "version": __version__}
+
+
+def simulate(model: ModelParams, train: TrainParams, *, W0=None, E0=None,
+             progress: ProgressFn | None = None) -> Run:
+    """Train the model of MODEL.md section 3 and return the recorded :class:`Run`.
+
+    ``W0`` (m x d) overrides the seeded ``N(0, 1/d)`` initialisation and ``E0`` the
+    identity head. ``progress(step, max_steps, info)`` is called between chunks of
+    work (a few times a second). Ctrl-C stops at a step boundary and returns the
+    partial run with status ``interrupted``.
+    """
+    if not isinstance(model, ModelParams) or not isinstance(train, TrainParams):
+        raise TypeError("simulate(model, train) takes a ModelParams and a TrainParams")
+    W0 = initial_weights(model, train.seed) if W0 is None else W0
+    W0, E = _check_weights(W0, E0, model)
+    E = E.copy()
+    V = np.ascontiguousarray(feature_vectors(model))
+    mask = head_mask(train.head, model.m)
+    model_t = _model_tuple(model)
+    rates = (train.eta, train.eta_E)
+    stop = (train.tol, train.align_threshold, train.max_norm, train.check_interval)
+    if train.steps is not None:  # a fixed budget: no early stop (tol < 0 never holds)
+        stop = (-1.0, train.align_threshold, train.max_norm, train.check_interval)
+    m, L, cap = model.m, model.L, train.record
+    rec = (np.zeros(cap, np.int64), np.zeros((cap, m, L)), np.zeros((cap, m)),
+           np.zeros((cap, m, m)), np.zeros(cap), np.zeros((cap, m)), np.zeros((cap, m, m)))
+    rec_state = np.array([0, 0, 1], dtype=np.int64)
+    max_steps = train.max_steps
+    if train.steps is not None:  # even spacing from the start
+        rec_state[2] = max(1, -(-max_steps // (cap - 1)))
+
+    if train.engine == "population":
+        Q, _ = np.linalg.qr(np.concatenate([V, W0.T], axis=1))
+        Q = np.ascontiguousarray(Q)
+        B = np.ascontiguousarray(W0 @ Q)
+        Vr = np.ascontiguousarray(Q.T @ V)
+
+        def advance(n):
+            return population_advance(B, E, Vr, mask, model_t, rates, stop, rec, rec_state, n)
+
+        def weights():
+            return B @ Q.T
+    else:
+        W = W0.copy()
+        data = _sgd_data(model)
+        work = _sgd_work(model, train.batch)
+        gW, gE = np.empty_like(W), np.empty_like(E)
+
+        def advance(n):
+            return sgd_advance(W, E, V, mask, data, model_t, rates, stop, rec, rec_state, n,
+                               train.seed, gW, gE, work)
+
+        def weights():
+            return W.copy()
+
+    t0 = time.perf_counter()
+    chunk = 64 if train.engine == "sgd" else 4096
+    code = _jit.STATUS_RUNNING
+    interrupted = False
+    try:
+        while rec_state[0] < max_steps:
+            n = int(min(chunk, max_steps - rec_state[0]))
+            tc = time.perf_counter()
+            code = advance(n)
+            dt = time.perf_counter() - tc
+            if code != _jit.STATUS_RUNNING:
+                break
+            # aim at ~0.25 s per kernel call: responsive progress and Ctrl-C
+            chunk = int(min(max(chunk * 0.25 / max(dt, 1e-6), 16), chunk * 8, 10**8))
+            if progress is not None:
+                progress(int(rec_state[0]), max_steps, _progress_info(rec, rec_state))
+    except KeyboardInterrupt:
+        interrupted = True
+    step = int(rec_state[0])
+    if interrupted:
+        status, message = "interrupted", f"interrupted at step {step}: partial result"
+    elif code == _jit.STATUS_RUNNING:
+        code = _jit.STATUS_MAX_STEPS
+        status = "max_steps"
+        message = f"stopped at the step budget ({max_steps} steps, flow time {max_steps * train.eta:g})"
+    else:
+        status = STATUS_MESSAGES[code]
+        if status == "converged":
+            message = f"converged at step {step} (flow time {step * train.eta:g})"
+        else:
+            message = _divergence_message(code, train, step)
+    Wf = weights()
+    n = int(rec_state[1])
+    out = [a[:n].copy() for a in rec]
+    if status != "diverged" and (n == 0 or out[0][-1] != step):
+        out = _append_final(out, Wf, E, V, model, step)
+    if progress is not None:
+        progress(step, max_steps, _progress_info(rec, rec_state) | {"done": True})
+    return Run(steps=out[0], alignment=out[1], norms=out[2], E=out[3], loss=out[4], rho=out[5],
+               gram=out[6], config=config_dict(model, train), status=status, message=message,
+               W0=W0, W=Wf, E_final=E.copy(), elapsed=time.perf_counter() - t0)
+
+
+def _append_final(out, W, E, V, model, step):
+    A = W @ V
+    gram = W @ W.T
+    loss, rho = population_terms(W, E, model)
+    nrm = np.sqrt(np.diag(gram))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        align = np.where(nrm[:, None] > 0, A / nrm[:, None], 0.0)
+    point = (step, align, nrm, E, loss, rho, gram)
+    return [np.concatenate([a, np.asarray(p, dtype=a.dtype)[None]]) for a, p in zip(out, point)]
+
+
+def _progress_info(rec, rec_state) -> dict:
+    n = int(rec_state[1])
+    if n == 0:
+        return {}
+    align = rec[1][n - 1]
+    return {"loss": float(rec[4][n - 1]), "alignment": np.abs(align).copy(),
+            "E": rec[3][n - 1].copy()}
