@@ -88,6 +88,99 @@ def convergence_status(A, gram, speed_w, speed_e, ratio, stop):
 
 
 @njit
+def make_workspace(m, r, L):
+    """Scratch arrays for ``population_step`` (allocated once per run, not per step)."""
+    mL = np.empty((7, m, L))     # A, At3, A3, H, gH, gA, (spare)
+    mm = np.empty((7, m, m))     # C, gram, M, EM, gM, gC, gE
+    vm = np.empty((5, m))        # DG, N, DF, rho, gS
+    gB = np.empty((m, r))
+    return mL, mm, vm, gB
+
+
+@njit
+def population_step(B, E, Vr, E_mask, model, rates, ws):
+    """Gradient at ``(B, E)``; fills the workspace and returns ``(loss, speed_w, speed_e)``.
+
+    Does not update: ``apply_step`` does, so that the caller can record and test
+    for convergence at the current point first. ``loss`` is NaN/inf on failure and
+    ``speed_w`` is -1 when a neuron's weights are exactly zero.
+    """
+    lam, kx, k2, mu, sigma2 = model
+    mL, mm, vm, gB = ws
+    A, At3, A3, H, gH, gA = mL[0], mL[1], mL[2], mL[3], mL[4], mL[5]
+    C, gram, M, EM, gM, gC, gE = mm[0], mm[1], mm[2], mm[3], mm[4], mm[5], mm[6]
+    DG, N, DF, rho, gS = vm[0], vm[1], vm[2], vm[3], vm[4]
+    m, r = B.shape
+    L = Vr.shape[1]
+    for j in range(m):
+        for l in range(L):
+            s = 0.0
+            for i in range(r):
+                s += B[j, i] * Vr[i, l]
+            A[j, l] = s
+        for q in range(j + 1):
+            s = 0.0
+            for i in range(r):
+                s += B[j, i] * B[q, i]
+            gram[j, q] = s
+            gram[q, j] = s
+            C[j, q] = sigma2 * s
+            C[q, j] = sigma2 * s
+    for j in range(m):
+        if gram[j, j] == 0.0:
+            return math.nan, -1.0, 0.0
+    target_terms(A, C, lam, k2, mu, At3, DG)
+    loss = forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho)
+    if not math.isfinite(loss):
+        return loss, 0.0, 0.0
+    backward(A, C, E, At3, lam, kx, k2, mu, A3, H, EM, N, DF, DG, rho, gH, gS, gM, gA, gC, gE)
+    # dL/dB = gA Vr^T + sigma^2 (gC + gC^T) B
+    speed_w = 0.0
+    for j in range(m):
+        nrm2 = 0.0
+        for i in range(r):
+            s = 0.0
+            for l in range(L):
+                s += gA[j, l] * Vr[i, l]
+            for q in range(m):
+                s += sigma2 * (gC[j, q] + gC[q, j]) * B[q, i]
+            gB[j, i] = s
+            nrm2 += s * s
+        speed_w += nrm2 / gram[j, j]
+    speed_e = 0.0
+    for j in range(m):
+        for q in range(m):
+            g = E_mask[j, q] * gE[j, q]
+            gE[j, q] = g
+            speed_e += g * g
+    return loss, speed_w, speed_e
+
+
+@njit
+def apply_step(B, E, rates, ws):
+    """``B -= eta dL/dB``, ``E -= eta_E mask * dL/dE`` with the gradient in ``ws``."""
+    eta, eta_E = rates
+    gB = ws[3]
+    gE = ws[1][6]
+    m, r = B.shape
+    for j in range(m):
+        for i in range(r):
+            B[j, i] -= eta * gB[j, i]
+        for q in range(m):
+            E[j, q] -= eta_E * gE[j, q]
+
+
+@njit
+def step_status(loss, speed_w, speed_e):
+    """Failure code of ``population_step``'s result, or STATUS_RUNNING."""
+    if speed_w < 0.0:
+        return STATUS_DEGENERATE
+    if not (math.isfinite(loss) and math.isfinite(speed_w) and math.isfinite(speed_e)):
+        return STATUS_NONFINITE
+    return STATUS_RUNNING
+
+
+@njit
 def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_steps):
     """Advance ``n_steps`` of gradient descent; return a status code.
 
@@ -98,89 +191,24 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
     ``max_l |c_jl| >= align_threshold`` and the flow-time speed
     ``sqrt(sum_j |dL/dw_j|^2 / |w_j|^2) + (eta_E/eta) |mask * dL/dE|_F`` is below ``tol``.
     """
-    lam, kx, k2, mu, sigma2 = model
-    eta, eta_E = rates
-    check_every = stop[3]
     m, r = B.shape
     L = Vr.shape[1]
-    A = np.empty((m, L))
-    C = np.empty((m, m))
-    gram = np.empty((m, m))
-    At3 = np.empty((m, L))
-    DG = np.empty(m)
-    A3 = np.empty((m, L))
-    H = np.empty((m, L))
-    M = np.empty((m, m))
-    EM = np.empty((m, m))
-    N = np.empty(m)
-    DF = np.empty(m)
-    rho = np.empty(m)
-    gH = np.empty((m, L))
-    gS = np.empty(m)
-    gM = np.empty((m, m))
-    gA = np.empty((m, L))
-    gC = np.empty((m, m))
-    gE = np.empty((m, m))
-    gB = np.empty((m, r))
-    ratio = eta_E / eta
+    ws = make_workspace(m, r, L)
+    A, gram, rho = ws[0][0], ws[1][1], ws[2][3]
+    ratio = rates[1] / rates[0]
+    check_every = stop[3]
     for _ in range(n_steps):
         step = rec_state[0]
-        for j in range(m):
-            for l in range(L):
-                s = 0.0
-                for i in range(r):
-                    s += B[j, i] * Vr[i, l]
-                A[j, l] = s
-            for q in range(j + 1):
-                s = 0.0
-                for i in range(r):
-                    s += B[j, i] * B[q, i]
-                gram[j, q] = s
-                gram[q, j] = s
-                C[j, q] = sigma2 * s
-                C[q, j] = sigma2 * s
-        for j in range(m):
-            if gram[j, j] == 0.0:
-                return STATUS_DEGENERATE
-        target_terms(A, C, lam, k2, mu, At3, DG)
-        loss = forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho)
-        if not math.isfinite(loss):
-            return STATUS_NONFINITE
+        loss, speed_w, speed_e = population_step(B, E, Vr, E_mask, model, rates, ws)
+        status = step_status(loss, speed_w, speed_e)
+        if status != STATUS_RUNNING:
+            return status
         if step % rec_state[2] == 0:
             record_point(rec, rec_state, step, A, gram, E, loss, rho)
-        backward(A, C, E, At3, lam, kx, k2, mu, A3, H, EM, N, DF, DG, rho,
-                 gH, gS, gM, gA, gC, gE)
-        # dL/dB = gA Vr^T + sigma^2 (gC + gC^T) B
-        gsum = 0.0
-        speed_w = 0.0
-        for j in range(m):
-            nrm2 = 0.0
-            for i in range(r):
-                s = 0.0
-                for l in range(L):
-                    s += gA[j, l] * Vr[i, l]
-                for q in range(m):
-                    s += sigma2 * (gC[j, q] + gC[q, j]) * B[q, i]
-                gB[j, i] = s
-                nrm2 += s * s
-            gsum += nrm2
-            speed_w += nrm2 / gram[j, j]
-        speed_e = 0.0
-        for j in range(m):
-            for q in range(m):
-                g = E_mask[j, q] * gE[j, q]
-                gE[j, q] = g
-                speed_e += g * g
-        if not (math.isfinite(gsum) and math.isfinite(speed_e)):
-            return STATUS_NONFINITE
         if step > 0 and step % check_every == 0:
             status = convergence_status(A, gram, speed_w, speed_e, ratio, stop)
             if status != STATUS_RUNNING:
                 return status
-        for j in range(m):
-            for i in range(r):
-                B[j, i] -= eta * gB[j, i]
-            for q in range(m):
-                E[j, q] -= eta_E * gE[j, q]
+        apply_step(B, E, rates, ws)
         rec_state[0] = step + 1
     return STATUS_RUNNING
