@@ -156,21 +156,31 @@ def _sgd_work(model: ModelParams, batch: int):
             np.empty((T, m, d)), np.empty((T, m, L)))
 
 
-def sgd_gradient(W, E, params: ModelParams, *, batch: int = 256, seed: int = 0, step: int = 0):
+def sgd_gradient(W, E, params: ModelParams, *, batch: int = 256, seed: int = 0, step: int = 0,
+                 return_batch: bool = False):
     """One mini-batch gradient ``(dL/dW, dL/dE, batch loss)`` of the ``sgd`` engine.
 
     The batch is the one the engine would draw at ``step`` of a run with ``seed``
     (MODEL.md sections 3 and 8). Averaged over many batches it approaches
-    :func:`population_grad` as the batch grows.
+    :func:`population_grad` as the batch grows. With ``return_batch=True`` a fourth
+    item holds the materialised batch: ``X`` (N, P, d) patches and ``view1``
+    (N, P) booleans (True: the patch is in view 1), for independent re-computation.
     """
     W, E = _check_weights(W, E, params)
     batch = TrainParams(batch=batch).batch
     seed = TrainParams(seed=seed).seed
     V = np.ascontiguousarray(feature_vectors(params))
     gW, gE = np.empty_like(W), np.empty_like(E)
-    loss = _sgd_gradient_kernel(W, E, V, _sgd_data(params), seed, int(step), gW, gE,
-                                _sgd_work(params, batch))
-    return gW, gE, float(loss)
+    work = _sgd_work(params, batch)
+    loss = _sgd_gradient_kernel(W, E, V, _sgd_data(params), seed, int(step), gW, gE, work)
+    if not return_batch:
+        return gW, gE, float(loss)
+    noise, _, feat, view, label, sign = work[:6]
+    alpha = np.asarray(params.alpha)
+    signal = (sign * alpha[label])[:, None, None] * V.T[label][:, None, :]
+    X = np.where(feat[:, :, None] == 1, signal, noise)
+    return gW, gE, float(loss), {"X": X, "view1": view == 1, "label": label.copy(),
+                                 "sign": sign.copy()}
 
 
 # ---------------------------------------------------------------- simulate
