@@ -90,7 +90,8 @@ def load_run(path) -> Run:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
-        raise RunFileError(f"{path}: not a readable theory-sim run ({exc.__class__.__name__}: {exc})") from None
+        raise RunFileError(
+            f"{path}: not a readable theory-sim run ({exc.__class__.__name__}: {exc})") from None
     if "meta" not in data:
         raise RunFileError(f"{path}: not a theory-sim run (no metadata)")
     try:

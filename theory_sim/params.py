@@ -170,7 +170,7 @@ class TrainParams:
     engine: str = "population"
     batch: int = 256
     steps: int | None = None
-    seed: int = 0
+    seed: int = 1
     record: int = 1000
     _: KW_ONLY
     tol: float = DEFAULT_TOL

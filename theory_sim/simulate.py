@@ -18,7 +18,8 @@ from ._version import __version__
 from .core import _jit
 from .core.moments import loss_grad, loss_rho
 from .core.population import population_advance
-from .core.sgd import sgd_advance, sgd_gradient as _sgd_gradient_kernel
+from .core.sgd import sgd_advance
+from .core.sgd import sgd_gradient as _sgd_gradient_kernel
 from .params import ModelParams, ParamError, TrainParams
 from .results import Run
 
@@ -317,7 +318,7 @@ def _append_final(out, W, E, V, model, step):
     with np.errstate(invalid="ignore", divide="ignore"):
         align = np.where(nrm[:, None] > 0, A / nrm[:, None], 0.0)
     point = (step, align, nrm, E, loss, rho, gram)
-    return [np.concatenate([a, np.asarray(p, dtype=a.dtype)[None]]) for a, p in zip(out, point)]
+    return [np.concatenate([a, np.asarray(p, dtype=a.dtype)[None]]) for a, p in zip(out, point, strict=True)]
 
 
 def _progress_info(rec, rec_state) -> dict:

@@ -11,7 +11,8 @@ def float_list(text: str) -> tuple:
     try:
         values = tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 6,3 (got {text!r})") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, e.g. 6,3 (got {text!r})") from None
     return values
 
 

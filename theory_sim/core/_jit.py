@@ -28,3 +28,7 @@ STATUS_MAX_STEPS = 2
 STATUS_NONFINITE = 3
 STATUS_RUNAWAY = 4
 STATUS_DEGENERATE = 5
+
+njit_inline = numba.njit(inline="always", **JIT_OPTIONS)
+"""Decorator for small helpers of the inner loops: inlined at the numba IR level so
+that array arguments cost no call overhead or reference counting."""

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import math
 
-from ._jit import njit
+from ._jit import njit, njit_inline
 
 
-@njit
+@njit_inline
 def target_terms(At, Ct, lam, k2, mu, At3, DG):
     """Fill the stop-gradient factors ``At3 = At**3`` and ``DG`` (section 6)."""
     m, L = At.shape
@@ -49,7 +49,7 @@ def target_terms(At, Ct, lam, k2, mu, At3, DG):
         DG[j] = k2 * s + mu * 15.0 * c * c * c
 
 
-@njit
+@njit_inline
 def forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho):
     """Population loss ``L = sum_j (2 - 2 rho_j)``; fills the intermediate buffers.
 
@@ -93,7 +93,7 @@ def forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho):
     return loss
 
 
-@njit
+@njit_inline
 def backward(A, C, E, At3, lam, kx, k2, mu, A3, H, EM, N, DF, DG, rho, gH, gS, gM, gA, gC, gE):
     """Gradient of the loss whose forward pass filled ``A3, H, EM, N, DF, rho``.
 

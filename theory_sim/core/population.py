@@ -22,6 +22,7 @@ from ._jit import (
     STATUS_RUNAWAY,
     STATUS_RUNNING,
     njit,
+    njit_inline,
 )
 from .moments import backward, forward, target_terms
 
@@ -90,14 +91,13 @@ def convergence_status(A, gram, speed_w, speed_e, ratio, stop):
 @njit
 def make_workspace(m, r, L):
     """Scratch arrays for ``population_step`` (allocated once per run, not per step)."""
-    mL = np.empty((7, m, L))     # A, At3, A3, H, gH, gA, (spare)
-    mm = np.empty((7, m, m))     # C, gram, M, EM, gM, gC, gE
-    vm = np.empty((5, m))        # DG, N, DF, rho, gS
-    gB = np.empty((m, r))
-    return mL, mm, vm, gB
+    e = np.empty
+    return (e((m, L)), e((m, L)), e((m, L)), e((m, L)), e((m, L)), e((m, L)),
+            e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)),
+            e(m), e(m), e(m), e(m), e(m), e((m, r)))
 
 
-@njit
+@njit_inline
 def population_step(B, E, Vr, E_mask, model, rates, ws):
     """Gradient at ``(B, E)``; fills the workspace and returns ``(loss, speed_w, speed_e)``.
 
@@ -106,10 +106,7 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
     ``speed_w`` is -1 when a neuron's weights are exactly zero.
     """
     lam, kx, k2, mu, sigma2 = model
-    mL, mm, vm, gB = ws
-    A, At3, A3, H, gH, gA = mL[0], mL[1], mL[2], mL[3], mL[4], mL[5]
-    C, gram, M, EM, gM, gC, gE = mm[0], mm[1], mm[2], mm[3], mm[4], mm[5], mm[6]
-    DG, N, DF, rho, gS = vm[0], vm[1], vm[2], vm[3], vm[4]
+    A, At3, A3, H, gH, gA, C, gram, M, EM, gM, gC, gE, DG, N, DF, rho, gS, gB = ws
     m, r = B.shape
     L = Vr.shape[1]
     for j in range(m):
@@ -156,12 +153,12 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
     return loss, speed_w, speed_e
 
 
-@njit
+@njit_inline
 def apply_step(B, E, rates, ws):
     """``B -= eta dL/dB``, ``E -= eta_E mask * dL/dE`` with the gradient in ``ws``."""
     eta, eta_E = rates
-    gB = ws[3]
-    gE = ws[1][6]
+    gB = ws[18]
+    gE = ws[12]
     m, r = B.shape
     for j in range(m):
         for i in range(r):
@@ -170,7 +167,7 @@ def apply_step(B, E, rates, ws):
             E[j, q] -= eta_E * gE[j, q]
 
 
-@njit
+@njit_inline
 def step_status(loss, speed_w, speed_e):
     """Failure code of ``population_step``'s result, or STATUS_RUNNING."""
     if speed_w < 0.0:
@@ -194,21 +191,34 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
     m, r = B.shape
     L = Vr.shape[1]
     ws = make_workspace(m, r, L)
-    A, gram, rho = ws[0][0], ws[1][1], ws[2][3]
+    A, gram, rho = ws[0], ws[7], ws[16]
     ratio = rates[1] / rates[0]
     check_every = stop[3]
+    step = rec_state[0]
+    # countdowns instead of two integer divisions per step
+    to_record = (-step) % rec_state[2]
+    to_check = (-step) % check_every
     for _ in range(n_steps):
-        step = rec_state[0]
         loss, speed_w, speed_e = population_step(B, E, Vr, E_mask, model, rates, ws)
         status = step_status(loss, speed_w, speed_e)
         if status != STATUS_RUNNING:
+            rec_state[0] = step
             return status
-        if step % rec_state[2] == 0:
+        if to_record == 0:
             record_point(rec, rec_state, step, A, gram, E, loss, rho)
-        if step > 0 and step % check_every == 0:
-            status = convergence_status(A, gram, speed_w, speed_e, ratio, stop)
-            if status != STATUS_RUNNING:
-                return status
+            to_record = (-step) % rec_state[2]  # the stride may have doubled
+            if to_record == 0:
+                to_record = rec_state[2]
+        if to_check == 0:
+            to_check = check_every
+            if step > 0:
+                status = convergence_status(A, gram, speed_w, speed_e, ratio, stop)
+                if status != STATUS_RUNNING:
+                    rec_state[0] = step
+                    return status
         apply_step(B, E, rates, ws)
-        rec_state[0] = step + 1
+        step += 1
+        to_record -= 1
+        to_check -= 1
+    rec_state[0] = step
     return STATUS_RUNNING

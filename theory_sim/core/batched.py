@@ -1,0 +1,160 @@
+"""Many independent population runs in one call: ``prange`` over runs.
+
+Every run advances with the very functions ``population_advance`` uses
+(``population_step``, ``step_status``, ``convergence_status``, ``apply_step``), in
+the same order, so its arithmetic is that of ``simulate()`` one run at a time.
+Instead of a trajectory, each run keeps the events that MODEL.md section 9's
+observables need, at step resolution:
+
+* ``first1[j]`` / ``first2[j]``: first step with ``|c_j1| >= thr`` / ``|c_j2| >= thr``
+  (``-1``: never), and ``c1_at[j]`` the value of ``|c_j1|`` at ``first1[j]`` (it breaks
+  ties between neurons that learn ``v_1`` at the same step, as ``analysis.phase_times`` does);
+* ``t4[j]``: first step ``>= first2[j]`` with ``|E - I|_F < head_tol``;
+* ``peak[j, r]`` / ``peak_step[j, r]``: running maximum of ``|E_jr|`` (``j != r``) and the
+  first step it was reached;
+* ``calign`` / ``Elast``: ``c = A / |w_j|`` and ``E`` at the last evaluated step.
+
+A step is *evaluated* (its events are observed) when ``population_step`` succeeds at it,
+exactly the points ``simulate()`` records with stride 1, plus the final state at
+``max_steps`` (the point ``simulate()`` appends when the budget runs out).
+
+Per-run state ``st[i] = (step, status, last_evaluated_step)``; ``status`` is
+``STATUS_RUNNING`` until the run stops (converged, budget, or a failure code).
+Arrays in, arrays out; the wrapper is ``theory_sim.batched``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import set_parallel_chunksize as set_chunksize
+
+from ._jit import STATUS_MAX_STEPS, STATUS_RUNNING, njit, njit_parallel, prange
+from .population import apply_step, convergence_status, make_workspace, population_step, step_status
+
+
+@njit
+def observe(step, A, gram, E, thr, head_tol, first1, c1_at, first2, t4, peak, peak_step, calign, Elast):
+    """Update one run's events with the state evaluated at ``step``."""
+    m, L = A.shape
+    pending = False
+    for j in range(m):
+        nrm = math.sqrt(gram[j, j])
+        for l in range(L):
+            calign[j, l] = A[j, l] / nrm if nrm > 0.0 else 0.0
+        a1 = abs(calign[j, 0])
+        if first1[j] < 0 and a1 >= thr:
+            first1[j] = step
+            c1_at[j] = a1
+        if L >= 2 and first2[j] < 0 and abs(calign[j, 1]) >= thr:
+            first2[j] = step
+        if first2[j] >= 0 and t4[j] < 0:
+            pending = True
+    if pending:
+        s = 0.0
+        for j in range(m):
+            for q in range(m):
+                e = E[j, q] - 1.0 if j == q else E[j, q]
+                s += e * e
+        if math.sqrt(s) < head_tol:
+            for j in range(m):
+                if first2[j] >= 0 and t4[j] < 0:
+                    t4[j] = step
+    for j in range(m):
+        for q in range(m):
+            e = E[j, q]
+            Elast[j, q] = e
+            if j != q:
+                a = abs(e)
+                if a > peak[j, q]:
+                    peak[j, q] = a
+                    peak_step[j, q] = step
+
+
+@njit
+def advance_run(i, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
+                first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps):
+    """Advance run ``i`` by at most ``n_steps`` steps (see the module docstring).
+
+    ``consts[i] = (kx, k2, mu, sigma2)``, ``rates[i] = (eta, eta_E)``,
+    ``stopf[i] = (tol, align_threshold, max_norm)``, ``ints[i] = (check_every, max_steps)``.
+    """
+    if st[i, 1] != STATUS_RUNNING:
+        return
+    Bi, Ei, Vri, Mi = B[i], E[i], Vr[i], mask[i]
+    m, r = Bi.shape
+    L = Vri.shape[1]
+    model = (lam[i], consts[i, 0], consts[i, 1], consts[i, 2], consts[i, 3])
+    rate = (rates[i, 0], rates[i, 1])
+    check_every = ints[i, 0]
+    max_steps = ints[i, 1]
+    stop = (stopf[i, 0], stopf[i, 1], stopf[i, 2], check_every)
+    thr = stopf[i, 1]
+    htol = head_tol[i]
+    ratio = rate[1] / rate[0]
+    ws = make_workspace(m, r, L)
+    A, gram = ws[0][0], ws[1][1]
+    f1, c1, f2, tt4 = first1[i], c1_at[i], first2[i], t4[i]
+    pk, pks, ca, El = peak[i], peak_step[i], calign[i], Elast[i]
+    step = st[i, 0]
+    end = step + n_steps
+    status = STATUS_RUNNING
+    while step < end:
+        loss, speed_w, speed_e = population_step(Bi, Ei, Vri, Mi, model, rate, ws)
+        if step >= max_steps:
+            # the final state: simulate() appends it whatever the step's status
+            observe(step, A, gram, Ei, thr, htol, f1, c1, f2, tt4, pk, pks, ca, El)
+            lossv[i] = loss
+            st[i, 2] = step
+            status = STATUS_MAX_STEPS
+            break
+        status = step_status(loss, speed_w, speed_e)
+        if status != STATUS_RUNNING:
+            break
+        observe(step, A, gram, Ei, thr, htol, f1, c1, f2, tt4, pk, pks, ca, El)
+        lossv[i] = loss
+        st[i, 2] = step
+        if step > 0 and step % check_every == 0:
+            status = convergence_status(A, gram, speed_w, speed_e, ratio, stop)
+            if status != STATUS_RUNNING:
+                break
+        apply_step(Bi, Ei, rate, ws)
+        step += 1
+    st[i, 0] = step
+    st[i, 1] = status
+
+
+@njit_parallel
+def batched_advance(active, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
+                    first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps):
+    """Advance the runs listed in ``active`` by at most ``n_steps`` steps each, in parallel.
+
+    Returns the number of runs (of all, not only ``active``) still running.
+    """
+    # runs take very different times: hand them out one at a time
+    old = set_chunksize(1)
+    for k in prange(active.shape[0]):
+        advance_run(active[k], B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
+                    first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps)
+    set_chunksize(old)
+    return _running(st)
+
+
+@njit
+def batched_advance_serial(active, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
+                           first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps):
+    """``batched_advance`` on the calling thread only (for callers that run several
+    batches concurrently, e.g. Dask worker threads: the kernel releases the GIL)."""
+    for k in range(active.shape[0]):
+        advance_run(active[k], B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
+                    first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps)
+    return _running(st)
+
+
+@njit
+def _running(st):
+    n = 0
+    for i in range(st.shape[0]):
+        if st[i, 1] == STATUS_RUNNING:
+            n += 1
+    return n
