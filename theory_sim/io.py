@@ -112,3 +112,31 @@ def load_run(path) -> Run:
         raise RunFileError(f"{path}: inconsistent array lengths")
     return Run(**{k: data.get(k) for k in _ARRAYS}, config=meta["config"], status=meta["status"],
                message=meta.get("message", ""), elapsed=meta.get("elapsed", float("nan")))
+
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def save_checkpoint(state: dict, path) -> Path:
+    """Write a :meth:`Simulation.checkpoint` state atomically to ``path``."""
+    path = Path(path)
+    arrays = {k: v for k, v in state.items() if k != "meta"}
+    with atomic_write(path) as fh:
+        np.savez(fh, meta=np.array(json.dumps(state["meta"], default=_json_default)), **arrays)
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; ``RunFileError`` if unreadable."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.exists():
+        raise RunFileError(f"{path}: no checkpoint here")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            state = {k: npz[k] for k in npz.files}
+        state["meta"] = json.loads(str(state["meta"]))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise RunFileError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from None
+    return state

@@ -12,7 +12,7 @@ from dataclasses import KW_ONLY, asdict, dataclass
 from numbers import Integral, Real
 
 HEADS = ("offdiag", "frozen", "full")
-ENGINES = ("population", "sgd")
+ENGINES = ("population", "sgd", "sgd-fast")
 FEATURES = ("basis", "random")
 SPLITS = ("bernoulli", "half")
 
@@ -149,12 +149,18 @@ class TrainParams:
     eta_E : learning rate of the trainable entries of ``E``; ``None`` means ``eta / 10``.
     head : ``"offdiag"`` (the paper: diagonal fixed at 1), ``"frozen"`` (``E = I``,
         no prediction head) or ``"full"`` (every entry trainable).
-    engine : ``"population"`` (exact GD on the closed-form loss) or ``"sgd"``
-        (online mini-batch SGD with materialised patches).
+    engine : ``"population"`` (exact GD on the closed-form loss), ``"sgd"``
+        (online mini-batch SGD with materialised patches) or ``"sgd-fast"`` (the same
+        SGD process, exact in distribution, sampling only the projections the forward
+        pass needs: MODEL.md section 8).
     batch : mini-batch size of the ``sgd`` engine (>= 2: batch normalisation).
     steps : number of steps; ``None`` runs until converged, capped at
         ``ceil(max_flow_time / eta)`` steps.
-    seed : seed of ``W(0)`` and of the SGD samples.
+    seed : seed of ``W(0)`` and of the SGD samples. The default is 1, not 0: at the
+        default model, seed 0 draws a second neuron with ``|c| ~ 0.006`` on both
+        features, whose cubic-order escape takes longer than the default cap, so
+        the default run would not show the paper's story (outcomes depend on the
+        seed: MODEL.md section 10; the figures map how).
     record : trajectory points kept (at most this many, at least half, evenly
         spaced in steps; the final step is always kept).
 

@@ -1,7 +1,10 @@
 """Output directories that are never left half-written and never overwritten by accident.
 
-Results are assembled in a hidden sibling directory and renamed into place at the
-end; ``--force`` swaps an existing directory out only once the new one is complete.
+A run is assembled in the staging directory ``NAME.partial`` next to its target
+``NAME`` (checkpoints go there too, so a killed run can be resumed) and renamed into
+place at the end. Every file inside is itself written atomically (theory_sim.io).
+An existing ``NAME`` is replaced only with ``--force`` (or when resuming it), and
+only once the new one is complete.
 """
 
 from __future__ import annotations
@@ -20,25 +23,37 @@ def default_run_dir(root: str, engine: str, seed: int) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{stamp}-{engine}-seed{seed}"
     path, i = base, 1
-    while path.exists():
+    while path.exists() or staging_path(path).exists():
         i += 1
         path = base.with_name(f"{base.name}-{i}")
     return path
 
 
-class StagedDir:
-    """A directory built under a temporary name and published atomically."""
+def staging_path(target: Path) -> Path:
+    target = Path(target)
+    return target.with_name(target.name + ".partial")
 
-    def __init__(self, target: Path, *, force: bool):
+
+class StagedDir:
+    """A directory built under ``NAME.partial`` and published atomically as ``NAME``."""
+
+    def __init__(self, target, *, force: bool = False, resume: bool = False):
         self.target = Path(target)
+        self.tmp = staging_path(self.target)
         if self.target.exists() and not self.target.is_dir():
             raise UsageError(f"--out {self.target} exists and is not a directory")
-        if self.target.exists() and any(self.target.iterdir()) and not force:
-            raise UsageError(f"--out {self.target} already exists; choose another --out or pass --force")
+        if not resume:
+            if self.target.exists() and any(self.target.iterdir()) and not force:
+                raise UsageError(f"--out {self.target} already exists; choose another --out or pass --force")
+            if self.tmp.exists():
+                if not force:
+                    raise UsageError(f"{self.tmp} exists (an interrupted run?); continue it with "
+                                     f"--resume {self.target} or pass --force to start over")
+                shutil.rmtree(self.tmp)
         try:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-",
-                                             dir=self.target.parent))
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.tmp, prefix=".probe-")
+            probe.close()
         except OSError as exc:
             raise UsageError(f"--out {self.target} is not writable ({exc.strerror or exc})") from None
 
@@ -48,7 +63,7 @@ class StagedDir:
         return self.tmp
 
     def publish(self) -> Path:
-        """Move the finished directory into place (replacing an old one if --force)."""
+        """Move the finished directory into place (replacing an old one)."""
         old = None
         if self.target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from .. import analysis
-from ..io import SUMMARY, TRAJECTORY, save_run
-from ..simulate import simulate
-from . import EXIT_FAILED, EXIT_INTERRUPTED
+from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
+from ..simulate import Simulation
+from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
-from .output import StagedDir, default_run_dir
+from .output import StagedDir, default_run_dir, staging_path
 from .progress import ProgressBar
+from .signals import GracefulStop
 
 
 def add_parser(sub) -> None:
@@ -24,6 +26,11 @@ def add_parser(sub) -> None:
     g.add_argument("--out", default=None, help="run directory (default runs/<time>-<engine>-seed<seed>)")
     g.add_argument("--force", action="store_true", help="replace an existing --out directory")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="save the full state every N steps (NAME.partial/checkpoint.npz while running)")
+    g.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the interrupted run in DIR with its stored configuration "
+                        "(model and training options are then ignored)")
     p.set_defaults(func=cmd_run)
 
 
@@ -88,11 +95,30 @@ def format_summary(run, summary: dict, out) -> str:
     return "\n".join(lines)
 
 
+def _open_resume(target: Path):
+    """The checkpoint of an interrupted run: in NAME.partial (killed) or NAME (stopped)."""
+    for where in (staging_path(target), target):
+        if (where / CHECKPOINT).exists():
+            try:
+                return Simulation.from_checkpoint(load_checkpoint(where / CHECKPOINT))
+            except (RunFileError, ValueError) as exc:
+                raise UsageError(f"--resume {target}: {exc}") from None
+    raise UsageError(f"--resume {target}: no {CHECKPOINT} there or in {staging_path(target)}")
+
+
 def cmd_run(args) -> int:
-    model = model_from_args(args)
-    train = train_from_args(args)
-    target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
-    staged = StagedDir(target, force=args.force)
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every must be an integer >= 1 (got {args.checkpoint_every})")
+    if args.resume is not None:
+        target = Path(args.resume)
+        sim = _open_resume(target)
+        staged = StagedDir(target, resume=True)
+    else:
+        model = model_from_args(args)
+        train = train_from_args(args)
+        target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
+        staged = StagedDir(target, force=args.force)
+        sim = Simulation(model, train)
     bar = ProgressBar("run", enabled=not args.quiet)
 
     def progress(step, total, info):
@@ -102,22 +128,26 @@ def cmd_run(args) -> int:
             text += " max|c_j| " + " ".join(f"{b:.2f}" for b in best[:4])
         bar(step, total, text, final=bool(info.get("done")))
 
-    try:
-        run = simulate(model, train, progress=progress)
+    def checkpoint(state):
+        save_checkpoint(state, staged.path / CHECKPOINT)
+
+    with GracefulStop() as stop:
+        run = sim.run(progress=progress, should_stop=stop, checkpoint_every=args.checkpoint_every,
+                      on_checkpoint=checkpoint)
         summary = run_summary(run)
+        if run.status == "interrupted":
+            save_checkpoint(sim.checkpoint(), staged.path / CHECKPOINT)
         save_run(run, staged.path, summary=summary)
+        if run.status != "interrupted":
+            (staged.path / CHECKPOINT).unlink(missing_ok=True)
         out = staged.publish()
-    except BaseException:
-        staged.discard()
-        raise
     print(format_summary(run, summary, out))
     sys.stdout.flush()
     if run.status == "diverged":
         print(f"theory-sim: error: {run.message}", file=sys.stderr)
         return EXIT_FAILED
     if run.status == "interrupted":
-        print(f"theory-sim: {run.message} written to {out}", file=sys.stderr)
+        print(f"theory-sim: {run.message} ({stop.requested or 'SIGINT'}); written to {out}; "
+              f"continue with: theory-sim run --resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
-
-

@@ -12,7 +12,8 @@ observables need, at step resolution:
 * ``t4[j]``: first step ``>= first2[j]`` with ``|E - I|_F < head_tol``;
 * ``peak[j, r]`` / ``peak_step[j, r]``: running maximum of ``|E_jr|`` (``j != r``) and the
   first step it was reached;
-* ``calign`` / ``Elast``: ``c = A / |w_j|`` and ``E`` at the last evaluated step.
+* ``Alast`` / ``glast`` / ``Elast``: ``A``, ``diag(W W^T)`` and ``E`` at the last
+  evaluated step (``c = A / sqrt(diag)``: the wrapper divides once, at the end).
 
 A step is *evaluated* (its events are observed) when ``population_step`` succeeds at it,
 exactly the points ``simulate()`` records with stride 1, plus the final state at
@@ -27,27 +28,42 @@ from __future__ import annotations
 
 import math
 
-from numba import set_parallel_chunksize as set_chunksize
-
-from ._jit import STATUS_MAX_STEPS, STATUS_RUNNING, njit, njit_parallel, prange
+from ._jit import STATUS_MAX_STEPS, STATUS_RUNNING, njit, njit_inline, njit_parallel, prange
 from .population import apply_step, convergence_status, make_workspace, population_step, step_status
 
+# Where ``population_step`` leaves A = B Vr and gram = B B^T in ``make_workspace``'s tuple
+# (the entries ``population_advance`` reads too).
+WS_A = 0
+WS_GRAM = 7
 
-@njit
-def observe(step, A, gram, E, thr, head_tol, first1, c1_at, first2, t4, peak, peak_step, calign, Elast):
+
+@njit_inline
+def _crossed(a, g, thr, thr2):
+    """``|a / sqrt(g)| >= thr`` exactly as ``record_point`` computes ``c``; the cheap
+    test ``a^2 >= thr2 g`` (``thr2`` a little below ``thr^2``) screens first."""
+    if not a * a >= thr2 * g:
+        return -1.0
+    nrm = math.sqrt(g)
+    c = abs(a / nrm) if nrm > 0.0 else 0.0
+    return c if c >= thr else -1.0
+
+
+@njit_inline
+def observe(step, A, gram, E, thr, thr2, head_tol, first1, c1_at, first2, t4, peak, peak_step,
+            Alast, glast, Elast):
     """Update one run's events with the state evaluated at ``step``."""
     m, L = A.shape
     pending = False
     for j in range(m):
-        nrm = math.sqrt(gram[j, j])
-        for l in range(L):
-            calign[j, l] = A[j, l] / nrm if nrm > 0.0 else 0.0
-        a1 = abs(calign[j, 0])
-        if first1[j] < 0 and a1 >= thr:
-            first1[j] = step
-            c1_at[j] = a1
-        if L >= 2 and first2[j] < 0 and abs(calign[j, 1]) >= thr:
-            first2[j] = step
+        g = gram[j, j]
+        if first1[j] < 0:
+            c = _crossed(A[j, 0], g, thr, thr2)
+            if c >= 0.0:
+                first1[j] = step
+                c1_at[j] = c
+        if L >= 2 and first2[j] < 0:
+            if _crossed(A[j, 1], g, thr, thr2) >= 0.0:
+                first2[j] = step
         if first2[j] >= 0 and t4[j] < 0:
             pending = True
     if pending:
@@ -56,7 +72,7 @@ def observe(step, A, gram, E, thr, head_tol, first1, c1_at, first2, t4, peak, pe
             for q in range(m):
                 e = E[j, q] - 1.0 if j == q else E[j, q]
                 s += e * e
-        if math.sqrt(s) < head_tol:
+        if s < head_tol * head_tol * (1.0 + 1e-9) and math.sqrt(s) < head_tol:
             for j in range(m):
                 if first2[j] >= 0 and t4[j] < 0:
                     t4[j] = step
@@ -73,7 +89,7 @@ def observe(step, A, gram, E, thr, head_tol, first1, c1_at, first2, t4, peak, pe
 
 @njit
 def advance_run(i, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
-                first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps):
+                first1, c1_at, first2, t4, peak, peak_step, Alast, glast, Elast, lossv, n_steps):
     """Advance run ``i`` by at most ``n_steps`` steps (see the module docstring).
 
     ``consts[i] = (kx, k2, mu, sigma2)``, ``rates[i] = (eta, eta_E)``,
@@ -90,64 +106,70 @@ def advance_run(i, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st
     max_steps = ints[i, 1]
     stop = (stopf[i, 0], stopf[i, 1], stopf[i, 2], check_every)
     thr = stopf[i, 1]
+    thr2 = thr * thr * (1.0 - 1e-9)
     htol = head_tol[i]
     ratio = rate[1] / rate[0]
     ws = make_workspace(m, r, L)
-    A, gram = ws[0][0], ws[1][1]
+    A, gram = ws[WS_A], ws[WS_GRAM]
     f1, c1, f2, tt4 = first1[i], c1_at[i], first2[i], t4[i]
-    pk, pks, ca, El = peak[i], peak_step[i], calign[i], Elast[i]
+    pk, pks, Al, gl, El = peak[i], peak_step[i], Alast[i], glast[i], Elast[i]
     step = st[i, 0]
+    last = st[i, 2]
+    last_loss = lossv[i]
     end = step + n_steps
+    to_check = (-step) % check_every  # a countdown, as population_advance keeps
     status = STATUS_RUNNING
     while step < end:
         loss, speed_w, speed_e = population_step(Bi, Ei, Vri, Mi, model, rate, ws)
         if step >= max_steps:
             # the final state: simulate() appends it whatever the step's status
-            observe(step, A, gram, Ei, thr, htol, f1, c1, f2, tt4, pk, pks, ca, El)
-            lossv[i] = loss
-            st[i, 2] = step
+            observe(step, A, gram, Ei, thr, thr2, htol, f1, c1, f2, tt4, pk, pks, Al, gl, El)
+            last, last_loss = step, loss
             status = STATUS_MAX_STEPS
             break
         status = step_status(loss, speed_w, speed_e)
         if status != STATUS_RUNNING:
             break
-        observe(step, A, gram, Ei, thr, htol, f1, c1, f2, tt4, pk, pks, ca, El)
-        lossv[i] = loss
-        st[i, 2] = step
-        if step > 0 and step % check_every == 0:
-            status = convergence_status(A, gram, speed_w, speed_e, ratio, stop)
-            if status != STATUS_RUNNING:
-                break
+        observe(step, A, gram, Ei, thr, thr2, htol, f1, c1, f2, tt4, pk, pks, Al, gl, El)
+        last, last_loss = step, loss
+        if to_check == 0:
+            to_check = check_every
+            if step > 0:
+                status = convergence_status(A, gram, speed_w, speed_e, ratio, stop)
+                if status != STATUS_RUNNING:
+                    break
         apply_step(Bi, Ei, rate, ws)
         step += 1
+        to_check -= 1
     st[i, 0] = step
     st[i, 1] = status
+    st[i, 2] = last
+    lossv[i] = last_loss
 
 
 @njit_parallel
 def batched_advance(active, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
-                    first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps):
+                    first1, c1_at, first2, t4, peak, peak_step, Alast, glast, Elast, lossv, n_steps):
     """Advance the runs listed in ``active`` by at most ``n_steps`` steps each, in parallel.
 
-    Returns the number of runs (of all, not only ``active``) still running.
+    Returns the number of runs (of all, not only ``active``) still running. Runs take
+    very different times: call it with numba's parallel chunk size at 1 so that they
+    are handed to the threads one at a time.
     """
-    # runs take very different times: hand them out one at a time
-    old = set_chunksize(1)
     for k in prange(active.shape[0]):
         advance_run(active[k], B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
-                    first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps)
-    set_chunksize(old)
+                    first1, c1_at, first2, t4, peak, peak_step, Alast, glast, Elast, lossv, n_steps)
     return _running(st)
 
 
 @njit
 def batched_advance_serial(active, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
-                           first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps):
+                           first1, c1_at, first2, t4, peak, peak_step, Alast, glast, Elast, lossv, n_steps):
     """``batched_advance`` on the calling thread only (for callers that run several
     batches concurrently, e.g. Dask worker threads: the kernel releases the GIL)."""
     for k in range(active.shape[0]):
         advance_run(active[k], B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st,
-                    first1, c1_at, first2, t4, peak, peak_step, calign, Elast, lossv, n_steps)
+                    first1, c1_at, first2, t4, peak, peak_step, Alast, glast, Elast, lossv, n_steps)
     return _running(st)
 
 

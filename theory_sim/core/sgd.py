@@ -26,6 +26,9 @@ from .moments import loss_grad
 from .population import convergence_status, record_point
 from .rng import next_normal_pair, next_uniform, stream_state
 
+_REMAINDER_STREAM = 1 << 40
+"""Stream indices from here on belong to the fast engine's remainder draw, not to samples."""
+
 
 @njit
 def _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm, view):
@@ -73,59 +76,38 @@ def _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm, view):
     return l, s, state
 
 
-@njit_parallel
-def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
-    """One mini-batch gradient at ``(W, E)``; writes ``gW`` (m x d), ``gE`` (m x m).
+@njit
+def _sample_roles(i, seed, step, data, work):
+    """Draw sample ``i`` of the batch at ``step``: fills label, sign, feat, view; zeroes f1, f2.
 
-    ``data = (alpha, pi_cdf, P, k, sigma, half_split)``; the batch size is
-    ``work[0].shape[0]``. ``work = (noise (N,P,d), u (N,P,m), feat (N,P), view (N,P),
-    label (N,), sign (N,), f1 (N,m), f2 (N,m), perm (N,P), gparts (T,m,d), aparts (T,m,L))``
-    with ``T`` chunks for the parallel reduction. Returns the batch loss
-    (NaN if a batch variance vanishes).
+    Returns ``(l, s, state)``: the feature, the sign and the stream state from which
+    the sample's noise is drawn next.
     """
     alpha, pi_cdf, P, k, sigma, half_split = data
-    noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
-    N = noise.shape[0]
-    m, d = W.shape
-    L = V.shape[1]
-    A = W @ V
-    # pass 1: sample and forward, one sample per iteration
-    for i in prange(N):
-        state = stream_state(seed, step, i)
-        l, s, state = _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm[i], view[i])
-        label[i] = l
-        sign[i] = s
-        for p in range(P):
-            feat[i, p] = 0
-        for q in range(k):
-            feat[i, perm[i, q]] = 1
-        for r in range(m):
-            f1[i, r] = 0.0
-            f2[i, r] = 0.0
-        for p in range(P):
-            if feat[i, p] == 1:
-                for r in range(m):
-                    u[i, p, r] = s * alpha[l] * A[r, l]
-            else:
-                for c in range(0, d - 1, 2):
-                    z0, z1, state = next_normal_pair(state)
-                    noise[i, p, c] = sigma * z0
-                    noise[i, p, c + 1] = sigma * z1
-                if d % 2 == 1:
-                    z0, z1, state = next_normal_pair(state)
-                    noise[i, p, d - 1] = sigma * z0
-                for r in range(m):
-                    acc = 0.0
-                    for c in range(d):
-                        acc += W[r, c] * noise[i, p, c]
-                    u[i, p, r] = acc
-            for r in range(m):
-                x = u[i, p, r]
-                if view[i, p] == 1:
-                    f1[i, r] += x * x * x
-                else:
-                    f2[i, r] += x * x * x
-    # batch statistics (serial, O(N m^2))
+    feat, view, label, sign, f1, f2, perm = work[2], work[3], work[4], work[5], work[6], work[7], work[8]
+    state = stream_state(seed, step, i)
+    l, s, state = _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm[i], view[i])
+    label[i] = l
+    sign[i] = s
+    for p in range(P):
+        feat[i, p] = 0
+    for q in range(k):
+        feat[i, perm[i, q]] = 1
+    for r in range(f1.shape[1]):
+        f1[i, r] = 0.0
+        f2[i, r] = 0.0
+    return l, s, state
+
+
+@njit
+def batch_norm_backward(f1, f2, E, gE, df1):
+    """Batch-normalised loss ``sum_j (2 - 2 corr_j)`` of ``F = f1 E^T`` against ``G = f2``.
+
+    Fills ``gE = dL/dE`` and ``df1 = dL/df1`` (gradient through the online branch's
+    batch mean and variance; ``G`` and its statistics are stop-gradient). Returns the
+    loss, NaN if a batch variance vanishes.
+    """
+    N, m = f1.shape
     F = f1 @ E.T
     dF = np.empty((N, m))
     loss = 0.0
@@ -159,7 +141,54 @@ def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
             for i in range(N):
                 acc += dF[i, j] * f1[i, r]
             gE[j, r] = acc
-    df1 = dF @ E
+    df1[:, :] = dF @ E
+    return loss
+
+
+@njit_parallel
+def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
+    """One mini-batch gradient at ``(W, E)``; writes ``gW`` (m x d), ``gE`` (m x m).
+
+    ``data = (alpha, pi_cdf, P, k, sigma, half_split)``; the batch size is
+    ``work[0].shape[0]``. ``work = (noise (N,P,d), u (N,P,m), feat (N,P), view (N,P),
+    label (N,), sign (N,), f1 (N,m), f2 (N,m), perm (N,P), gparts (T,m,d), aparts (T,m,L))``
+    with ``T`` chunks for the parallel reduction. Returns the batch loss
+    (NaN if a batch variance vanishes).
+    """
+    alpha, pi_cdf, P, k, sigma, half_split = data
+    noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
+    N = noise.shape[0]
+    m, d = W.shape
+    L = V.shape[1]
+    A = W @ V
+    # pass 1: sample and forward, one sample per iteration
+    for i in prange(N):
+        l, s, state = _sample_roles(i, seed, step, data, work)
+        for p in range(P):
+            if feat[i, p] == 1:
+                for r in range(m):
+                    u[i, p, r] = s * alpha[l] * A[r, l]
+            else:
+                for c in range(0, d - 1, 2):
+                    z0, z1, state = next_normal_pair(state)
+                    noise[i, p, c] = sigma * z0
+                    noise[i, p, c + 1] = sigma * z1
+                if d % 2 == 1:
+                    z0, z1, state = next_normal_pair(state)
+                    noise[i, p, d - 1] = sigma * z0
+                for r in range(m):
+                    acc = 0.0
+                    for c in range(d):
+                        acc += W[r, c] * noise[i, p, c]
+                    u[i, p, r] = acc
+            for r in range(m):
+                x = u[i, p, r]
+                if view[i, p] == 1:
+                    f1[i, r] += x * x * x
+                else:
+                    f2[i, r] += x * x * x
+    df1 = np.empty((N, m))
+    loss = batch_norm_backward(f1, f2, E, gE, df1)
     # pass 2: dL/dW = sum over view-1 patches of 3 u^2 df1 x_p^T, chunked for prange
     T = gparts.shape[0]
     for t in prange(T):
@@ -187,6 +216,98 @@ def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
                 for t in range(T):
                     acc += aparts[t, r, l] * V[c, l]
             gW[r, c] = acc
+    return loss
+
+
+@njit_parallel
+def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
+    """Exact-in-distribution mini-batch gradient (MODEL.md section 8); same outputs as
+    ``sgd_gradient`` but ``work[0]`` is (N, P, m).
+
+    With ``U`` (d x m) an orthonormal basis of a space holding the rows of ``W``
+    (``W^T = U R``), a noise patch is ``xi = U y + eta`` with ``y ~ N(0, sigma^2 I_m)``
+    and ``eta ~ N(0, sigma^2 (I - U U^T))`` independent. The forward pass needs only
+    ``u = W xi = R^T y``; the gradient ``sum_p g_p xi_p^T`` is
+    ``(sum_p g_p y_p^T) U^T + sum_p g_p eta_p^T``, and given the ``g_p`` the second term
+    is Gaussian with row covariance ``S = sum_p g_p g_p^T``: it is drawn as
+    ``S^{1/2} Z (I - U U^T)`` with ``Z`` (m x d) standard normal times ``sigma``.
+    Cost O(N P m^2 + m^2 d) instead of O(N P m d) for the same law.
+    """
+    alpha, pi_cdf, P, k, sigma, half_split = data
+    ys, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
+    N = ys.shape[0]
+    m, d = W.shape
+    A = W @ V
+    U, R = np.linalg.qr(np.ascontiguousarray(W.T))  # W = R^T U^T
+    Rt = np.ascontiguousarray(R.T)
+    for i in prange(N):
+        l, s, state = _sample_roles(i, seed, step, data, work)
+        for p in range(P):
+            if feat[i, p] == 1:
+                for r in range(m):
+                    u[i, p, r] = s * alpha[l] * A[r, l]
+            else:
+                for c in range(0, m - 1, 2):
+                    z0, z1, state = next_normal_pair(state)
+                    ys[i, p, c] = sigma * z0
+                    ys[i, p, c + 1] = sigma * z1
+                if m % 2 == 1:
+                    z0, z1, state = next_normal_pair(state)
+                    ys[i, p, m - 1] = sigma * z0
+                for r in range(m):
+                    acc = 0.0
+                    for c in range(m):
+                        acc += Rt[r, c] * ys[i, p, c]
+                    u[i, p, r] = acc
+            for r in range(m):
+                x = u[i, p, r]
+                if view[i, p] == 1:
+                    f1[i, r] += x * x * x
+                else:
+                    f2[i, r] += x * x * x
+    df1 = np.empty((N, m))
+    loss = batch_norm_backward(f1, f2, E, gE, df1)
+    # gY = sum_p g_p y_p^T and S = sum_p g_p g_p^T over view-1 noise patches (serial: O(N P m^2))
+    gY = np.zeros((m, m))
+    S = np.zeros((m, m))
+    aparts[0, :, :] = 0.0
+    g = np.empty(m)
+    for i in range(N):
+        l = label[i]
+        for p in range(P):
+            if view[i, p] != 1:
+                continue
+            for r in range(m):
+                x = u[i, p, r]
+                g[r] = 3.0 * x * x * df1[i, r]
+            if feat[i, p] == 1:
+                for r in range(m):
+                    aparts[0, r, l] += g[r] * sign[i] * alpha[l]
+            else:
+                for r in range(m):
+                    for q in range(m):
+                        gY[r, q] += g[r] * ys[i, p, q]
+                        S[r, q] += g[r] * g[q]
+    # S^{1/2} by eigendecomposition (S is PSD, possibly singular)
+    lam, Q = np.linalg.eigh(S)
+    F = np.zeros((m, m))
+    for a in range(m):
+        root = math.sqrt(lam[a]) if lam[a] > 0.0 else 0.0
+        for r in range(m):
+            for q in range(m):
+                F[r, q] += Q[r, a] * root * Q[q, a]
+    Z = np.empty((m, d))
+    for r in range(m):
+        state = stream_state(seed, step, _REMAINDER_STREAM + r)
+        for c in range(0, d - 1, 2):
+            z0, z1, state = next_normal_pair(state)
+            Z[r, c] = sigma * z0
+            Z[r, c + 1] = sigma * z1
+        if d % 2 == 1:
+            z0, z1, state = next_normal_pair(state)
+            Z[r, d - 1] = sigma * z0
+    Z -= (Z @ U) @ U.T  # project out span(U)
+    gW[:, :] = gY @ U.T + F @ Z + aparts[0] @ V.T
     return loss
 
 
@@ -222,8 +343,12 @@ def stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step):
 
 
 @njit
-def sgd_advance(W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_steps, seed, gW, gE, work):
+def sgd_advance(W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_steps, seed, gW, gE, work,
+                fast):
     """Advance ``n_steps`` of online SGD; return a status code.
+
+    ``fast`` selects ``sgd_fast_gradient`` (exact in distribution, ``work[0]`` is
+    (N, P, m)) instead of the materialised ``sgd_gradient``.
 
     Recorded points use the exact population loss at the current weights (noise
     free); convergence uses the exact population gradient (``stop_check``).
@@ -244,7 +369,10 @@ def sgd_advance(W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_ste
                 record_point(rec, rec_state, step, A, gram, E, loss, rho)
             if status != STATUS_RUNNING:
                 return status
-        bl = sgd_gradient(W, E, V, data, seed, step, gW, gE, work)
+        if fast:
+            bl = sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work)
+        else:
+            bl = sgd_gradient(W, E, V, data, seed, step, gW, gE, work)
         if not math.isfinite(bl):
             return STATUS_NONFINITE
         for j in range(m):

@@ -1,0 +1,55 @@
+"""``theory-sim doctor``: versions and machine facts for bug reports."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("doctor", help="print versions, CPU count and numba cache state",
+                       description="Print what a bug report needs: versions, CPUs, numba cache state.")
+    p.set_defaults(func=cmd_doctor)
+
+
+def numba_cache_state() -> tuple[str, int, int]:
+    """``(cache directory, compiled kernel index files found, core modules)``."""
+    from .. import core
+
+    core_dir = Path(core.__file__).parent
+    modules = sorted(p.stem for p in core_dir.glob("*.py") if not p.stem.startswith("_"))
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if root:
+        where = Path(root)
+        found = [p for p in where.rglob("*.nbi") if any(p.name.startswith(f"{m}.") for m in modules)]
+    else:
+        where = core_dir / "__pycache__"
+        found = list(where.glob("*.nbi")) if where.exists() else []
+    return str(where), len(found), len(modules)
+
+
+def cmd_doctor(args) -> int:
+    import numba
+    import numpy
+    import scipy
+
+    from .. import __version__
+
+    where, n_index, n_modules = numba_cache_state()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    warm = "warm" if n_index > 0 else "cold (the first run compiles the kernels: ~10-60 s)"
+    lines = [
+        f"theory-sim {__version__}",
+        f"python     {sys.version.split()[0]} ({platform.python_implementation()}, {platform.machine()})",
+        f"numpy      {numpy.__version__}",
+        f"scipy      {scipy.__version__}",
+        f"numba      {numba.__version__} (threads {numba.config.NUMBA_NUM_THREADS}, "
+        f"layer {numba.config.THREADING_LAYER})",
+        f"cpus       {os.cpu_count()} (usable {usable})",
+        f"platform   {platform.platform()}",
+        f"numba cache {where}: {n_index} compiled kernel index files over {n_modules} kernel modules: {warm}",
+    ]
+    print("\n".join(lines))
+    return 0
