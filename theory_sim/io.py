@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def load_run(path) -> Run:
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as exc:
         raise RunFileError(
             f"{path}: not a readable theory-sim run ({exc.__class__.__name__}: {exc})") from None
     if "meta" not in data:
@@ -137,6 +138,6 @@ def load_checkpoint(path) -> dict:
         with np.load(path, allow_pickle=False) as npz:
             state = {k: npz[k] for k in npz.files}
         state["meta"] = json.loads(str(state["meta"]))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as exc:
         raise RunFileError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from None
     return state

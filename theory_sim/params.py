@@ -22,6 +22,11 @@ DEFAULT_MAX_FLOW_TIME = 2.0e5
 ``O(1/sqrt(d))`` initial alignment can take very long (MODEL.md section 10)."""
 DEFAULT_TOL = 1e-5
 """Convergence: flow-time speed of the weights and head below this (see core.population)."""
+MAX_STEPS = 10**15
+"""No run takes more steps than this (int64-safe; ~3 years at 0.1 us/step)."""
+MAX_ELEMENTS = 10**9
+"""Bound on any one array a run allocates (8 GB of float64): larger inputs are refused
+up front with a clear message instead of failing inside numpy or numba."""
 DEFAULT_ALIGN_THRESHOLD = 0.9
 """A neuron has learned feature l when ``|c_jl| >= 0.9`` (MODEL.md section 9)."""
 
@@ -102,8 +107,8 @@ class ModelParams:
 
     def __post_init__(self):
         set_ = object.__setattr__
-        set_(self, "d", _int("d", self.d, 1))
-        set_(self, "P", _int("P", self.P, 2))
+        set_(self, "d", _int("d", self.d, 1, MAX_ELEMENTS))
+        set_(self, "P", _int("P", self.P, 2, MAX_ELEMENTS))
         set_(self, "k", _int("k", self.k, 2, self.P))
         alpha = _vector("alpha", self.alpha)
         if len(alpha) < 1:
@@ -118,7 +123,9 @@ class ModelParams:
             _fail("pi", "a probability vector (entries >= 0 summing to 1)", self.pi)
         set_(self, "pi", pi)
         set_(self, "sigma", _real("sigma", self.sigma, nonneg=True))
-        set_(self, "m", _int("m", self.m, 1))
+        set_(self, "m", _int("m", self.m, 1, 10**4))
+        if self.m * self.d > MAX_ELEMENTS:
+            _fail("m * d", f"at most {MAX_ELEMENTS:.0e} (the weights must fit in memory)", self.m * self.d)
         _choice("features", self.features, FEATURES)
         set_(self, "feature_seed", _int("feature_seed", self.feature_seed, 0))
         _choice("split", self.split, SPLITS)
@@ -194,11 +201,11 @@ class TrainParams:
             set_(self, "eta_E", _real("eta_E", self.eta_E, nonneg=True))
         _choice("head", self.head, HEADS)
         _choice("engine", self.engine, ENGINES)
-        set_(self, "batch", _int("batch", self.batch, 2))
+        set_(self, "batch", _int("batch", self.batch, 2, MAX_ELEMENTS))
         if self.steps is not None:
-            set_(self, "steps", _int("steps", self.steps, 0))
+            set_(self, "steps", _int("steps", self.steps, 0, MAX_STEPS))
         set_(self, "seed", _int("seed", self.seed, 0, 2**63 - 1))
-        set_(self, "record", _int("record", self.record, 2))
+        set_(self, "record", _int("record", self.record, 2, 10**7))
         set_(self, "tol", _real("tol", self.tol, nonneg=True))
         thr = _real("align_threshold", self.align_threshold)
         if not 0.0 < thr <= 1.0:
@@ -207,7 +214,10 @@ class TrainParams:
         set_(self, "max_flow_time", _real("max_flow_time", self.max_flow_time, positive=True))
         set_(self, "max_norm", _real("max_norm", self.max_norm, positive=True))
         if self.check_every is not None:
-            set_(self, "check_every", _int("check_every", self.check_every, 1))
+            set_(self, "check_every", _int("check_every", self.check_every, 1, MAX_STEPS))
+        if self.steps is None and self.max_flow_time / self.eta > MAX_STEPS:
+            _fail("max_flow_time / eta", f"at most {MAX_STEPS:.0e} steps (raise eta or give --steps)",
+                  self.max_flow_time / self.eta)
 
     @property
     def max_steps(self) -> int:

@@ -21,7 +21,7 @@ from .core.population import population_advance
 from .core.sgd import sgd_advance
 from .core.sgd import sgd_fast_gradient as _sgd_fast_kernel
 from .core.sgd import sgd_gradient as _sgd_gradient_kernel
-from .params import ModelParams, ParamError, TrainParams
+from .params import MAX_ELEMENTS, ModelParams, ParamError, TrainParams
 from .results import Run
 
 SGD_REDUCTION_CHUNKS = 8
@@ -218,6 +218,20 @@ def _divergence_message(code, train: TrainParams, step: int) -> str:
     return f"diverged at step {step}: {what}; {fix}"
 
 
+def check_memory(model: ModelParams, train: TrainParams) -> None:
+    """Refuse, with a message naming the fix, a run whose arrays would not fit in memory."""
+    m, L, cap = model.m, model.L, train.record
+    if cap * (m * L + 2 * m * m + 2 * m + 2) > MAX_ELEMENTS:
+        raise ParamError(f"record must be smaller: {cap} points of m={m} neurons would not fit in memory")
+    if train.engine == "sgd" and train.batch * model.P * model.d > MAX_ELEMENTS:
+        raise ParamError(f"the sgd engine materialises batch*P*d = {train.batch * model.P * model.d:.3g} "
+                         f"floats (more than {MAX_ELEMENTS:.0e}); use --engine sgd-fast (same law) "
+                         "or a smaller --batch, --P or --d")
+    if train.engine == "sgd-fast" and train.batch * model.P * model.m > MAX_ELEMENTS:
+        raise ParamError(f"batch*P*m = {train.batch * model.P * model.m:.3g} is too large; "
+                         "lower --batch or --P")
+
+
 def config_dict(model: ModelParams, train: TrainParams) -> dict:
     """Every parameter, the seed and the package version (stored with each run)."""
     return {"model": model.to_dict(), "train": train.to_dict(), "version": __version__}
@@ -239,6 +253,7 @@ class Simulation:
             raise TypeError("Simulation(model, train) takes a ModelParams and a TrainParams")
         self.model, self.train = model, train
         m, L, cap = model.m, model.L, train.record
+        check_memory(model, train)
         self.V = np.ascontiguousarray(feature_vectors(model))
         self._mask = head_mask(train.head, m)
         self._model_t = _model_tuple(model)
@@ -402,21 +417,26 @@ class Simulation:
                 a = np.asarray(state[f"rec_{name}"])
                 if a.shape != shape:
                     raise ValueError(f"rec_{name} has shape {a.shape}, expected {shape}")
-                rec.append(np.ascontiguousarray(a, dtype=np.int64 if name == "steps" else np.float64))
+                rec.append(_owned(a, np.int64 if name == "steps" else np.float64))
             self.rec = tuple(rec)
-            self.rec_state = np.ascontiguousarray(state["rec_state"], dtype=np.int64)
-            self.coords = np.ascontiguousarray(state["coords"], dtype=np.float64)
-            self.E = np.ascontiguousarray(state["E_now"], dtype=np.float64)
-            self.W0 = np.ascontiguousarray(state["W0"], dtype=np.float64)
+            self.rec_state = _owned(state["rec_state"], np.int64)
+            self.coords = _owned(state["coords"], np.float64)
+            self.E = _owned(state["E_now"], np.float64)
+            self.W0 = _owned(state["W0"], np.float64)
             self.basis = None
             if train.engine == "population":
-                self.basis = np.ascontiguousarray(state["basis"], dtype=np.float64)
+                self.basis = _owned(state["basis"], np.float64)
         except KeyError as exc:
             raise ValueError(f"checkpoint is missing {exc.args[0]}") from None
         if self.rec_state.shape != (3,) or self.E.shape != (m, m) or self.W0.shape != (m, model.d):
             raise ValueError("checkpoint arrays have inconsistent shapes")
         self.code = int(state["meta"].get("code", _jit.STATUS_RUNNING))
         self.elapsed = float(state["meta"].get("elapsed", 0.0))
+
+
+def _owned(a, dtype) -> np.ndarray:
+    """A C-contiguous copy: a restored run must not share memory with the caller's state."""
+    return np.array(a, dtype=dtype, order="C", copy=True)
 
 
 def simulate(model: ModelParams, train: TrainParams, *, W0=None, E0=None,

@@ -117,8 +117,8 @@ def cmd_run(args) -> int:
         model = model_from_args(args)
         train = train_from_args(args)
         target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
+        sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
         staged = StagedDir(target, force=args.force)
-        sim = Simulation(model, train)
     bar = ProgressBar("run", enabled=not args.quiet)
 
     def progress(step, total, info):

@@ -239,6 +239,7 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
     m, d = W.shape
     A = W @ V
     U, R = np.linalg.qr(np.ascontiguousarray(W.T))  # W = R^T U^T
+    U = np.ascontiguousarray(U)
     Rt = np.ascontiguousarray(R.T)
     for i in prange(N):
         l, s, state = _sample_roles(i, seed, step, data, work)
@@ -306,8 +307,9 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
         if d % 2 == 1:
             z0, z1, state = next_normal_pair(state)
             Z[r, d - 1] = sigma * z0
-    Z -= (Z @ U) @ U.T  # project out span(U)
-    gW[:, :] = gY @ U.T + F @ Z + aparts[0] @ V.T
+    Ut = np.ascontiguousarray(U.T)
+    Z -= (Z @ U) @ Ut  # project out span(U)
+    gW[:, :] = gY @ Ut + F @ Z + aparts[0] @ np.ascontiguousarray(V.T)
     return loss
 
 

@@ -1,0 +1,166 @@
+"""``theory-sim sweep`` (many runs, one table, resumable) and ``theory-sim plot-sweep``."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .. import sweep as sw
+from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
+from .progress import ProgressBar
+
+_VECTOR_HELP = {"alpha": "feature strengths, comma-separated (default 6,3)",
+                "pi": "feature probabilities, comma-separated (default uniform)"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a grid of (parameters, seed) population runs into one table",
+        description="Run every (grid point, seed) with the batched population kernel on Dask "
+                    "(a local cluster by default) and write one row per run to OUT/runs.csv, "
+                    "with OUT/manifest.json. Rerunning the same command on the same --out runs "
+                    "only the missing rows.",
+        epilog="Grid keys: " + ", ".join(k for k in sw.KEYS) + ", alpha1, alpha2, ..., pi1, ... "
+               "Values: V1,V2,... or lin:START:STOP:N or log:START:STOP:N. "
+               "Example: theory-sim sweep --grid alpha1=4,5,6,7,8 "
+               "--grid eta_E_ratio=log:0.01:1:5 --seeds 32 --d 512 --eta 1e-2 "
+               "--max-flow-time 2e4 --out sweeps/NAME")
+    g = p.add_argument_group("the grid")
+    g.add_argument("--grid", action="append", default=[], metavar="KEY=VALUES",
+                   help="a swept key and its values (repeat for more keys; later keys vary fastest)")
+    g.add_argument("--config", default=None, metavar="FILE.toml",
+                   help="TOML file with seeds = ..., [base] and [grid] (the command line wins)")
+    g.add_argument("--seeds", default=None, metavar="N|A:B|S1,S2",
+                   help="seeds of W(0): a count N (0..N-1), a range A:B or a list "
+                        "(default: the single seed 1)")
+    b = p.add_argument_group("fixed values (defaults: those of theory-sim run)")
+    for name in sw.VECTOR_KEYS:
+        b.add_argument(_flag(name), dest=f"base_{name}", default=None, help=_VECTOR_HELP[name])
+    for key in sw.KEYS.values():
+        extra = f" ({', '.join(key.choices)})" if key.choices and len(key.choices) > 1 else ""
+        b.add_argument(_flag(key.name), dest=f"base_{key.name}", default=None,
+                       metavar=key.kind.__name__.upper(), help=key.help + extra)
+    e = p.add_argument_group("execution")
+    e.add_argument("--out", required=True, help="sweep directory (created, or resumed)")
+    e.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="submit to this Dask cluster (default: start a local one)")
+    e.add_argument("--workers", type=int, default=None,
+                   help="local cluster: worker processes (default: one per core)")
+    e.add_argument("--threads-per-worker", type=int, default=None,
+                   help="local cluster: threads per worker (default 1)")
+    e.add_argument("--serial", action="store_true",
+                   help="no Dask: run in this process (the kernel still uses every core)")
+    e.add_argument("--chunk-size", type=int, default=None,
+                   help="runs per task (default: about 16 tasks per thread, at most 64)")
+    e.add_argument("--max-chunks", type=int, default=None,
+                   help="stop after this many chunks; rerun to do the rest")
+    e.add_argument("--plot", action="store_true", help=f"also draw OUT/{sw.PLOT}")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+    q = sub.add_parser("plot-sweep", help="draw the phase diagram of a sweep directory",
+                       description="Draw the fractions of outcomes (diverse, collapsed, "
+                                   "incomplete) over the grid of a sweep.")
+    q.add_argument("dir", help="the sweep directory (its --out)")
+    q.add_argument("--x", default=None, help="key on the x axis (default: the first grid key)")
+    q.add_argument("--y", default=None, help="key on the y axis (default: the second grid key)")
+    q.add_argument("--out", default=None, help=f"image file (default DIR/{sw.PLOT})")
+    q.set_defaults(func=cmd_plot_sweep)
+
+
+def spec_from_args(args) -> sw.SweepSpec:
+    config = sw.read_config(args.config) if args.config else None
+    base = {}
+    for name in (*sw.VECTOR_KEYS, *sw.KEYS):
+        value = getattr(args, f"base_{name}")
+        if value is not None:
+            base[name] = value
+    grid = [sw.parse_grid_arg(text) for text in args.grid]
+    return sw.build_spec(base=base, grid=grid, seeds=args.seeds, config=config)
+
+
+def cmd_sweep(args) -> int:
+    try:
+        spec = spec_from_args(args)
+        bar = ProgressBar("sweep", enabled=not args.quiet)
+
+        last = [-1]
+
+        def progress(done, total):
+            if done != last[0]:
+                last[0] = done
+                bar(done, total, f"{done}/{total} runs", final=done >= total)
+
+        with _term_as_interrupt():
+            result = sw.run_sweep(
+                spec, args.out, executor="serial" if args.serial else "dask",
+                scheduler=args.scheduler, workers=args.workers,
+                threads_per_worker=args.threads_per_worker, chunk_size=args.chunk_size,
+                max_chunks=args.max_chunks, progress=progress,
+                command=["theory-sim", *sys.argv[1:]] if sys.argv else None)
+    except sw.SweepError as exc:
+        raise UsageError(str(exc)) from None
+    except sw.SweepFailed as exc:
+        print(f"theory-sim: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"theory-sim: interrupted; the finished runs are in {args.out}/{sw.TABLE}, "
+              f"rerun the same command to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    out = Path(result.out)
+    print(f"theory-sim sweep: {result.n_done} of {result.n_runs} runs in {out / sw.TABLE} "
+          f"({result.n_new} new, {result.elapsed:.1f} s)")
+    if result.complete:
+        print(_outcome_summary(out / sw.TABLE))
+    else:
+        print(f"theory-sim sweep: stopped early; rerun the same command to run the "
+              f"{result.n_runs - result.n_done} missing runs")
+    if args.plot and result.n_done:
+        path = sw.save_figure(sw.plot_sweep(out), out / sw.PLOT)
+        print(f"phase diagram: {path}")
+    return 0
+
+
+@contextlib.contextmanager
+def _term_as_interrupt():
+    """SIGTERM stops a sweep like Ctrl-C: the finished rows are written first."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, handler) if main_thread else None
+    try:
+        yield
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _outcome_summary(path) -> str:
+    _, rows = sw.read_table(path)
+    counts = {}
+    for r in rows:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    return "outcomes: " + ", ".join(f"{k} {counts.get(k, 0)}"
+                                    for k in ("diverse", "collapsed", "incomplete"))
+
+
+def cmd_plot_sweep(args) -> int:
+    try:
+        fig = sw.plot_sweep(args.dir, x=args.x, y=args.y)
+        target = Path(args.out) if args.out else Path(args.dir) / sw.PLOT
+        if not target.parent.exists():
+            raise UsageError(f"--out {target}: directory {target.parent} does not exist")
+        path = sw.save_figure(fig, target)
+    except sw.SweepError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"phase diagram: {path}")
+    return 0
