@@ -142,11 +142,11 @@ def population_grad(W, E, params: ModelParams, *, target=None) -> tuple[np.ndarr
 
 # ---------------------------------------------------------------- SGD gradient
 
-def _sgd_data(model: ModelParams):
+def _sgd_data(model: ModelParams, keep_all_noise: bool = False):
     cdf = np.cumsum(np.asarray(model.pi, dtype=np.float64))
     cdf[-1] = 1.0
     return (np.asarray(model.alpha, dtype=np.float64), cdf, model.P, model.k,
-            float(model.sigma), model.split == "half")
+            float(model.sigma), model.split == "half", keep_all_noise)
 
 
 def _sgd_work(model: ModelParams, batch: int, fast: bool = False):
@@ -182,7 +182,7 @@ def sgd_gradient(W, E, params: ModelParams, *, batch: int = 256, seed: int = 0, 
         loss = _sgd_fast_kernel(W, E, V, _sgd_data(params), seed, int(step), gW, gE, work)
         return gW, gE, float(loss)
     work = _sgd_work(params, batch)
-    loss = _sgd_gradient_kernel(W, E, V, _sgd_data(params), seed, int(step), gW, gE, work)
+    loss = _sgd_gradient_kernel(W, E, V, _sgd_data(params, return_batch), seed, int(step), gW, gE, work)
     if not return_batch:
         return gW, gE, float(loss)
     noise, _, feat, view, label, sign = work[:6]

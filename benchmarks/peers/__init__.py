@@ -61,7 +61,7 @@ def constants(params) -> Constants:
     return Constants(
         d=int(params.d), m=int(params.m), L=len(alpha), P=P, k=k, alpha=alpha, pi=pi,
         sigma=float(params.sigma),
-        lam=tuple(p * a**6 for p, a in zip(pi, alpha)),
+        lam=tuple(p * a**6 for p, a in zip(pi, alpha, strict=True)),
         kx=k * (k - 1) / 4.0, k2=k * (k + 1) / 4.0, mu=(P - k) / 2.0,
     )
 

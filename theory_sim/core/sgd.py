@@ -24,7 +24,7 @@ import numpy as np
 from ._jit import STATUS_NONFINITE, STATUS_RUNNING, njit, njit_parallel, prange
 from .moments import loss_grad
 from .population import convergence_status, record_point
-from .rng import next_normal_pair, next_uniform, stream_state
+from .rng import xo_normal, xo_stream, xo_uniform
 
 _REMAINDER_STREAM = 1 << 40
 """Stream indices from here on belong to the fast engine's remainder draw, not to samples."""
@@ -37,19 +37,19 @@ def _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm, view):
     Fills ``perm`` (first ``k`` entries are the feature patches) and ``view``
     (1 = view 1, 0 = view 2); returns ``(l, s, state)``.
     """
-    u, state = next_uniform(state)
+    u, state = xo_uniform(state)
     L = pi_cdf.shape[0]
     l = L - 1
     for q in range(L):
         if u < pi_cdf[q]:
             l = q
             break
-    u, state = next_uniform(state)
+    u, state = xo_uniform(state)
     s = 1.0 if u < 0.5 else -1.0
     for p in range(P):
         perm[p] = p
     for p in range(k):  # partial Fisher-Yates: a uniform k-subset
-        u, state = next_uniform(state)
+        u, state = xo_uniform(state)
         q = p + int(u * (P - p))
         if q >= P:
             q = P - 1
@@ -61,7 +61,7 @@ def _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm, view):
             view[p] = 0
         order = np.arange(P)
         for p in range(P // 2):
-            u, state = next_uniform(state)
+            u, state = xo_uniform(state)
             q = p + int(u * (P - p))
             if q >= P:
                 q = P - 1
@@ -71,7 +71,7 @@ def _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm, view):
             view[order[p]] = 1
     else:  # each patch in view 1 with probability 1/2, independently
         for p in range(P):
-            u, state = next_uniform(state)
+            u, state = xo_uniform(state)
             view[p] = 1 if u < 0.5 else 0
     return l, s, state
 
@@ -83,9 +83,9 @@ def _sample_roles(i, seed, step, data, work):
     Returns ``(l, s, state)``: the feature, the sign and the stream state from which
     the sample's noise is drawn next.
     """
-    alpha, pi_cdf, P, k, sigma, half_split = data
+    alpha, pi_cdf, P, k, sigma, half_split, keep_all = data
     feat, view, label, sign, f1, f2, perm = work[2], work[3], work[4], work[5], work[6], work[7], work[8]
-    state = stream_state(seed, step, i)
+    state = xo_stream(seed, step, i)
     l, s, state = _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm[i], view[i])
     label[i] = l
     sign[i] = s
@@ -145,17 +145,66 @@ def batch_norm_backward(f1, f2, E, gE, df1):
     return loss
 
 
+@njit
+def _forward_sample(i, W, A, data, seed, step, work):
+    """Draw sample ``i`` and run both branches on it (materialised patches).
+
+    A separate (not inlined) function: numba's parallel analysis of the ``prange``
+    loop then sees one call instead of the inlined random-number code.
+    """
+    alpha, pi_cdf, P, k, sigma, half_split, keep_all = data
+    noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
+    m, d = W.shape
+    l, s, state = _sample_roles(i, seed, step, data, work)
+    for p in range(P):
+        if feat[i, p] == 1:
+            for r in range(m):
+                u[i, p, r] = s * alpha[l] * A[r, l]
+        else:
+            # u = W xi; xi is kept only in view 1 (the backward pass needs it there)
+            keep = keep_all or view[i, p] == 1
+            if m == 2:  # the paper's case, with the accumulators in registers
+                u0 = 0.0
+                u1 = 0.0
+                for c in range(d):
+                    z, state = xo_normal(state)
+                    z *= sigma
+                    if keep:
+                        noise[i, p, c] = z
+                    u0 += W[0, c] * z
+                    u1 += W[1, c] * z
+                u[i, p, 0] = u0
+                u[i, p, 1] = u1
+            else:
+                for r in range(m):
+                    u[i, p, r] = 0.0
+                for c in range(d):
+                    z, state = xo_normal(state)
+                    z *= sigma
+                    if keep:
+                        noise[i, p, c] = z
+                    for r in range(m):
+                        u[i, p, r] += W[r, c] * z
+        for r in range(m):
+            x = u[i, p, r]
+            if view[i, p] == 1:
+                f1[i, r] += x * x * x
+            else:
+                f2[i, r] += x * x * x
+
+
 @njit_parallel
 def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
     """One mini-batch gradient at ``(W, E)``; writes ``gW`` (m x d), ``gE`` (m x m).
 
-    ``data = (alpha, pi_cdf, P, k, sigma, half_split)``; the batch size is
+    ``data = (alpha, pi_cdf, P, k, sigma, half_split, keep_all)``; the batch size is
     ``work[0].shape[0]``. ``work = (noise (N,P,d), u (N,P,m), feat (N,P), view (N,P),
     label (N,), sign (N,), f1 (N,m), f2 (N,m), perm (N,P), gparts (T,m,d), aparts (T,m,L))``
-    with ``T`` chunks for the parallel reduction. Returns the batch loss
-    (NaN if a batch variance vanishes).
+    with ``T`` chunks for the parallel reduction. Noise patches are stored in ``noise``
+    only in view 1 (all of them if ``keep_all``). Returns the batch loss (NaN if a
+    batch variance vanishes).
     """
-    alpha, pi_cdf, P, k, sigma, half_split = data
+    alpha, pi_cdf, P, k, sigma, half_split, keep_all = data
     noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
     N = noise.shape[0]
     m, d = W.shape
@@ -163,30 +212,7 @@ def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
     A = W @ V
     # pass 1: sample and forward, one sample per iteration
     for i in prange(N):
-        l, s, state = _sample_roles(i, seed, step, data, work)
-        for p in range(P):
-            if feat[i, p] == 1:
-                for r in range(m):
-                    u[i, p, r] = s * alpha[l] * A[r, l]
-            else:
-                for c in range(0, d - 1, 2):
-                    z0, z1, state = next_normal_pair(state)
-                    noise[i, p, c] = sigma * z0
-                    noise[i, p, c + 1] = sigma * z1
-                if d % 2 == 1:
-                    z0, z1, state = next_normal_pair(state)
-                    noise[i, p, d - 1] = sigma * z0
-                for r in range(m):
-                    acc = 0.0
-                    for c in range(d):
-                        acc += W[r, c] * noise[i, p, c]
-                    u[i, p, r] = acc
-            for r in range(m):
-                x = u[i, p, r]
-                if view[i, p] == 1:
-                    f1[i, r] += x * x * x
-                else:
-                    f2[i, r] += x * x * x
+        _forward_sample(i, W, A, data, seed, step, work)
     df1 = np.empty((N, m))
     loss = batch_norm_backward(f1, f2, E, gE, df1)
     # pass 2: dL/dW = sum over view-1 patches of 3 u^2 df1 x_p^T, chunked for prange
@@ -219,7 +245,7 @@ def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
     return loss
 
 
-@njit_parallel
+@njit
 def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
     """Exact-in-distribution mini-batch gradient (MODEL.md section 8); same outputs as
     ``sgd_gradient`` but ``work[0]`` is (N, P, m).
@@ -233,7 +259,7 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
     ``S^{1/2} Z (I - U U^T)`` with ``Z`` (m x d) standard normal times ``sigma``.
     Cost O(N P m^2 + m^2 d) instead of O(N P m d) for the same law.
     """
-    alpha, pi_cdf, P, k, sigma, half_split = data
+    alpha, pi_cdf, P, k, sigma, half_split, keep_all = data
     ys, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
     N = ys.shape[0]
     m, d = W.shape
@@ -241,20 +267,16 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
     U, R = np.linalg.qr(np.ascontiguousarray(W.T))  # W = R^T U^T
     U = np.ascontiguousarray(U)
     Rt = np.ascontiguousarray(R.T)
-    for i in prange(N):
+    for i in range(N):  # serial: too little work per sample to pay for threads
         l, s, state = _sample_roles(i, seed, step, data, work)
         for p in range(P):
             if feat[i, p] == 1:
                 for r in range(m):
                     u[i, p, r] = s * alpha[l] * A[r, l]
             else:
-                for c in range(0, m - 1, 2):
-                    z0, z1, state = next_normal_pair(state)
-                    ys[i, p, c] = sigma * z0
-                    ys[i, p, c + 1] = sigma * z1
-                if m % 2 == 1:
-                    z0, z1, state = next_normal_pair(state)
-                    ys[i, p, m - 1] = sigma * z0
+                for c in range(m):
+                    z, state = xo_normal(state)
+                    ys[i, p, c] = sigma * z
                 for r in range(m):
                     acc = 0.0
                     for c in range(m):
@@ -299,14 +321,10 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
                 F[r, q] += Q[r, a] * root * Q[q, a]
     Z = np.empty((m, d))
     for r in range(m):
-        state = stream_state(seed, step, _REMAINDER_STREAM + r)
-        for c in range(0, d - 1, 2):
-            z0, z1, state = next_normal_pair(state)
-            Z[r, c] = sigma * z0
-            Z[r, c + 1] = sigma * z1
-        if d % 2 == 1:
-            z0, z1, state = next_normal_pair(state)
-            Z[r, d - 1] = sigma * z0
+        state = xo_stream(seed, step, _REMAINDER_STREAM + r)
+        for c in range(d):
+            z, state = xo_normal(state)
+            Z[r, c] = sigma * z
     Ut = np.ascontiguousarray(U.T)
     Z -= (Z @ U) @ Ut  # project out span(U)
     gW[:, :] = gY @ Ut + F @ Z + aparts[0] @ np.ascontiguousarray(V.T)
