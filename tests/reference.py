@@ -13,7 +13,8 @@ definition over speed:
 * :func:`closed_form` / :func:`closed_form_grad` are section 6's loss and its
   stop-gradient gradient in plain numpy on the full ``W`` (the gradient derived
   on ``W`` directly, not through ``C``);
-* :func:`population_gd` is a slow gradient-descent loop on the full ``W`` (m x d).
+* :func:`population_gd` is a slow gradient-descent loop on the full ``W`` (m x d);
+* :func:`fd_grad` is a fourth-order central finite difference.
 
 The features ``V`` (d x L, orthonormal columns) are passed in as data.
 """
@@ -90,7 +91,7 @@ def batch_loss(W, E, X, view1, *, target=None):
 # ---------------------------------------------------------------- split moments by enumeration
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def split_moments_enumerated(P, k, split):
     """``(E[n1 n2], E[n1^2], E[#noise patches in view 1])`` by enumerating every split.
 
@@ -143,7 +144,7 @@ def closed_form_grad(W, E, V, *, P, k, alpha, pi, sigma, split, target=None):
     + 36 (sum_q G_aq C_qq C_aq) w_a + 18 C_aa sum_q G_aq C_qq w_q]``.
     """
     f = closed_form(W, E, V, P=P, k=k, alpha=alpha, pi=pi, sigma=sigma, split=split, target=target)
-    N, DF, DG, rho, lam = f["N"], f["DF"], f["DG"], f["rho"], f["lam"]
+    DF, DG, rho, lam = f["DF"], f["DG"], f["rho"], f["lam"]
     kx, k2, mu, A, A3, T, H, C, M = (f[x] for x in ("kx", "k2", "mu", "A", "A3", "T", "H", "C", "M"))
     dN = -2.0 / np.sqrt(DF * DG)              # dL/dN_j
     dDF = rho / DF                            # dL/dDF_j
@@ -175,6 +176,23 @@ def population_gd(W0, E0, V, *, eta, eta_E, mask, steps, **model):
         Ws.append(W.copy())
         Es.append(E.copy())
     return Ws, Es
+
+
+# ---------------------------------------------------------------- numerical derivatives
+
+
+def fd_grad(fun, X, h):
+    """Fourth-order central finite differences of the scalar ``fun`` at every entry of ``X``:
+    ``(-f(x+2h) + 8 f(x+h) - 8 f(x-h) + f(x-2h)) / (12 h)``, error O(h^4)."""
+    g = np.zeros_like(X, dtype=float)
+    for idx in np.ndindex(X.shape):
+        vals = []
+        for t in (2, 1, -1, -2):
+            Xt = np.array(X, dtype=float)
+            Xt[idx] += t * h
+            vals.append(fun(Xt))
+        g[idx] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+    return g
 
 
 def model_kwargs(model):

@@ -265,8 +265,9 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
     m, d = W.shape
     A = W @ V
     U, R = np.linalg.qr(np.ascontiguousarray(W.T))  # W = R^T U^T
-    U = np.ascontiguousarray(U)
-    Rt = np.ascontiguousarray(R.T)
+    U = np.ascontiguousarray(U)  # d x kr, kr = min(m, d) columns
+    Rt = np.ascontiguousarray(R.T)  # m x kr
+    kr = U.shape[1]
     for i in range(N):  # serial: too little work per sample to pay for threads
         l, s, state = _sample_roles(i, seed, step, data, work)
         for p in range(P):
@@ -274,12 +275,12 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
                 for r in range(m):
                     u[i, p, r] = s * alpha[l] * A[r, l]
             else:
-                for c in range(m):
+                for c in range(kr):
                     z, state = xo_normal(state)
                     ys[i, p, c] = sigma * z
                 for r in range(m):
                     acc = 0.0
-                    for c in range(m):
+                    for c in range(kr):
                         acc += Rt[r, c] * ys[i, p, c]
                     u[i, p, r] = acc
             for r in range(m):
@@ -291,7 +292,7 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
     df1 = np.empty((N, m))
     loss = batch_norm_backward(f1, f2, E, gE, df1)
     # gY = sum_p g_p y_p^T and S = sum_p g_p g_p^T over view-1 noise patches (serial: O(N P m^2))
-    gY = np.zeros((m, m))
+    gY = np.zeros((m, kr))
     S = np.zeros((m, m))
     aparts[0, :, :] = 0.0
     g = np.empty(m)
@@ -308,8 +309,9 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
                     aparts[0, r, l] += g[r] * sign[i] * alpha[l]
             else:
                 for r in range(m):
-                    for q in range(m):
+                    for q in range(kr):
                         gY[r, q] += g[r] * ys[i, p, q]
+                    for q in range(m):
                         S[r, q] += g[r] * g[q]
     # S^{1/2} by eigendecomposition (S is PSD, possibly singular)
     lam, Q = np.linalg.eigh(S)

@@ -1,0 +1,242 @@
+"""The command line (``theory-sim run``): in-process through ``theory_sim.cli.main`` and
+once through the installed console script."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import theory_sim as ts
+from theory_sim import analysis
+from theory_sim.cli import main
+
+SMALL = ["--d", "64", "--eta", "1e-2", "--max-flow-time", "2000", "--quiet"]
+"""A complete but fast run (population engine, ~1e5 steps, well under a second)."""
+
+SCRIPT = Path(sys.executable).with_name("theory-sim")
+ARRAYS = ("steps", "alignment", "norms", "E", "loss", "rho", "gram", "W0", "W", "E_final")
+
+
+def run_cli(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(code, out, err):
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("theory-sim: error:"), err
+    assert "Traceback" not in err and "Traceback" not in out
+
+
+def tree(path: Path) -> dict:
+    """Every file below ``path`` (hidden ones too) with its bytes."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """One small run shared by several tests (capsys is per test: capture by hand)."""
+    out_dir = tmp_path_factory.mktemp("cli") / "run"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["run", *SMALL, "--out", str(out_dir)])
+    return code, out_dir, stdout.getvalue(), stderr.getvalue()
+
+
+# ---------------------------------------------------------------- the main run
+
+
+def test_run_writes_trajectory_and_summary(small_run):
+    code, out_dir, out, err = small_run
+    assert code == 0, err
+    assert err == ""                                   # --quiet: nothing on stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["summary.json", "trajectory.npz"]
+    assert not out_dir.with_name(out_dir.name + ".partial").exists()
+    assert "phase times" in out and "final alignment" in out and str(out_dir) in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    for key in ("config", "status", "message", "steps", "flow_time", "phase_times_steps",
+                "phase_times_flow", "leader", "follower", "final_alignment", "peak_offdiag_E",
+                "final_E", "final_head_distance", "final_loss", "outcome"):
+        assert key in summary, key
+    assert set(summary["phase_times_steps"]) == {"T1", "T2", "T3", "T4"}
+    cfg = summary["config"]
+    assert cfg["version"] == ts.__version__
+    assert cfg["train"]["seed"] == 1 and cfg["train"]["eta"] == 1e-2
+    assert cfg["train"]["max_flow_time"] == 2000 and cfg["model"]["d"] == 64
+
+
+def test_summary_agrees_with_the_stored_trajectory(small_run):
+    _, out_dir, _, _ = small_run
+    run = ts.load_run(out_dir)
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert run.config == summary["config"] and run.status == summary["status"]
+    np.testing.assert_array_equal(summary["final_alignment"], np.abs(run.alignment[-1]))
+    np.testing.assert_array_equal(summary["peak_offdiag_E"], analysis.peak_offdiag(run))
+    assert summary["phase_times_steps"] == {k: v for k, v in analysis.phase_times(run).as_dict().items()
+                                            if k.startswith("T")}
+    assert summary["steps"] == run.steps[-1]
+    assert summary["final_loss"] == run.loss[-1]
+    # and it is the run the library computes for the same parameters
+    model = ts.ModelParams(**{**run.config["model"], "alpha": tuple(run.config["model"]["alpha"]),
+                              "pi": tuple(run.config["model"]["pi"])})
+    again = ts.simulate(model, ts.TrainParams(**run.config["train"]))
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(again, name), getattr(run, name), err_msg=name)
+
+
+def test_same_seed_gives_the_same_numbers(small_run, tmp_path, capsys):
+    _, first, _, _ = small_run
+    code, _, err = run_cli(["run", *SMALL, "--out", str(tmp_path / "again")], capsys)
+    assert code == 0, err
+    a, b = ts.load_run(first), ts.load_run(tmp_path / "again")
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    sa = json.loads((first / "summary.json").read_text())
+    sb = json.loads((tmp_path / "again" / "summary.json").read_text())
+    sa.pop("elapsed_seconds")
+    sb.pop("elapsed_seconds")
+    assert sa == sb
+    code, _, err = run_cli(["run", *SMALL, "--seed", "2", "--out", str(tmp_path / "other")], capsys)
+    assert code == 0, err
+    assert not np.array_equal(ts.load_run(tmp_path / "other").W0, a.W0)
+
+
+# ---------------------------------------------------------------- existing output
+
+
+def test_existing_output_needs_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    before = tree(tmp_path)
+    code, stdout, err = run_cli(["run", *SMALL, "--out", str(out)], capsys)
+    assert_usage_error(code, stdout, err)
+    assert "--force" in err
+    assert tree(tmp_path) == before                       # nothing changed, nothing added
+    code, _, err = run_cli(["run", *SMALL, "--out", str(out), "--force"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "trajectory.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    ts.load_run(out)
+
+
+def test_existing_empty_output_is_used(tmp_path, capsys):
+    out = tmp_path / "empty"
+    out.mkdir()
+    code, _, err = run_cli(["run", *SMALL, "--out", str(out)], capsys)
+    assert code == 0, err
+    ts.load_run(out)
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    code, out, err = run_cli(["run", *SMALL, "--out", str(target)], capsys)
+    assert_usage_error(code, out, err)
+    assert target.read_text() == "x"
+
+
+# ---------------------------------------------------------------- bad input
+
+
+BAD_INPUTS = [
+    ["--eta", "-1"],
+    ["--eta", "nan"],
+    ["--eta", "inf"],
+    ["--eta-E", "-0.1"],
+    ["--k", "1"],
+    ["--k", "17"],
+    ["--alpha", "0,3"],
+    ["--alpha", "6,x"],
+    ["--pi", "0.3,0.3"],
+    ["--pi", "1"],
+    ["--sigma", "-1"],
+    ["--head", "nope"],
+    ["--engine", "gpu"],
+    ["--batch", "1"],
+    ["--d", "abc"],
+    ["--d", "0"],
+    ["--P", "7", "--split", "half"],
+    ["--seed", "-1"],
+    ["--record", "1"],
+    ["--bogus-flag"],
+    ["--engine", "sgd", "--batch", "1000000", "--d", "2000"],   # refused as too large
+]
+
+
+@pytest.mark.parametrize("extra", BAD_INPUTS, ids=[" ".join(b) for b in BAD_INPUTS])
+def test_bad_input_is_one_line_and_exit_2(extra, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["run", "--d", "64", "--quiet", *extra, "--out", str(out)], capsys)
+    assert_usage_error(code, stdout, err)
+    assert list(tmp_path.iterdir()) == []          # no run directory, no NAME.partial
+
+
+def test_missing_or_unknown_command(capsys):
+    for argv in ([], ["frobnicate"]):
+        code, out, err = run_cli(argv, capsys)
+        assert_usage_error(code, out, err)
+
+
+# ---------------------------------------------------------------- the installed script
+
+
+def test_console_script_runs_and_fails_cleanly(tmp_path):
+    assert SCRIPT.exists(), SCRIPT
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    ok = subprocess.run([str(SCRIPT), "run", *SMALL, "--out", str(out)], capture_output=True, text=True,
+                        timeout=600, env=env, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "phase times" in ok.stdout
+    run = ts.load_run(out)
+    assert run.config["train"]["seed"] == 1
+    summary = json.loads((out / "summary.json").read_text())
+    np.testing.assert_array_equal(summary["final_alignment"], np.abs(run.alignment[-1]))
+    bad = subprocess.run([str(SCRIPT), "run", "--eta", "nan", "--out", str(tmp_path / "bad")],
+                         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert len(bad.stderr.splitlines()) == 1 and bad.stderr.startswith("theory-sim: error:")
+    assert "Traceback" not in bad.stderr and "eta" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------- the paper's story, end to end
+
+
+def _summary(out, argv, capsys):
+    code, _, err = run_cli(["run", *argv, "--quiet", "--out", str(out)], capsys)
+    assert code == 0, err
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_default_model_collapses_without_head_and_diversifies_with_it(tmp_path, capsys):
+    """MODEL.md section 5 at the default model (d = 512, seed 1): with E frozen at I both
+    neurons learn v1; with the off-diagonal head one learns v1 (T1), the head entry
+    peaks (T2), the other neuron then learns v2 (T3)."""
+    frozen = _summary(tmp_path / "frozen", ["--head", "frozen", "--d", "512", "--eta", "1e-2"], capsys)
+    assert frozen["status"] == "converged", frozen["message"]
+    assert frozen["outcome"] == "collapsed"
+    assert all(row[0] >= 0.9 for row in frozen["final_alignment"])
+    head = _summary(tmp_path / "head", ["--d", "512", "--eta", "1e-2"], capsys)
+    assert head["config"]["train"]["head"] == "offdiag" and head["config"]["train"]["seed"] == 1
+    assert head["status"] == "converged", head["message"]
+    assert head["outcome"] == "diverse"
+    t = head["phase_times_steps"]
+    assert None not in (t["T1"], t["T2"], t["T3"]), t
+    assert t["T1"] < t["T2"] <= t["T3"], t
+    lead, fol = head["leader"], head["follower"]
+    assert head["final_alignment"][lead][0] >= 0.9 and head["final_alignment"][fol][1] >= 0.9
+    assert head["peak_offdiag_E"][fol][lead] > 0
