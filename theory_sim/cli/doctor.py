@@ -14,20 +14,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
-def numba_cache_state() -> tuple[str, int, int]:
-    """``(cache directory, compiled kernel index files found, core modules)``."""
-    from .. import core
+def numba_cache_state() -> tuple[str, int]:
+    """``(cache directory of this version's kernels, compiled kernel index files in it)``."""
+    from ..core._jit import kernel_cache_dir
 
-    core_dir = Path(core.__file__).parent
-    modules = sorted(p.stem for p in core_dir.glob("*.py") if not p.stem.startswith("_"))
-    root = os.environ.get("NUMBA_CACHE_DIR")
-    if root:
-        where = Path(root)
-        found = [p for p in where.rglob("*.nbi") if any(p.name.startswith(f"{m}.") for m in modules)]
-    else:
-        where = core_dir / "__pycache__"
-        found = list(where.glob("*.nbi")) if where.exists() else []
-    return str(where), len(found), len(modules)
+    where = Path(kernel_cache_dir())
+    found = list(where.rglob("*.nbi")) if where.exists() else []
+    return str(where), len(found)
 
 
 def cmd_doctor(args) -> int:
@@ -37,7 +30,7 @@ def cmd_doctor(args) -> int:
 
     from .. import __version__
 
-    where, n_index, n_modules = numba_cache_state()
+    where, n_index = numba_cache_state()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
     warm = "warm" if n_index > 0 else "cold (the first run compiles the kernels: ~10-60 s)"
     lines = [
@@ -49,7 +42,7 @@ def cmd_doctor(args) -> int:
         f"layer {numba.config.THREADING_LAYER})",
         f"cpus       {os.cpu_count()} (usable {usable})",
         f"platform   {platform.platform()}",
-        f"numba cache {where}: {n_index} compiled kernel index files over {n_modules} kernel modules: {warm}",
+        f"numba cache {where}: {n_index} compiled kernel index files: {warm}",
     ]
     print("\n".join(lines))
     return 0

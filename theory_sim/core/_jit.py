@@ -32,3 +32,33 @@ STATUS_DEGENERATE = 5
 njit_inline = numba.njit(inline="always", **JIT_OPTIONS)
 """Decorator for small helpers of the inner loops: inlined at the numba IR level so
 that array arguments cost no call overhead or reference counting."""
+
+
+def _source_fingerprint() -> str:
+    """Hash of every kernel source file and of the numba/Python versions.
+
+    numba's on-disk cache checks only the timestamp of the file that defines a
+    function, not of the files it calls into (an inlined RNG in rng.py, the shared
+    step in population.py): after an upgrade or an edit that would load stale
+    machine code. Keying the cache directory on all kernel sources rules that out.
+    """
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    h = hashlib.sha256(f"{numba.__version__}|{sys.version}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def kernel_cache_dir() -> str:
+    """Where compiled kernels are cached: ``$NUMBA_CACHE_DIR`` (or the user cache
+    directory) plus a fingerprint of the kernel sources."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "theory-sim", "numba")
+    return os.path.join(root, _source_fingerprint())
