@@ -16,7 +16,7 @@ times a second and Ctrl-C stops cleanly (unfinished runs come back ``interrupted
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -36,6 +36,8 @@ STATUS_NAMES = {
     _jit.STATUS_DEGENERATE: "diverged",
 }
 OUTCOMES = ("diverse", "collapsed", "incomplete")
+_STEP_FAILURES = (_jit.STATUS_NONFINITE, _jit.STATUS_DEGENERATE)
+"""Failures found by ``population_step`` itself (after the last evaluated step)."""
 TARGET_CALL_SECONDS = 0.25
 """Aim of one kernel call: responsive progress and Ctrl-C, negligible call overhead."""
 
@@ -79,12 +81,13 @@ def _broadcast(models, trains, head_tol):
 class _Group:
     """The stacked arrays of the runs of one shape (the kernel's arguments)."""
 
-    def __init__(self, idx, prepared, trains, tols):
+    def __init__(self, idx, prepared, trains, tols, max_steps=None):
         n = len(idx)
         m, r = prepared[0]["B"].shape
         L = prepared[0]["Vr"].shape[1]
         self.idx = idx
         self.Q = [p["Q"] for p in prepared]
+        self.prepared = prepared
         self.B = np.ascontiguousarray(np.stack([p["B"] for p in prepared]))
         self.E = np.ascontiguousarray(np.stack([np.eye(m) for _ in prepared]))
         self.Vr = np.ascontiguousarray(np.stack([p["Vr"] for p in prepared]))
@@ -100,6 +103,8 @@ class _Group:
             ints.append((t.check_interval, t.max_steps))
         self.stopf = np.array(stopf, dtype=np.float64).reshape(n, 3)
         self.ints = np.array(ints, dtype=np.int64).reshape(n, 2)
+        if max_steps is not None:
+            self.ints[:, 1] = max_steps
         self.head_tol = np.ascontiguousarray(tols[idx])
         self.st = np.zeros((n, 3), dtype=np.int64)
         self.st[:, 1] = _jit.STATUS_RUNNING
@@ -118,10 +123,44 @@ class _Group:
     def args(self, active, n_steps):
         return (active, self.B, self.E, self.Vr, self.mask, self.lam, self.consts, self.rates,
                 self.stopf, self.ints, self.head_tol, self.st, self.first1, self.c1_at, self.first2,
-                self.t4, self.peak, self.peak_step, self.Alast, self.glast, self.Elast, self.loss, int(n_steps))
+                self.t4, self.peak, self.peak_step, self.Alast, self.glast, self.Elast, self.loss,
+                int(n_steps))
 
     def running(self):
         return np.flatnonzero(self.st[:, 1] == _jit.STATUS_RUNNING).astype(np.int64)
+
+    def advance(self, kernel, progress=None):
+        """Call the kernel until every run has stopped; ``progress(n_stopped)`` between calls."""
+        n_steps = 4096
+        while True:
+            active = self.running()
+            if active.size == 0:
+                return
+            t0 = time.perf_counter()
+            with numba.parallel_chunksize(1):  # runs differ in length: one at a time
+                kernel(*self.args(active, n_steps))
+            dt = time.perf_counter() - t0
+            n_steps = int(min(max(n_steps * TARGET_CALL_SECONDS / max(dt, 1e-6), 256),
+                              n_steps * 8, 10**9))
+            if progress is not None:
+                progress(int(len(self.idx) - self.running().size))
+
+    def recover_failed(self, kernel, trains, tols):
+        """The state at the last evaluated step of runs that failed at the next one.
+
+        The kernel cannot keep it without copying at every step; re-running such a run
+        with its budget set to that step ends on exactly that state (same arithmetic).
+        """
+        bad = [k for k in range(len(self.idx)) if self.st[k, 1] in _STEP_FAILURES
+               and self.st[k, 2] >= 0]
+        if not bad:
+            return
+        for k in bad:
+            sub = _Group(self.idx[[k]], [self.prepared[k]], trains, tols,
+                         max_steps=int(self.st[k, 2]))
+            sub.advance(kernel)
+            assert sub.st[0, 2] == self.st[k, 2] and sub.st[0, 1] == _jit.STATUS_MAX_STEPS
+            self.Alast[k], self.glast[k], self.Elast[k] = sub.Alast[0], sub.glast[0], sub.Elast[0]
 
 
 def _prepare(model, train, W0, cache):
@@ -178,22 +217,20 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
     done_before = 0
     try:
         for g in groups:
-            n_steps = 4096
-            while True:
-                active = g.running()
-                if active.size == 0:
-                    break
-                t0 = time.perf_counter()
-                with numba.parallel_chunksize(1):  # runs differ in length: one at a time
-                    kernel(*g.args(active, n_steps))
-                dt = time.perf_counter() - t0
-                n_steps = int(min(max(n_steps * TARGET_CALL_SECONDS / max(dt, 1e-6), 256),
-                                  n_steps * 8, 10**9))
+
+            def report(k, base=done_before):
                 if progress is not None:
-                    progress(done_before + int(len(g.idx) - g.running().size), n)
+                    progress(base + k, n)
+
+            g.advance(kernel, report)
+            g.recover_failed(kernel, trains, tols)
             done_before += len(g.idx)
     except KeyboardInterrupt:
-        pass  # unfinished runs keep status RUNNING: reported as interrupted
+        # unfinished runs keep status RUNNING: reported as interrupted
+        for g in groups:  # a failed run not yet recovered counts as unfinished
+            for k in range(len(g.idx)):
+                if g.st[k, 1] in _STEP_FAILURES and g.st[k, 2] >= 0 and np.isnan(g.glast[k, 0]):
+                    g.st[k, 1] = _jit.STATUS_RUNNING
     out: list = [None] * n
     for g in groups:
         for k, i in enumerate(g.idx):
@@ -209,6 +246,8 @@ def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         nrm = np.sqrt(gram)  # record_point's c = A / |w_j| (0 for a zero row)
         c = np.abs(np.where(nrm[:, None] > 0.0, A / nrm[:, None], 0.0))
+    if last < 0:  # no step was evaluated (the run failed at its first step)
+        c = np.full((m, L), np.nan)
     thr = train.align_threshold
     times = _phase_times(g, k, status, last, c)
     feats = []

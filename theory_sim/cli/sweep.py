@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from .. import sweep as sw
+from ..io import atomic_write
 from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from .progress import ProgressBar
 
 _VECTOR_HELP = {"alpha": "feature strengths, comma-separated (default 6,3)",
                 "pi": "feature probabilities, comma-separated (default uniform)"}
+
+
+_EXTRA_HELP = {
+    "max_flow_time": "cap on eta*steps when --steps is not given (default 2e5, i.e. 2e7 steps at "
+                     "eta=1e-2; a sweep usually wants less, e.g. 5e3: runs stopped by the cap "
+                     "are outcome 'incomplete')",
+    "head": "the prediction head: offdiag (the paper), frozen (E = I), full",
+    "features": "basis or random orthonormal features",
+    "split": "view split: bernoulli (each patch w.p. 1/2) or half",
+}
 
 
 def _flag(name: str) -> str:
@@ -31,7 +43,7 @@ def add_parser(sub) -> None:
                "Values: V1,V2,... or lin:START:STOP:N or log:START:STOP:N. "
                "Example: theory-sim sweep --grid alpha1=4,5,6,7,8 "
                "--grid eta_E_ratio=log:0.01:1:5 --seeds 32 --d 512 --eta 1e-2 "
-               "--max-flow-time 2e4 --out sweeps/NAME")
+               "--max-flow-time 5e3 --out sweeps/NAME")
     g = p.add_argument_group("the grid")
     g.add_argument("--grid", action="append", default=[], metavar="KEY=VALUES",
                    help="a swept key and its values (repeat for more keys; later keys vary fastest)")
@@ -42,24 +54,25 @@ def add_parser(sub) -> None:
                         "(default: the single seed 1)")
     b = p.add_argument_group("fixed values (defaults: those of theory-sim run)")
     for name in sw.VECTOR_KEYS:
-        b.add_argument(_flag(name), dest=f"base_{name}", default=None, help=_VECTOR_HELP[name])
+        b.add_argument(_flag(name), dest=f"base_{name}", default=None, metavar="V1,V2",
+                       help=_VECTOR_HELP[name])
     for key in sw.KEYS.values():
-        extra = f" ({', '.join(key.choices)})" if key.choices and len(key.choices) > 1 else ""
-        b.add_argument(_flag(key.name), dest=f"base_{key.name}", default=None,
-                       metavar=key.kind.__name__.upper(), help=key.help + extra)
+        metavar = "|".join(key.choices) if key.choices else key.kind.__name__.upper()
+        b.add_argument(_flag(key.name), dest=f"base_{key.name}", default=None, metavar=metavar,
+                       help=_EXTRA_HELP.get(key.name, key.help))
     e = p.add_argument_group("execution")
     e.add_argument("--out", required=True, help="sweep directory (created, or resumed)")
     e.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="submit to this Dask cluster (default: start a local one)")
-    e.add_argument("--workers", type=int, default=None,
+    e.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local cluster: worker processes (default: one per core)")
-    e.add_argument("--threads-per-worker", type=int, default=None,
+    e.add_argument("--threads-per-worker", type=int, default=None, metavar="N",
                    help="local cluster: threads per worker (default 1)")
     e.add_argument("--serial", action="store_true",
                    help="no Dask: run in this process (the kernel still uses every core)")
-    e.add_argument("--chunk-size", type=int, default=None,
-                   help="runs per task (default: about 16 tasks per thread, at most 64)")
-    e.add_argument("--max-chunks", type=int, default=None,
+    e.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                   help="runs per task (default: about 32 tasks per thread, at most 16 runs)")
+    e.add_argument("--max-chunks", type=int, default=None, metavar="N",
                    help="stop after this many chunks; rerun to do the rest")
     e.add_argument("--plot", action="store_true", help=f"also draw OUT/{sw.PLOT}")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -104,7 +117,7 @@ def cmd_sweep(args) -> int:
                 scheduler=args.scheduler, workers=args.workers,
                 threads_per_worker=args.threads_per_worker, chunk_size=args.chunk_size,
                 max_chunks=args.max_chunks, progress=progress,
-                command=["theory-sim", *sys.argv[1:]] if sys.argv else None)
+                command=_command_line())
     except sw.SweepError as exc:
         raise UsageError(str(exc)) from None
     except sw.SweepFailed as exc:
@@ -123,9 +136,16 @@ def cmd_sweep(args) -> int:
         print(f"theory-sim sweep: stopped early; rerun the same command to run the "
               f"{result.n_runs - result.n_done} missing runs")
     if args.plot and result.n_done:
-        path = sw.save_figure(sw.plot_sweep(out), out / sw.PLOT)
+        path = _save_figure(plot_sweep(out), out / sw.PLOT)
         print(f"phase diagram: {path}")
     return 0
+
+
+def _command_line():
+    """The command as typed, when this process is the ``theory-sim`` program."""
+    if sys.argv and Path(sys.argv[0]).name in ("theory-sim", "__main__.py"):
+        return ["theory-sim", *sys.argv[1:]]
+    return None
 
 
 @contextlib.contextmanager
@@ -144,6 +164,24 @@ def _term_as_interrupt():
             signal.signal(signal.SIGTERM, old)
 
 
+def plot_sweep(directory, *, x=None, y=None):
+    """The phase diagram (a matplotlib Figure) of a sweep directory."""
+    from ..plotting_sweep import phase_diagram
+
+    manifest, table = sw.load_sweep(directory)
+    x, y, note = sw.plot_axes(manifest, table, x, y)
+    return phase_diagram(table, x, y, note=note)
+
+
+def _save_figure(fig, path) -> Path:
+    """Save ``fig`` as PNG atomically (temp file, fsync, rename)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    with atomic_write(Path(path), "wb") as fh:
+        fh.write(buf.getvalue())
+    return Path(path)
+
+
 def _outcome_summary(path) -> str:
     _, rows = sw.read_table(path)
     counts = {}
@@ -155,11 +193,11 @@ def _outcome_summary(path) -> str:
 
 def cmd_plot_sweep(args) -> int:
     try:
-        fig = sw.plot_sweep(args.dir, x=args.x, y=args.y)
         target = Path(args.out) if args.out else Path(args.dir) / sw.PLOT
-        if not target.parent.exists():
+        fig = plot_sweep(args.dir, x=args.x, y=args.y)
+        if not target.parent.is_dir():
             raise UsageError(f"--out {target}: directory {target.parent} does not exist")
-        path = sw.save_figure(fig, target)
+        path = _save_figure(fig, target)
     except sw.SweepError as exc:
         raise UsageError(str(exc)) from None
     print(f"phase diagram: {path}")

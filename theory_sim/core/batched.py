@@ -13,7 +13,11 @@ observables need, at step resolution:
 * ``peak[j, r]`` / ``peak_step[j, r]``: running maximum of ``|E_jr|`` (``j != r``) and the
   first step it was reached;
 * ``Alast`` / ``glast`` / ``Elast``: ``A``, ``diag(W W^T)`` and ``E`` at the last
-  evaluated step (``c = A / sqrt(diag)``: the wrapper divides once, at the end).
+  evaluated step, written once when the run stops (``c = A / sqrt(diag)``: the wrapper
+  divides). Not when ``population_step`` fails (NaN, zero row): by then the workspace
+  holds the failed state; the wrapper re-runs such a run with ``max_steps`` set to its
+  last evaluated step, which ends on exactly that state (copying every step instead
+  would cost every run ~10% for the sake of the rare failures).
 
 A step is *evaluated* (its events are observed) when ``population_step`` succeeds at it,
 exactly the points ``simulate()`` records with stride 1, plus the final state at
@@ -28,7 +32,16 @@ from __future__ import annotations
 
 import math
 
-from ._jit import STATUS_MAX_STEPS, STATUS_RUNNING, njit, njit_inline, njit_parallel, prange
+from ._jit import (
+    STATUS_CONVERGED,
+    STATUS_MAX_STEPS,
+    STATUS_RUNAWAY,
+    STATUS_RUNNING,
+    njit,
+    njit_inline,
+    njit_parallel,
+    prange,
+)
 from .population import apply_step, convergence_status, make_workspace, population_step, step_status
 
 # Where ``population_step`` leaves A = B Vr and gram = B B^T in ``make_workspace``'s tuple
@@ -49,8 +62,7 @@ def _crossed(a, g, thr, thr2):
 
 
 @njit_inline
-def observe(step, A, gram, E, thr, thr2, head_tol, first1, c1_at, first2, t4, peak, peak_step,
-            Alast, glast, Elast):
+def observe(step, A, gram, E, thr, thr2, head_tol, first1, c1_at, first2, t4, peak, peak_step):
     """Update one run's events with the state evaluated at ``step``."""
     m, L = A.shape
     pending = False
@@ -78,10 +90,8 @@ def observe(step, A, gram, E, thr, thr2, head_tol, first1, c1_at, first2, t4, pe
                     t4[j] = step
     for j in range(m):
         for q in range(m):
-            e = E[j, q]
-            Elast[j, q] = e
             if j != q:
-                a = abs(e)
+                a = abs(E[j, q])
                 if a > peak[j, q]:
                     peak[j, q] = a
                     peak_step[j, q] = step
@@ -112,7 +122,7 @@ def advance_run(i, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st
     ws = make_workspace(m, r, L)
     A, gram = ws[WS_A], ws[WS_GRAM]
     f1, c1, f2, tt4 = first1[i], c1_at[i], first2[i], t4[i]
-    pk, pks, Al, gl, El = peak[i], peak_step[i], Alast[i], glast[i], Elast[i]
+    pk, pks = peak[i], peak_step[i]
     step = st[i, 0]
     last = st[i, 2]
     last_loss = lossv[i]
@@ -121,17 +131,16 @@ def advance_run(i, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st
     status = STATUS_RUNNING
     while step < end:
         loss, speed_w, speed_e = population_step(Bi, Ei, Vri, Mi, model, rate, ws)
-        if step >= max_steps:
-            # the final state: simulate() appends it whatever the step's status
-            observe(step, A, gram, Ei, thr, thr2, htol, f1, c1, f2, tt4, pk, pks, Al, gl, El)
-            last, last_loss = step, loss
+        final = step >= max_steps  # simulate() appends the final state whatever its status
+        if not final:
+            status = step_status(loss, speed_w, speed_e)
+            if status != STATUS_RUNNING:
+                break
+        observe(step, A, gram, Ei, thr, thr2, htol, f1, c1, f2, tt4, pk, pks)
+        last, last_loss = step, loss
+        if final:
             status = STATUS_MAX_STEPS
             break
-        status = step_status(loss, speed_w, speed_e)
-        if status != STATUS_RUNNING:
-            break
-        observe(step, A, gram, Ei, thr, thr2, htol, f1, c1, f2, tt4, pk, pks, Al, gl, El)
-        last, last_loss = step, loss
         if to_check == 0:
             to_check = check_every
             if step > 0:
@@ -145,6 +154,14 @@ def advance_run(i, B, E, Vr, mask, lam, consts, rates, stopf, ints, head_tol, st
     st[i, 1] = status
     st[i, 2] = last
     lossv[i] = last_loss
+    if status == STATUS_CONVERGED or status == STATUS_MAX_STEPS or status == STATUS_RUNAWAY:
+        # stopped right after evaluating ``last``: the workspace and E still hold that state
+        for j in range(m):
+            glast[i, j] = gram[j, j]
+            for l in range(L):
+                Alast[i, j, l] = A[j, l]
+            for q in range(m):
+                Elast[i, j, q] = Ei[j, q]
 
 
 @njit_parallel
