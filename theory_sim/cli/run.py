@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
 
 def run_summary(run) -> dict:
     """What summary.json holds: configuration, phase times, final state (0-based indices)."""
-    pt = analysis.phase_times(run)
+    threshold = float(run.config["train"]["align_threshold"])
+    pt = analysis.phase_times(run, threshold)
     eta = run.eta
     times = {k: v for k, v in pt.as_dict().items() if k.startswith("T")}
     return {
@@ -56,7 +57,7 @@ def run_summary(run) -> dict:
         "final_E": run.E[-1].tolist(),
         "final_head_distance": float(analysis.head_distance(run)[-1]),
         "final_loss": float(run.loss[-1]),
-        "outcome": analysis.outcome(run),
+        "outcome": analysis.outcome(run, threshold),
         "indexing": "0-based (neuron j, feature l)",
     }
 

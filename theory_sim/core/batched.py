@@ -42,12 +42,15 @@ from ._jit import (
     njit_parallel,
     prange,
 )
-from .population import apply_step, convergence_status, make_workspace, population_step, step_status
-
-# Where ``population_step`` leaves A = B Vr and gram = B B^T in ``make_workspace``'s tuple
-# (the entries ``population_advance`` reads too).
-WS_A = 0
-WS_GRAM = 7
+from .population import (
+    WS_A,
+    WS_GRAM,
+    apply_step,
+    convergence_status,
+    make_workspace,
+    population_step,
+    step_status,
+)
 
 
 @njit_inline

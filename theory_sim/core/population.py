@@ -88,6 +88,14 @@ def convergence_status(A, gram, speed_w, speed_e, ratio, stop):
     return STATUS_RUNNING
 
 
+# Positions in the workspace tuple of the arrays other kernels read.
+WS_A = 0
+WS_GE = 12
+WS_GRAM = 7
+WS_RHO = 16
+WS_GB = 18
+
+
 @njit
 def make_workspace(m, r, L):
     """Scratch arrays for ``population_step`` (allocated once per run, not per step)."""
@@ -157,8 +165,8 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
 def apply_step(B, E, rates, ws):
     """``B -= eta dL/dB``, ``E -= eta_E mask * dL/dE`` with the gradient in ``ws``."""
     eta, eta_E = rates
-    gB = ws[18]
-    gE = ws[12]
+    gB = ws[WS_GB]
+    gE = ws[WS_GE]
     m, r = B.shape
     for j in range(m):
         for i in range(r):
@@ -191,7 +199,7 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
     m, r = B.shape
     L = Vr.shape[1]
     ws = make_workspace(m, r, L)
-    A, gram, rho = ws[0], ws[7], ws[16]
+    A, gram, rho = ws[WS_A], ws[WS_GRAM], ws[WS_RHO]
     ratio = rates[1] / rates[0]
     check_every = stop[3]
     step = rec_state[0]
