@@ -113,11 +113,21 @@ def features_learned(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, t: in
     return out
 
 
-def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> str:
+def hit_cap(run: Run) -> bool:
+    """True when the run was stopped by the flow-time cap (``steps=None``, status ``max_steps``)."""
+    return run.status == "max_steps" and run.config.get("train", {}).get("steps") is None
+
+
+def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incomplete: bool = False) -> str:
     """``diverse`` (every neuron learned a feature and not all the same one),
     ``collapsed`` (every neuron learned a feature, all the same one) or
-    ``incomplete`` (some neuron learned nothing, or the run diverged)."""
-    if run.status == "diverged":
+    ``incomplete`` (some neuron learned nothing, or the run diverged).
+
+    ``cap_incomplete=True`` also calls a run stopped by the flow-time cap or interrupted
+    ``incomplete`` (it had not settled), as ``theory_sim.batched.simulate_many`` does.
+    """
+    unsettled = hit_cap(run) or run.status == "interrupted"
+    if run.status == "diverged" or (cap_incomplete and unsettled):
         return "incomplete"
     feats = features_learned(run, threshold)
     if any(f is None for f in feats):
@@ -125,3 +135,216 @@ def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> str:
     if len(set(feats)) == 1 and len(feats) > 1:
         return "collapsed"
     return "diverse"
+
+
+# ---------------------------------------------------------------- assignment and roles
+
+NO_FEATURE = -1
+"""Entry of :func:`feature_assignment` for a neuron that has learned no feature."""
+
+
+def feature_assignment(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
+    """(T, m) int: the feature each neuron holds at each point, ``NO_FEATURE`` (-1) if none.
+
+    Neuron j holds feature l when ``|c_jl| >= threshold``; with ``threshold > 1/sqrt(2)``
+    at most one feature qualifies (the ``c_j.`` are coordinates of a unit vector on an
+    orthonormal set); below that the most aligned qualifying feature is taken.
+    """
+    c = alignment(run)
+    best = np.argmax(c, axis=2)
+    ok = np.take_along_axis(c, best[:, :, None], axis=2)[:, :, 0] >= threshold
+    return np.where(ok, best, NO_FEATURE)
+
+
+def leader_follower(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> tuple:
+    """``(leader, follower)`` neuron indices as :func:`phase_times` defines them (``None`` if none)."""
+    pt = phase_times(run, threshold)
+    return pt.leader, pt.follower
+
+
+def n_features_learned(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
+    """(T,) number of distinct features held by at least one neuron (collapse: fewer than min(m, L))."""
+    a = feature_assignment(run, threshold)
+    L = run.alignment.shape[2]
+    held = (a[:, :, None] == np.arange(L)[None, None, :]).any(axis=1)
+    return held.sum(axis=1)
+
+
+def effective_rank(matrix: np.ndarray) -> np.ndarray:
+    """Entropy effective rank ``exp(-sum_i p_i log p_i)``, ``p = s / sum(s)`` (s: singular values).
+
+    Accepts one matrix or a stack (..., m, L); 1 for a rank-one matrix, ``k`` for ``k``
+    equal singular values, 0 for the zero matrix (Roy & Vetterli 2007).
+    """
+    s = np.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False)
+    total = s.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(total > 0, s / total, 0.0)
+        h = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=-1)
+    return np.where(total[..., 0] > 0, np.exp(h), 0.0)
+
+
+def alignment_rank(run: Run) -> np.ndarray:
+    """(T,) effective rank of the alignment matrix ``|c(t)|`` (m x L): 1 = dimensional collapse."""
+    return effective_rank(alignment(run))
+
+
+# ---------------------------------------------------------------- closed-form observables
+
+def model_of(run: Run):
+    """The :class:`~theory_sim.params.ModelParams` stored in ``run.config``."""
+    from .params import ModelParams
+
+    return ModelParams(**run.config["model"])
+
+
+def coordinates(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, C)`` at every recorded point: ``A = W V`` (T, m, L), ``C = sigma^2 W W^T`` (T, m, m).
+
+    These fix every closed-form quantity of MODEL.md section 6.
+    """
+    sigma2 = float(run.config["model"]["sigma"]) ** 2
+    return run.A, sigma2 * np.asarray(run.gram, dtype=np.float64)
+
+
+def _noise_moment(C: np.ndarray) -> np.ndarray:
+    """``M_rq = E[u_r^3 u_q^3] = 9 C_rr C_qq C_rq + 6 C_rq^3`` for each (..., m, m) stack."""
+    d = np.diagonal(C, axis1=-2, axis2=-1)
+    return 9.0 * d[..., :, None] * d[..., None, :] * C + 6.0 * C**3
+
+
+def view1_second_moments(run: Run, feature: int = 0) -> np.ndarray:
+    """(T, m, m) ``S_rq = E[f_r(X^(1)) f_q(X^(1)) | the sample carries v_feature]``.
+
+    Given the feature ``l``, ``f_r(X^(1)) = s alpha_l^3 A_rl^3 n1 + sum_{noise p in view 1} u_pr^3``
+    with independent zero-mean noise terms (odd moments vanish), so::
+
+        S_rq = k2 alpha_l^6 A_rl^3 A_ql^3 + mu M_rq,   k2 = E[n1^2],   mu = E[#noise patches in view 1]
+
+    (``k2`` and ``mu`` from :func:`theory_sim.simulate.split_moments`: both view splits).
+    """
+    from .simulate import split_moments
+
+    model = model_of(run)
+    _, k2, mu = split_moments(model)
+    A, C = coordinates(run)
+    a3 = A[:, :, feature] ** 3
+    return k2 * model.alpha[feature] ** 6 * a3[:, :, None] * a3[:, None, :] + mu * _noise_moment(C)
+
+
+def _roles(run, leader, follower, threshold):
+    if leader is None or follower is None:
+        pl, pf = leader_follower(run, threshold)
+        leader = pl if leader is None else leader
+        follower = pf if follower is None else follower
+    return leader, follower
+
+
+def substitution_ratio(run: Run, leader: int | None = None, follower: int | None = None, *,
+                       threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
+    """(T,) ``RMS(E_fl f_l(X^(1))) / RMS(f_f(X^(1)))`` over samples that carry ``v_1``.
+
+    ``l`` = leader, ``f`` = follower (default: :func:`leader_follower`); MODEL.md
+    section 5, phase II: the head's substituted signal against the follower's own
+    output. Closed form from :func:`view1_second_moments`:
+    ``|E_fl| sqrt(S_ll / S_ff)``. All NaN when there is no leader/follower pair.
+    """
+    leader, follower = _roles(run, leader, follower, threshold)
+    T = run.n_points
+    if leader is None or follower is None:
+        return np.full(T, np.nan)
+    S = view1_second_moments(run, feature=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(run.E[:, follower, leader]) * np.sqrt(S[:, leader, leader] / S[:, follower, follower])
+
+
+def feature_gradient(A: np.ndarray, C: np.ndarray, E: np.ndarray, model, feature: int) -> np.ndarray:
+    """(m,) ``-<dL/dw_j, v_feature>``: each neuron's descent direction along a feature.
+
+    Exact population gradient (stop-gradient target at the same weights) from the
+    closed-form kernel in ``(A, C, E)`` coordinates: with ``gA = dL/dA`` and
+    ``gC = dL/dC``, ``dL/dW = gA V^T + sigma^2 (gC + gC^T) W`` (MODEL.md section 7), so
+    ``<dL/dw_j, v_l> = gA_jl + sigma^2 sum_q (gC + gC^T)_jq A_ql``.
+    """
+    from .core.moments import loss_grad
+    from .simulate import _model_tuple
+
+    lam, kx, k2, mu, sigma2 = _model_tuple(model)
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    C = np.ascontiguousarray(C, dtype=np.float64)
+    E = np.ascontiguousarray(E, dtype=np.float64)
+    m, L = A.shape
+    gA, gC, gE, rho = np.empty((m, L)), np.empty((m, m)), np.empty((m, m)), np.empty(m)
+    loss_grad(A, C, E, A, C, lam, kx, k2, mu, gA, gC, gE, rho)
+    return -(gA[:, feature] + sigma2 * (gC + gC.T) @ A[:, feature])
+
+
+def acceleration_factor(run: Run, leader: int | None = None, follower: int | None = None, *,
+                        feature: int = 1, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
+    """(T,) the follower's population-gradient component along ``v_2`` with the current
+    head, divided by the same with the head reset to ``I`` (same ``W``).
+
+    MODEL.md section 5, phase III: a value above 1 means the head speeds the follower
+    up along ``v_2``. ``feature`` (0-based, default 1 = ``v_2``) picks another feature
+    for the same ratio. 1 when ``E = I``; NaN without a follower, without that
+    feature, or where the ``E = I`` component is exactly 0.
+    """
+    leader, follower = _roles(run, leader, follower, threshold)
+    T, m, L = run.alignment.shape
+    out = np.full(T, np.nan)
+    if follower is None or not 0 <= feature < L:
+        return out
+    model = model_of(run)
+    A, C = coordinates(run)
+    eye = np.eye(m)
+    for t in range(T):
+        with_head = feature_gradient(A[t], C[t], run.E[t], model, feature)[follower]
+        without = feature_gradient(A[t], C[t], eye, model, feature)[follower]
+        if without != 0.0:
+            out[t] = with_head / without
+    return out
+
+
+# ---------------------------------------------------------------- fits
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``y = prefactor * x**slope`` fitted in log-log; ``ci`` is the confidence interval of the slope."""
+
+    slope: float
+    ci: tuple
+    prefactor: float
+    n: int
+    level: float
+
+    def as_dict(self) -> dict:
+        return {"slope": self.slope, "ci_low": self.ci[0], "ci_high": self.ci[1],
+                "prefactor": self.prefactor, "n": self.n, "level": self.level}
+
+
+def fit_power_law(x, y, groups=None, level: float = 0.95) -> PowerLaw:
+    """Least-squares slope of ``log y`` on ``log x`` with a Student-t confidence interval.
+
+    With ``groups`` (e.g. the seed of each point) every group gets its own intercept
+    and the slope is common (a fixed-effects fit: seed-to-seed offsets do not blur the
+    exponent). Non-finite or non-positive points are dropped.
+    """
+    from scipy import stats
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    g = np.zeros(x.shape, dtype=np.int64) if groups is None else np.asarray(groups)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    lx, ly, g = np.log(x[ok]), np.log(y[ok]), g[ok]
+    levels, gi = np.unique(g, return_inverse=True)
+    X = np.column_stack([lx, (gi[:, None] == np.arange(levels.size)[None, :]).astype(np.float64)])
+    n, p = X.shape
+    if n <= p or np.ptp(lx) == 0:
+        return PowerLaw(float("nan"), (float("nan"), float("nan")), float("nan"), int(n), level)
+    coef, *_ = np.linalg.lstsq(X, ly, rcond=None)
+    resid = ly - X @ coef
+    s2 = float(resid @ resid) / (n - p)
+    cov = s2 * np.linalg.pinv(X.T @ X)
+    half = float(stats.t.ppf(0.5 + level / 2, n - p)) * float(np.sqrt(cov[0, 0]))
+    slope = float(coef[0])
+    return PowerLaw(slope, (slope - half, slope + half), float(np.exp(np.mean(coef[1:]))), int(n), level)

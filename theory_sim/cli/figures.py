@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,6 +51,8 @@ class Plan:
     d_values: tuple = (1024, 2048, 4096, 8192, 16384, 32768)
     d_seeds: tuple = tuple(range(1, 9))
     d_eta: float = 0.1
+    d_fit_min: int = 8192
+    """T1 = a d^2 + b: the exponent is fitted where a d^2 >> b (b ~ 70, see docs/figures.md)."""
     eta_values: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     eta_seeds: tuple = tuple(range(1, 9))
     ratio_values: tuple = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -69,9 +70,9 @@ class Plan:
     # fig 6 (sgd engine: small d so that the whole story fits in a short flow time)
     sgd_d: int = 32
     sgd_w0_seed: int = 2
-    sgd_batches: tuple = (64, 256, 1024)
+    sgd_batches: tuple = (256, 1024, 4096)
     sgd_seeds: tuple = (101, 102, 103)
-    sgd_eta: float = 0.02
+    sgd_eta: float = 0.04
     sgd_flow: float = 120.0
     # fig 7
     many_alpha: tuple = (6.0, 4.5, 3.5, 3.0)
@@ -85,12 +86,12 @@ FULL = Plan(name="full")
 QUICK = Plan(
     name="quick",
     story_record=3000,
-    d_values=(1024, 4096, 16384), d_seeds=(1, 2, 3),
+    d_values=(1024, 4096, 16384), d_seeds=(4, 5, 8), d_fit_min=4096,
     eta_values=(3e-3, 3e-2, 3e-1), eta_seeds=(1, 2, 3),
     ratio_values=(0.01, 0.1, 0.5), ratio_seeds=(1, 5), ratio_cap=1e4,
     alpha_ratios=(1.5, 2.0, 3.0), eta_ratios=(0.01, 0.1, 1.0), grid_seeds=(1, 2, 3, 4),
     default_seeds=tuple(range(1, 9)), grid_cap=1e4,
-    sgd_batches=(64, 256), sgd_seeds=(101, 102), sgd_flow=90.0,
+    sgd_batches=(128, 512), sgd_seeds=(101, 102), sgd_flow=100.0,
     many_cap=4e3,
 )
 THEORY = {"T1_vs_d": 2.0, "T1_vs_eta": -1.0, "E_vs_ratio": 0.5}
@@ -218,11 +219,6 @@ def run_many(models, trains, W0=None, *, progress=None, jobs: int | None = None)
     return out
 
 
-def outcome_counts(results) -> dict:
-    c = Counter(r["outcome"] for r in results)
-    return {oc: int(c.get(oc, 0)) for oc in OUTCOMES}
-
-
 # ---------------------------------------------------------------- figs 1-3: the story
 
 def story_runs(plan: Plan, progress) -> dict:
@@ -335,19 +331,29 @@ def _until_T1(models, trains, W0, progress, *, growth=8.0, rounds=4):
 def scaling_data(plan: Plan, progress) -> dict:
     """The three scaling experiments of fig 4 (see docs/figures.md)."""
     base = ModelParams()
-    # T1 against d (coupled initialisation, caps grow with d^2)
-    models, trains, W0, xs, seeds = [], [], [], [], []
-    for d in plan.d_values:
+    # T1 against d (coupled initialisation), one d after the other: T1(d) = a d^2 + b grows
+    # at most like d^2, so the cap for the next d is (d'/d)^2 T1(d) (plus margin), which
+    # keeps the runs from going on long after T1
+    xs, seeds, t1_d = [], [], []
+    prev = {}
+    for d in sorted(plan.d_values):
         model = replace(base, d=d)
+        trains, W0 = [], []
         for s in plan.d_seeds:
-            models.append(model)
-            trains.append(TrainParams(eta=plan.d_eta, seed=s, max_flow_time=200 + 300 * (d / 1024) ** 2))
+            cap = 200 + 300 * (d / 1024) ** 2
+            if s in prev:
+                cap = 1.1 * (d / prev[s][0]) ** 2 * prev[s][1] + 50
+            trains.append(TrainParams(eta=plan.d_eta, seed=s, max_flow_time=cap))
             W0.append(coupled_weights(model, s))
+        res = _until_T1([model] * len(trains), trains, W0, progress)
+        for s, r in zip(plan.d_seeds, res, strict=True):
+            t1 = np.nan if r["T1"] is None else r["T1"] * plan.d_eta
+            if np.isfinite(t1):
+                prev[s] = (d, t1)
             xs.append(d)
             seeds.append(s)
-    res = _until_T1(models, trains, W0, progress)
-    t1_d = np.array([np.nan if r["T1"] is None else r["T1"] * plan.d_eta for r in res])
-    panel_d = {"x": xs, "y": t1_d, "seed": seeds}
+            t1_d.append(t1)
+    panel_d = {"x": xs, "y": np.array(t1_d), "seed": seeds}
     # T1 (steps) against eta, d = 512 (the default)
     models, trains, xs, seeds = [], [], [], []
     for eta in plan.eta_values:
@@ -396,18 +402,25 @@ def substitution_kind(r: dict) -> str:
     return "other"
 
 
-def fit_scaling(data: dict) -> dict:
-    """Power-law fits of fig 4 (seed fixed effects); ``*_alt`` fits the ``alt`` points."""
+def fit_scaling(data: dict, plan: Plan) -> dict:
+    """Power-law fits of fig 4 with seed fixed effects.
+
+    ``T1_vs_d`` is fitted on ``d >= plan.d_fit_min`` (``T1_vs_d_all``: every ``d``);
+    ``E_vs_ratio`` on the phase-II runs (``E_vs_ratio_stuck``: the stuck runs' values at the cap).
+    """
     fits = {}
     for key, p in data.items():
         x = np.asarray(p["x"], float)
         y = np.asarray(p["y"], float)
         g = np.asarray(p["seed"])
         keep = ~np.asarray(p.get("censored", np.zeros(x.shape, bool)), bool)
+        if key == "T1_vs_d":
+            fits[key + "_all"] = analysis.fit_power_law(x, y, g).as_dict()
+            keep &= x >= plan.d_fit_min
         fits[key] = analysis.fit_power_law(x[keep], y[keep], g[keep]).as_dict()
         if "alt" in p:
             alt = np.asarray(p["alt"], bool)
-            fits[key + "_alt"] = analysis.fit_power_law(x[alt], y[alt], g[alt]).as_dict()
+            fits[key + "_stuck"] = analysis.fit_power_law(x[alt], y[alt], g[alt]).as_dict()
     return fits
 
 
@@ -427,20 +440,22 @@ def _verdict(key, fit) -> str:
 
 def fig4(plan, progress):
     data = scaling_data(plan, progress)
-    fits = fit_scaling(data)
+    fits = fit_scaling(data, plan)
     kind = data["E_vs_ratio"]["kind"]
     n_phase2, n_stuck = int(np.sum(kind == "phase2")), int(np.sum(kind == "stuck"))
     panels = [
         {**data["T1_vs_d"], "fit": fits["T1_vs_d"], "theory": THEORY["T1_vs_d"],
+         "fit_label": f"fit, d >= {plan.d_fit_min}", "fit_x_min": plan.d_fit_min,
+         "extra_fits": [("fit, all d", fits["T1_vs_d_all"], "#7f7f7f")],
          "xlabel": "dimension d", "ylabel": r"$T_1$ (flow time $\eta\cdot$steps)",
          "title": rf"$T_1$ against $d$ ($\eta$ = {plan.d_eta:g}, coupled $W(0)$)",
          "verdict": _verdict("T1_vs_d", fits["T1_vs_d"])},
         {**data["T1_vs_eta"], "fit": fits["T1_vs_eta"], "theory": THEORY["T1_vs_eta"],
          "xlabel": r"learning rate $\eta$", "ylabel": r"$T_1$ (steps)",
-         "title": r"$T_1$ against $\eta$ ($d$ = 512)", "legend_loc": "upper right",
+         "title": r"$T_1$ against $\eta$ ($d$ = 512)", "verdict_top": True,
          "verdict": _verdict("T1_vs_eta", fits["T1_vs_eta"])},
         {**data["E_vs_ratio"], "fit": fits["E_vs_ratio"], "theory": THEORY["E_vs_ratio"],
-         "alt_fit": fits["E_vs_ratio_alt"],
+         "extra_fits": [("fit (stuck)", fits["E_vs_ratio_stuck"], "#ff7f0e")],
          "xlabel": r"$\eta_E / \eta$", "ylabel": r"$|E_{fl}(T_2)|$ (peak of the head entry)",
          "title": rf"$|E_{{fl}}(T_2)|$ against $\eta_E/\eta$ ($\eta$ = {plan.ratio_eta:g})",
          "point_label": f"phase II run ($T_1 < T_2 < T_3$), {n_phase2}",
@@ -456,12 +471,13 @@ def fig4(plan, progress):
                  "seed": list(p["seed"]), "fit": fits[key], "theory_slope": THEORY[key], "band": BANDS[key]}
         if "kind" in p:
             entry["kind"] = np.asarray(p["kind"]).tolist()
-            entry["fit_stuck"] = fits[key + "_alt"]
+            entry["fit_stuck"] = fits[key + "_stuck"]
         js[key] = entry
     facts = {key: {**fits[key], "theory": THEORY[key], "band": BANDS[key],
                    "missing": int(np.sum(~np.isfinite(np.asarray(data[key]["y"], float))))} for key in THEORY}
     facts["E_vs_ratio"].update({"phase2_runs": n_phase2, "stuck_runs": n_stuck,
-                                "stuck_fit": fits["E_vs_ratio_alt"]})
+                                "stuck_fit": fits["E_vs_ratio_stuck"]})
+    facts["T1_vs_d"].update({"fit_from_d": plan.d_fit_min, "all_d_fit": fits["T1_vs_d_all"]})
     return fig, js, facts
 
 
@@ -525,47 +541,77 @@ def fig5(plan, progress):
 
 # ---------------------------------------------------------------- fig 6: SGD against population
 
+def _single_thread():
+    """numba on one thread while the SGD runs of fig 6 go (restored afterwards): many short
+    parallel kernel calls stall on a busy machine, and the results do not depend on it."""
+    import contextlib
+
+    import numba
+
+    @contextlib.contextmanager
+    def ctx():
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
+
+    return ctx()
+
+
+def sgd_engine() -> str:
+    """``sgd-fast`` (the ``sgd`` engine's exact-in-distribution draw, MODEL.md section 8: same
+    law, O(N P m^2 + m^2 d) per step) where this version has it, else ``sgd``."""
+    from ..params import ENGINES
+
+    return "sgd-fast" if "sgd-fast" in ENGINES else "sgd"
+
+
 def fig6(plan, progress):
     model = ModelParams(d=plan.sgd_d)
     W0 = initial_weights(model, plan.sgd_w0_seed)
     steps = int(round(plan.sgd_flow / plan.sgd_eta))
-    record = 241
+    record = 301
     pop = simulate(model, TrainParams(eta=plan.sgd_eta, seed=plan.sgd_w0_seed, steps=steps, record=record),
                    W0=W0)
     progress.add(1)
     pt = analysis.phase_times(pop)
     leader, follower = (pt.leader, pt.follower) if pt.leader is not None else (0, 1)
     sgd = {}
-    for batch in plan.sgd_batches:
-        runs = []
-        for s in plan.sgd_seeds:
-            train = TrainParams(eta=plan.sgd_eta, engine="sgd", batch=batch, seed=s, steps=steps,
-                                record=record)
-            runs.append(simulate(model, train, W0=W0))
-            progress.add(batch / 64)
-        sgd[batch] = runs
-    note = (f"d = {plan.sgd_d}, P = 16, k = 4, alpha = (6, 3), eta = {plan.sgd_eta:g}, eta_E = eta/10, "
-            f"W(0) from seed {plan.sgd_w0_seed} for every run; band: min-max over SGD seeds")
+    with _single_thread():
+        for batch in plan.sgd_batches:
+            runs = []
+            for s in plan.sgd_seeds:
+                train = TrainParams(eta=plan.sgd_eta, engine=sgd_engine(), batch=batch, seed=s, steps=steps,
+                                    record=record)
+                runs.append(simulate(model, train, W0=W0))
+                progress.add(batch / 256)
+            sgd[batch] = runs
+    note = (f"engine {sgd_engine()}; d = {plan.sgd_d}, P = 16, k = 4, alpha = (6, 3), "
+            f"eta = {plan.sgd_eta:g}, eta_E = eta/10, "
+            f"{steps} steps; every run starts from the same W(0) (seed {plan.sgd_w0_seed}); "
+            f"bands: min-max over {len(plan.sgd_seeds)} SGD seeds")
     fig = plotting.sgd_figure(pop, sgd, leader=leader, follower=follower, note=note)
     data = {"population_flow_time": pop.flow_time, "population_alignment": pop.alignment,
             "population_E": pop.E}
-    facts = {"population": {"outcome": analysis.outcome(pop),
-                            "phase_times_flow": {k: (None if v is None else v * plan.sgd_eta)
-                                                 for k, v in pt.as_dict().items() if k.startswith("T")}},
-             "sgd": {}}
+    pop_times = {k: (None if v is None else v * plan.sgd_eta) for k, v in pt.as_dict().items() if k[0] == "T"}
+    facts = {"population": {"outcome": analysis.outcome(pop), "phase_times_flow": pop_times}, "sgd": {},
+             "engine": sgd_engine()}
     for batch, runs in sgd.items():
         n = min(r.n_points for r in runs + [pop])
-        data[f"sgd{batch}_flow_time"] = runs[0].flow_time
+        data[f"sgd{batch}_flow_time"] = runs[0].flow_time[:n]
         data[f"sgd{batch}_alignment"] = np.stack([r.alignment[:n] for r in runs])
         data[f"sgd{batch}_E"] = np.stack([r.E[:n] for r in runs])
-        dev = [float(np.abs(np.abs(r.alignment[:n]) - np.abs(pop.alignment[:n])).max()) for r in runs]
-        dE = [float(np.abs(r.E[:n] - pop.E[:n]).max()) for r in runs]
         times = [analysis.phase_times(r).as_dict() for r in runs]
-        facts["sgd"][str(batch)] = {
-            "max_alignment_deviation": dev, "max_head_deviation": dE,
-            "outcomes": [analysis.outcome(r) for r in runs],
-            "T1_flow": [None if t["T1"] is None else t["T1"] * plan.sgd_eta for t in times],
-            "T3_flow": [None if t["T3"] is None else t["T3"] * plan.sgd_eta for t in times]}
+        c_pop = np.abs(pop.alignment[:n])
+        dev = [float(np.abs(np.abs(r.alignment[:n]) - c_pop).max()) for r in runs]
+        entry = {"max_alignment_deviation": dev,
+                 "max_head_deviation": [float(np.abs(r.E[:n] - pop.E[:n]).max()) for r in runs],
+                 "outcomes": [analysis.outcome(r) for r in runs]}
+        for k in ("T1", "T3"):
+            entry[f"{k}_flow"] = [None if t[k] is None else t[k] * plan.sgd_eta for t in times]
+        facts["sgd"][str(batch)] = entry
     return fig, data, facts
 
 
@@ -586,9 +632,11 @@ def fig7(plan, progress):
     snaps = sorted({int(np.clip(np.searchsorted(t, x), 0, len(t) - 1))
                     for x in np.geomspace(max(first, t[1]), t[-1], 4)})
     fig = plotting.many_neurons_figure(runs, ["trainable head", "frozen head E = I"], head_run, snaps)
-    data = {"flow_time_trainable": head_run.flow_time, "alignment_trainable": head_run.alignment,
-            "E_trainable": head_run.E, "flow_time_frozen": runs[1].flow_time,
-            "alignment_frozen": runs[1].alignment, "snapshot_index": np.array(snaps)}
+    f32 = np.float32  # what was drawn, at plotting precision: keeps the file small
+    data = {"flow_time_trainable": head_run.flow_time, "alignment_trainable": head_run.alignment.astype(f32),
+            "head_distance_trainable": analysis.head_distance(head_run).astype(f32),
+            "E_snapshots": head_run.E[snaps], "snapshot_index": np.array(snaps),
+            "flow_time_frozen": runs[1].flow_time, "alignment_frozen": runs[1].alignment.astype(f32)}
     facts = {}
     for name, run in zip(("trainable", "frozen"), runs, strict=False):
         a = analysis.feature_assignment(run)[-1]
@@ -620,7 +668,7 @@ def _units(plan: Plan, nums) -> dict:
           + 2 * len(plan.default_seeds))
     n4 = (len(plan.d_values) * len(plan.d_seeds) + len(plan.eta_values) * len(plan.eta_seeds)
           + len(plan.ratio_values) * len(plan.ratio_seeds))
-    n6 = 1 + sum(b / 64 for b in plan.sgd_batches) * len(plan.sgd_seeds)
+    n6 = 1 + sum(b / 256 for b in plan.sgd_batches) * len(plan.sgd_seeds)
     units = {1: 4, 2: 0, 3: 0, 4: n4, 5: n5, 6: n6, 7: 8}
     return {k: units[k] for k in nums}
 
@@ -650,6 +698,30 @@ def make_figures(out: Path, plan: Plan, nums, progress: Progress) -> dict:
     return facts
 
 
+def merge_facts(path: Path, facts: dict, nums, wall: float, *, quick: bool) -> dict:
+    """The new facts; with ``--only`` merged into the facts file already there, so that
+    regenerating one figure keeps the others' numbers (``wall_seconds`` is that of the
+    last run that made every figure; a partial run is recorded as ``last_partial_run``)."""
+    facts = {**facts, "quick": quick}
+    if len(nums) == len(FIGURES):
+        return {**facts, "wall_seconds": wall}
+    import json
+
+    old: dict = {}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+    if old.get("plan") != json.loads(json.dumps(facts["plan"])):  # tuples are lists in JSON
+        old = {}
+    merged = {**old, **{k: v for k, v in facts.items() if k not in ("figures", "seconds")}}
+    merged["figures"] = {**old.get("figures", {}), **facts["figures"]}
+    merged["seconds"] = {**old.get("seconds", {}), **facts["seconds"]}
+    merged["last_partial_run"] = {"figures": [FIGURES[n] for n in nums], "wall_seconds": wall}
+    return merged
+
+
 def cmd_figures(args) -> int:
     nums = parse_only(args.only)
     if args.jobs is not None and args.jobs < 1:
@@ -666,11 +738,11 @@ def cmd_figures(args) -> int:
     progress = Progress(sum(units.values()), enabled=not args.quiet, jobs=args.jobs)
     t0 = time.perf_counter()
     facts = make_figures(out, plan, nums, progress)
-    facts["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    facts["quick"] = bool(args.quick)
-    write_json(out / ("figures-quick.json" if args.quick else "figures.json"), facts)
+    wall = round(time.perf_counter() - t0, 2)
+    facts_path = out / ("figures-quick.json" if args.quick else "figures.json")
+    write_json(facts_path, merge_facts(facts_path, facts, nums, wall, quick=bool(args.quick)))
     progress.finish()
     names = ", ".join(f"{FIGURES[n]}.png" for n in nums)
-    print(f"theory-sim figures: wrote {names} (+ data files) to {out}/ in {facts['wall_seconds']:.1f} s")
+    print(f"theory-sim figures: wrote {names} (+ data files) to {out}/ in {wall:.1f} s")
     sys.stdout.flush()
     return 0

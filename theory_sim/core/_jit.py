@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numba
 
-JIT_OPTIONS = {"cache": True, "fastmath": False, "nogil": True}
+JIT_OPTIONS = {"cache": True, "fastmath": False, "nogil": True, "error_model": "numpy"}
 
 njit = numba.njit(**JIT_OPTIONS)
 """Decorator for serial kernels."""

@@ -24,7 +24,7 @@ from ._jit import (
     njit,
     njit_inline,
 )
-from .moments import backward, forward, target_terms
+from .moments import backward, forward, loss_grad_2x2, target_terms
 
 
 @njit
@@ -134,11 +134,16 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
     for j in range(m):
         if gram[j, j] == 0.0:
             return math.nan, -1.0, 0.0
-    target_terms(A, C, lam, k2, mu, At3, DG)
-    loss = forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho)
-    if not math.isfinite(loss):
-        return loss, 0.0, 0.0
-    backward(A, C, E, At3, lam, kx, k2, mu, A3, H, EM, N, DF, DG, rho, gH, gS, gM, gA, gC, gE)
+    if m == 2 and L == 2:  # the paper's case: the same formulas unrolled (moments.loss_grad_2x2)
+        loss = loss_grad_2x2(A, C, E, lam, kx, k2, mu, rho, gA, gC, gE)
+        if not math.isfinite(loss):
+            return loss, 0.0, 0.0
+    else:
+        target_terms(A, C, lam, k2, mu, At3, DG)
+        loss = forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho)
+        if not math.isfinite(loss):
+            return loss, 0.0, 0.0
+        backward(A, C, E, At3, lam, kx, k2, mu, A3, H, EM, N, DF, DG, rho, gH, gS, gM, gA, gC, gE)
     # dL/dB = gA Vr^T + sigma^2 (gC + gC^T) B
     speed_w = 0.0
     for j in range(m):
