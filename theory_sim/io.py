@@ -83,23 +83,27 @@ def save_run(run: Run, directory, *, summary: dict | None = None) -> Path:
     return directory
 
 
+def _read_npz(path, default_name: str, what: str) -> tuple[Path, dict]:
+    """Every array of an ``.npz`` (``path`` or ``path/default_name``), or one-line ``RunFileError``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / default_name
+    if not path.exists():
+        raise RunFileError(f"{path}: no such {what} file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return path, {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as exc:
+        raise RunFileError(f"{path}: not a readable {what} ({exc.__class__.__name__}: {exc})") from None
+
+
 def load_run(path) -> Run:
     """Read a run written by :func:`save_run` (a run directory or its ``trajectory.npz``).
 
     Raises :class:`RunFileError` with one line saying what is wrong for a missing,
     truncated, foreign or newer-format file.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / TRAJECTORY
-    if not path.exists():
-        raise RunFileError(f"{path}: no such run file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as exc:
-        raise RunFileError(
-            f"{path}: not a readable theory-sim run ({exc.__class__.__name__}: {exc})") from None
+    path, data = _read_npz(path, TRAJECTORY, "theory-sim run")
     if "meta" not in data:
         raise RunFileError(f"{path}: not a theory-sim run (no metadata)")
     try:
@@ -136,15 +140,9 @@ def save_checkpoint(state: dict, path) -> Path:
 
 def load_checkpoint(path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; ``RunFileError`` if unreadable."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.exists():
-        raise RunFileError(f"{path}: no checkpoint here")
+    path, state = _read_npz(path, CHECKPOINT, "checkpoint")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            state = {k: npz[k] for k in npz.files}
         state["meta"] = json.loads(str(state["meta"]))
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as exc:
+    except (KeyError, json.JSONDecodeError) as exc:
         raise RunFileError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from None
     return state

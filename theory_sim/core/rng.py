@@ -41,28 +41,6 @@ def stream_state(seed, step, index):
     return z
 
 
-@njit
-def next_uniform(state):
-    """Return ``(u, new_state)`` with ``u`` uniform on [0, 1) (53 random bits)."""
-    state = state + _GOLDEN
-    z = mix64(state)
-    return float(z >> _S11) * _TWO_M53, state
-
-
-@njit
-def next_normal_pair(state):
-    """Two independent standard normals (Marsaglia polar method) and the new state."""
-    while True:
-        u, state = next_uniform(state)
-        v, state = next_uniform(state)
-        x = 2.0 * u - 1.0
-        y = 2.0 * v - 1.0
-        s = x * x + y * y
-        if 0.0 < s < 1.0:
-            f = math.sqrt(-2.0 * math.log(s) / s)
-            return x * f, y * f, state
-
-
 # ---------------------------------------------------------------- ziggurat normals
 # Marsaglia & Tsang's ziggurat in Doornik's formulation (ZIGNOR, 2005) with 128
 # layers: ~98.8% of draws cost one 64-bit output, a table load and a comparison.
@@ -86,45 +64,6 @@ def _ziggurat_tables():
 
 ZIG_X, ZIG_RATIO = _ziggurat_tables()
 _MASK7 = np.uint64(_ZIG_C - 1)
-
-
-@njit
-def _normal_tail(state, negative):
-    """A normal draw conditioned on ``|z| > R`` (Marsaglia's tail method)."""
-    while True:
-        u, state = next_uniform(state)
-        v, state = next_uniform(state)
-        x = math.log(1.0 - u) / _ZIG_R
-        y = math.log(1.0 - v)
-        if -2.0 * y >= x * x:
-            z = _ZIG_R - x
-            return (-z if negative else z), state
-
-
-@njit
-def next_normal(state):
-    """One standard normal (ziggurat) and the new state.
-
-    Readable form of the fast path: with ``i`` uniform on 0..127 and ``u`` uniform on
-    (-1, 1), return ``u * X[i]`` when it falls inside layer ``i``'s inner rectangle.
-    The 7 low bits of the 64-bit output choose the layer and its 53 high bits give
-    ``u``; they do not overlap.
-    """
-    while True:
-        state = state + _GOLDEN
-        z = mix64(state)
-        i = int(z & _MASK7)
-        u = 2.0 * (float(z >> _S11) * _TWO_M53) - 1.0
-        if abs(u) < ZIG_RATIO[i]:
-            return u * ZIG_X[i], state
-        if i == 0:
-            return _normal_tail(state, u < 0.0)
-        x = u * ZIG_X[i]
-        f0 = math.exp(-0.5 * (ZIG_X[i] * ZIG_X[i] - x * x))
-        f1 = math.exp(-0.5 * (ZIG_X[i + 1] * ZIG_X[i + 1] - x * x))
-        w, state = next_uniform(state)
-        if f1 + w * (f0 - f1) < 1.0:
-            return x, state
 
 
 # ---------------------------------------------------------------- xoshiro256++ streams
@@ -185,7 +124,13 @@ def _xo_normal_tail(st, negative):
 
 @njit_inline
 def xo_normal(st):
-    """One standard normal by the ziggurat (see ``next_normal``) and the new state."""
+    """One standard normal (ziggurat) and the new state.
+
+    Readable form of the fast path: with ``i`` uniform on 0..127 and ``u`` uniform on
+    (-1, 1), return ``u * X[i]`` when it falls inside layer ``i``'s inner rectangle.
+    The 7 low bits of the 64-bit output choose the layer and its 53 high bits give
+    ``u``; they do not overlap.
+    """
     while True:
         z, st = xo_next(st)
         i = int(z & _MASK7)

@@ -31,6 +31,21 @@ _REMAINDER_STREAM = 1 << 40
 
 
 @njit
+def _shuffle_prefix(state, arr, n):
+    """Partial Fisher-Yates: afterwards ``arr[:n]`` is a uniform n-subset of ``arr``."""
+    P = arr.shape[0]
+    for p in range(n):
+        u, state = xo_uniform(state)
+        q = p + int(u * (P - p))
+        if q >= P:
+            q = P - 1
+        t = arr[p]
+        arr[p] = arr[q]
+        arr[q] = t
+    return state
+
+
+@njit
 def _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm, view):
     """Feature index, sign and patch roles of one sample.
 
@@ -48,26 +63,13 @@ def _draw_sample(state, alpha, pi_cdf, P, k, half_split, perm, view):
     s = 1.0 if u < 0.5 else -1.0
     for p in range(P):
         perm[p] = p
-    for p in range(k):  # partial Fisher-Yates: a uniform k-subset
-        u, state = xo_uniform(state)
-        q = p + int(u * (P - p))
-        if q >= P:
-            q = P - 1
-        t = perm[p]
-        perm[p] = perm[q]
-        perm[q] = t
+    state = _shuffle_prefix(state, perm, k)  # the feature patches: a uniform k-subset
     if half_split:  # exactly P // 2 patches in view 1, uniformly chosen
+        order = np.arange(P)
+        state = _shuffle_prefix(state, order, P // 2)
         for p in range(P):
             view[p] = 0
-        order = np.arange(P)
         for p in range(P // 2):
-            u, state = xo_uniform(state)
-            q = p + int(u * (P - p))
-            if q >= P:
-                q = P - 1
-            t = order[p]
-            order[p] = order[q]
-            order[q] = t
             view[order[p]] = 1
     else:  # each patch in view 1 with probability 1/2, independently
         for p in range(P):
