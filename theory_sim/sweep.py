@@ -669,12 +669,7 @@ class _Store:
         self.dirty = False
 
     def _load_existing(self, mpath):
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SweepError(f"{mpath}: not a readable sweep manifest ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise SweepError(f"{mpath}: not a theory-sim sweep manifest")
+        manifest = read_manifest(mpath)
         if manifest.get("format_version") != FORMAT_VERSION:
             raise SweepError(f"{mpath}: sweep format version {manifest.get('format_version')!r}, "
                              f"this theory-sim reads version {FORMAT_VERSION}")
@@ -955,18 +950,24 @@ def _cpu_count() -> int:
 
 # ---------------------------------------------------------------- plotting
 
-def load_sweep(directory) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(manifest, table columns)`` of a sweep directory."""
-    directory = Path(directory)
-    mpath, tpath = directory / MANIFEST, directory / TABLE
-    if not mpath.exists():
-        raise SweepError(f"{directory}: not a theory-sim sweep directory (no {MANIFEST})")
+def read_manifest(mpath: Path) -> dict:
+    """The sweep manifest at ``mpath``, or a one-line ``SweepError``."""
     try:
         manifest = json.loads(mpath.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SweepError(f"{mpath}: not a readable sweep manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SweepError(f"{mpath}: not a theory-sim sweep manifest")
+    return manifest
+
+
+def load_sweep(directory) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(manifest, table columns)`` of a sweep directory."""
+    directory = Path(directory)
+    mpath, tpath = directory / MANIFEST, directory / TABLE
+    if not mpath.exists():
+        raise SweepError(f"{directory}: not a theory-sim sweep directory (no {MANIFEST})")
+    manifest = read_manifest(mpath)
     if not tpath.exists():
         raise SweepError(f"{directory}: no {TABLE} yet (no run has finished)")
     return manifest, table_columns(tpath)
