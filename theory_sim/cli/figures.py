@@ -23,8 +23,9 @@ from .. import analysis, plotting
 from ..io import atomic_write, write_json
 from ..params import ModelParams, TrainParams
 from ..simulate import initial_weights, simulate
-from . import UsageError
+from . import EXIT_INTERRUPTED, UsageError
 from .progress import ProgressBar
+from .signals import GracefulStop
 
 OUTCOMES = ("diverse", "collapsed", "incomplete")
 FIGURES = {
@@ -673,12 +674,17 @@ def _units(plan: Plan, nums) -> dict:
     return {k: units[k] for k in nums}
 
 
-def make_figures(out: Path, plan: Plan, nums, progress: Progress) -> dict:
-    """Simulate, draw and write the figures ``nums``; return the facts (also in figures.json)."""
+def make_figures(out: Path, plan: Plan, nums, progress: Progress, should_stop=None) -> tuple[dict, list]:
+    """Simulate, draw and write the figures ``nums``; return the facts (also in
+    figures.json) and the figures made: all of ``nums`` unless ``should_stop()``
+    turned true, which is checked between figures."""
     out.mkdir(parents=True, exist_ok=True)
     facts: dict = {"plan": dataclasses.asdict(plan), "figures": {}, "seconds": {}}
     story = None
+    done = []
     for num in nums:
+        if should_stop is not None and should_stop():
+            break
         t0 = time.perf_counter()
         name = FIGURES[num]
         progress.stage(name)
@@ -695,15 +701,17 @@ def make_figures(out: Path, plan: Plan, nums, progress: Progress) -> dict:
             save_npz(data, out / f"{name}.npz")
         facts["figures"][name] = f
         facts["seconds"][name] = round(time.perf_counter() - t0, 2)
-    return facts
+        done.append(num)
+    return facts, done
 
 
-def merge_facts(path: Path, facts: dict, nums, wall: float, *, quick: bool) -> dict:
+def merge_facts(path: Path, facts: dict, nums, wall: float, *, quick: bool,
+                interrupted: bool = False) -> dict:
     """The new facts; with ``--only`` merged into the facts file already there, so that
     regenerating one figure keeps the others' numbers (``wall_seconds`` is that of the
     last run that made every figure; a partial run is recorded as ``last_partial_run``)."""
     facts = {**facts, "quick": quick}
-    if len(nums) == len(FIGURES):
+    if len(nums) == len(FIGURES) and not interrupted:
         return {**facts, "wall_seconds": wall}
     import json
 
@@ -718,7 +726,8 @@ def merge_facts(path: Path, facts: dict, nums, wall: float, *, quick: bool) -> d
     merged = {**old, **{k: v for k, v in facts.items() if k not in ("figures", "seconds")}}
     merged["figures"] = {**old.get("figures", {}), **facts["figures"]}
     merged["seconds"] = {**old.get("seconds", {}), **facts["seconds"]}
-    merged["last_partial_run"] = {"figures": [FIGURES[n] for n in nums], "wall_seconds": wall}
+    merged["last_partial_run"] = {"figures": [FIGURES[n] for n in nums], "wall_seconds": wall,
+                                  "interrupted": interrupted}
     return merged
 
 
@@ -737,12 +746,19 @@ def cmd_figures(args) -> int:
     units = _units(plan, nums)
     progress = Progress(sum(units.values()), enabled=not args.quiet, jobs=args.jobs)
     t0 = time.perf_counter()
-    facts = make_figures(out, plan, nums, progress)
-    wall = round(time.perf_counter() - t0, 2)
-    facts_path = out / ("figures-quick.json" if args.quick else "figures.json")
-    write_json(facts_path, merge_facts(facts_path, facts, nums, wall, quick=bool(args.quick)))
+    with GracefulStop() as stop:  # Ctrl-C / SIGTERM: finish the current figure, then stop
+        facts, done = make_figures(out, plan, nums, progress, should_stop=stop)
+        wall = round(time.perf_counter() - t0, 2)
+        interrupted = len(done) < len(nums)
+        facts_path = out / ("figures-quick.json" if args.quick else "figures.json")
+        write_json(facts_path, merge_facts(facts_path, facts, done, wall, quick=bool(args.quick),
+                                           interrupted=interrupted))
     progress.finish()
-    names = ", ".join(f"{FIGURES[n]}.png" for n in nums)
+    names = ", ".join(f"{FIGURES[n]}.png" for n in done) or "nothing"
     print(f"theory-sim figures: wrote {names} (+ data files) to {out}/ in {wall:.1f} s")
     sys.stdout.flush()
+    if interrupted:
+        print(f"theory-sim: interrupted ({stop.requested}) after {len(done)} of {len(nums)} figures; "
+              f"{facts_path.name} marks the run as partial", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
