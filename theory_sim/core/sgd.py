@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ._jit import STATUS_NONFINITE, STATUS_RUNNING, njit, njit_parallel, prange
+from ._jit import STATUS_NONFINITE, STATUS_RUNNING, njit, njit_inline, njit_parallel, prange
 from .moments import loss_grad
 from .population import convergence_status, record_point
 from .rng import xo_normal, xo_stream, xo_uniform
@@ -147,6 +147,24 @@ def batch_norm_backward(f1, f2, E, gE, df1):
     return loss
 
 
+@njit_inline
+def _feature_patch(i, p, u, value, A, l):
+    """Projections of a feature patch ``x_p = s alpha_l v_l``: ``u_r = s alpha_l <w_r, v_l>``."""
+    for r in range(u.shape[2]):
+        u[i, p, r] = value * A[r, l]
+
+
+@njit_inline
+def _add_to_views(i, p, u, view, f1, f2):
+    """Add patch ``p``'s ``u^3`` to the output of the view it belongs to (f1: online, f2: target)."""
+    for r in range(u.shape[2]):
+        x = u[i, p, r]
+        if view[i, p] == 1:
+            f1[i, r] += x * x * x
+        else:
+            f2[i, r] += x * x * x
+
+
 @njit
 def _forward_sample(i, W, A, data, seed, step, work):
     """Draw sample ``i`` and run both branches on it (materialised patches).
@@ -160,8 +178,7 @@ def _forward_sample(i, W, A, data, seed, step, work):
     l, s, state = _sample_roles(i, seed, step, data, work)
     for p in range(P):
         if feat[i, p] == 1:
-            for r in range(m):
-                u[i, p, r] = s * alpha[l] * A[r, l]
+            _feature_patch(i, p, u, s * alpha[l], A, l)
         else:
             # u = W xi; xi is kept only in view 1 (the backward pass needs it there)
             keep = keep_all or view[i, p] == 1
@@ -187,12 +204,7 @@ def _forward_sample(i, W, A, data, seed, step, work):
                         noise[i, p, c] = z
                     for r in range(m):
                         u[i, p, r] += W[r, c] * z
-        for r in range(m):
-            x = u[i, p, r]
-            if view[i, p] == 1:
-                f1[i, r] += x * x * x
-            else:
-                f2[i, r] += x * x * x
+        _add_to_views(i, p, u, view, f1, f2)
 
 
 @njit_parallel
@@ -274,8 +286,7 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
         l, s, state = _sample_roles(i, seed, step, data, work)
         for p in range(P):
             if feat[i, p] == 1:
-                for r in range(m):
-                    u[i, p, r] = s * alpha[l] * A[r, l]
+                _feature_patch(i, p, u, s * alpha[l], A, l)
             else:
                 for c in range(kr):
                     z, state = xo_normal(state)
@@ -285,12 +296,7 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
                     for c in range(kr):
                         acc += Rt[r, c] * ys[i, p, c]
                     u[i, p, r] = acc
-            for r in range(m):
-                x = u[i, p, r]
-                if view[i, p] == 1:
-                    f1[i, r] += x * x * x
-                else:
-                    f2[i, r] += x * x * x
+            _add_to_views(i, p, u, view, f1, f2)
     df1 = np.empty((N, m))
     loss = batch_norm_backward(f1, f2, E, gE, df1)
     # gY = sum_p g_p y_p^T and S = sum_p g_p g_p^T over view-1 noise patches (serial: O(N P m^2))
