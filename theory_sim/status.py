@@ -1,0 +1,35 @@
+"""One status table and one outcome vocabulary (docs/model.md section 9).
+
+Every engine's kernel stops with an integer code from ``core._jit``; this module is
+the one place that pairs each code with the name a :class:`~theory_sim.results.Run`
+carries and the words a user reads (diffrax's ``RESULTS`` is the model). The
+outcome of a finished run (what it learned) has its own vocabulary, ``OUTCOMES``.
+"""
+
+from __future__ import annotations
+
+from .core import _jit
+
+RUN_STATUSES = ("converged", "max_steps", "diverged", "interrupted")
+"""What ``Run.status`` may be: why the run stopped."""
+
+STATUS_NAMES = {
+    _jit.STATUS_RUNNING: "interrupted",  # a run still running when asked for its result
+    _jit.STATUS_CONVERGED: "converged",
+    _jit.STATUS_MAX_STEPS: "max_steps",
+    _jit.STATUS_NONFINITE: "diverged",
+    _jit.STATUS_RUNAWAY: "diverged",
+    _jit.STATUS_DEGENERATE: "diverged",
+}
+"""Kernel status code -> ``Run.status``."""
+
+FAILURE_REASONS = {
+    _jit.STATUS_NONFINITE: "the loss or gradient became NaN or infinite",
+    _jit.STATUS_RUNAWAY: "a neuron's norm exceeded max_norm",
+    _jit.STATUS_DEGENERATE: "a neuron's weights became exactly zero",
+}
+"""Kernel failure code -> what went wrong, in words."""
+
+OUTCOMES = ("diverse", "collapsed", "incomplete")
+"""What a run learned: every neuron a feature and more than one feature (``diverse``),
+every neuron the same feature (``collapsed``), or not settled (``incomplete``)."""
