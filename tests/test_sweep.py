@@ -77,7 +77,7 @@ def test_grid_arg(text, key, values):
     ("alpha1=4,x", "must be a number"),
     ("d=1.5", "must be an integer"),
     ("alpha1=4,4", "twice"),
-    ("seed=1,2", "--seeds"),
+    ("seed=1,2", "own parameter, seeds"),
     ("batch=8", "sgd engine"),
     ("head=none", "one of"),
     ("alpha=6,3", "one entry at a time"),
@@ -279,7 +279,7 @@ def test_failed_task_keeps_a_consistent_table(serial_table, tmp_path, monkeypatc
         def close(self):
             pass
 
-    monkeypatch.setattr(sw, "_DaskRunner", FlakyRunner)
+    monkeypatch.setattr(sw.execute, "_DaskRunner", FlakyRunner)
     out = tmp_path / "flaky"
     with pytest.raises(sw.SweepFailed):
         sw.run_sweep(small_spec(), out, chunk_size=5)
@@ -317,7 +317,7 @@ def test_cli_starts_and_stops_its_own_local_cluster(tmp_path, capsys, serial_tab
 
 
 def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sw, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(sw.execute, "CONNECT_TIMEOUT", "1s")
     out = tmp_path / "s"
     line = _bad(capsys, ["sweep", *ARGS, "--out", str(out), "--scheduler", "tcp://127.0.0.1:1"])
     assert "cannot connect" in line
@@ -327,7 +327,7 @@ def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
 def test_phase_diagram_fractions():
     from matplotlib.figure import Figure
 
-    from theory_sim.plotting_sweep import outcome_fractions, phase_diagram
+    from theory_sim.plotting import outcome_fractions, phase_diagram
 
     table = {"alpha1": np.array([4.0, 4.0, 5.0, 5.0]), "eta_E_ratio": np.array([0.1, 0.1, 0.1, 1.0]),
              "outcome": np.array(["diverse", "collapsed", "diverse", "incomplete"])}
