@@ -162,3 +162,14 @@ def test_quick_fig4_exponent_of_eta_is_minus_one():
     fit = an.fit_power_law(x, y, [t.seed for t in trains])
     lo, hi = ex.BANDS["T1_vs_eta"]
     assert lo <= fit.slope <= hi
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["figures", "--only", "2"]])
+def test_a_command_module_that_fails_to_import_fails_loudly(monkeypatch, capsys, argv):
+    """Not a silent gap in --help: every command names the broken module and the exception."""
+    monkeypatch.setitem(sys.modules, "theory_sim.cli.figures", None)  # its import raises ModuleNotFoundError
+    assert main(argv) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "theory_sim.cli.figures" in err[0] and "'figures' command" in err[0]
+    assert "ModuleNotFoundError" in err[0]
