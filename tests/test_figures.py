@@ -41,7 +41,7 @@ def test_quick_figures_end_to_end(tmp_path, capsys):
     facts = json.loads((out / "figures-quick.json").read_text())
     assert facts["quick"] is True and facts["wall_seconds"] > 0
     # regenerating one figure keeps the others' numbers
-    assert main(["figures", "--quick", "--out", str(out), "--quiet", "--only", "2"]) == 0
+    assert main(["figures", "--quick", "--out", str(out), "--quiet", "--only", "2", "--force"]) == 0
     again = json.loads((out / "figures-quick.json").read_text())
     assert set(again["figures"]) == set(ex.FIGURES.values())
     assert again["wall_seconds"] == facts["wall_seconds"]
@@ -82,6 +82,16 @@ def test_out_must_be_a_directory(tmp_path, capsys):
     f.write_text("x")
     assert main(["figures", "--out", str(f), "--only", "2"]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_a_non_empty_out_needs_force(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["figures", "--quick", "--out", str(tmp_path), "--only", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists and is not empty" in err[0] and "--force" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert main(["figures", "--quick", "--out", str(tmp_path), "--only", "2", "--quiet", "--force"]) == 0
+    assert (tmp_path / "fig2_head.png").exists() and (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_one_figure_only(tmp_path):

@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("figures", help="regenerate every figure (simulations included)",
                        description=__doc__.splitlines()[0])
     p.add_argument("--out", default="figures", help="output directory (default figures/)")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing non-empty --out: replace the figures made, keep the "
+                        "others (and their numbers in the facts file)")
     p.add_argument("--quick", action="store_true",
                    help="smaller grids and fewer seeds, same code paths (about a minute)")
     p.add_argument("--only", default=None,
@@ -148,6 +151,9 @@ def cmd_figures(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"--out {out} already exists and is not empty; choose another --out "
+                         f"or pass --force to replace the figures it makes")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
