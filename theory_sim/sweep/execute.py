@@ -28,7 +28,8 @@ ProgressFn = Callable[[int, int], None]
 
 
 def _payload(cells: list[Cell]) -> list:
-    return [(c.index, c.cell, c.model.to_dict(), c.train.to_dict(), c.head_tol) for c in cells]
+    return [(c.index, c.cell, c.model.to_dict(), c.train.to_dict(), c.head_tol, c.eta_E_ratio)
+            for c in cells]
 
 
 def run_chunk(payload: list, cols: list[str], *, parallel: bool = False) -> tuple[str, list]:
@@ -36,19 +37,19 @@ def run_chunk(payload: list, cols: list[str], *, parallel: bool = False) -> tupl
     from ..batched import simulate_many
 
     models, trains, tols, idx = [], [], [], []
-    for index, cell, model_d, train_d, head_tol in payload:
+    for index, cell, model_d, train_d, head_tol, ratio in payload:
         model_d = dict(model_d, alpha=tuple(model_d["alpha"]), pi=tuple(model_d["pi"]))
         models.append(ModelParams(**model_d))
         trains.append(TrainParams(**train_d))
         tols.append(head_tol)
-        idx.append((index, cell))
+        idx.append((index, cell, ratio))
     results = simulate_many(models, trains, head_tol=tols, parallel=parallel)
     rows = []
-    for (index, ci), model, train, htol, res in zip(idx, models, trains, tols, results,
-                                                    strict=True):
+    for (index, ci, ratio), model, train, htol, res in zip(idx, models, trains, tols, results,
+                                                           strict=True):
         if res["status"] == "interrupted":
             continue
-        cell = Cell(index, ci, {}, model, train, htol, run_id(model, train, htol))
+        cell = Cell(index, ci, {}, model, train, htol, run_id(model, train, htol), ratio)
         rows.append((index, make_row(cell, res, cols)))
     return __version__, rows
 

@@ -150,6 +150,13 @@ def parse_values(name: str, text: str) -> tuple:
     """``V1,V2,...``, ``lin:START:STOP:N`` or ``log:START:STOP:N`` -> a tuple of values."""
     text = text.strip()
     spaced = re.match(r"^(lin|log):([^:]+):([^:]+):([^:]+)$", text)
+    if not spaced and re.match(r"^(lin|log):", text):
+        how = text[:3]
+        parts = text.split(":")[1:]
+        missing = ("START:STOP:N" if not any(parts) else "N, the number of points" if len(parts) == 2
+                   else "STOP and N" if len(parts) == 1 else "")
+        raise SweepError(f"{name}={text}: expected {how}:START:STOP:N"
+                         + (f" (missing {missing})" if missing else ""), param="grid")
     if spaced:
         how, a, b, n = spaced.groups()
         try:
@@ -162,7 +169,8 @@ def parse_values(name: str, text: str) -> tuple:
         if how == "log" and (a <= 0 or b <= 0):
             raise SweepError(f"{name}={text}: log spacing needs START, STOP > 0")
         pts = np.linspace(a, b, n) if how == "lin" else np.geomspace(a, b, n)
-        values = tuple(parse_value(name, float(v)) for v in pts)
+        # 15 significant digits: lin:0.1:0.3:3 gives 0.2, not linspace's 0.20000000000000001
+        values = tuple(parse_value(name, float(f"{v:.15g}")) for v in pts)
     else:
         parts = [p for p in (s.strip() for s in text.split(",")) if p != ""]
         if not parts:
@@ -355,6 +363,7 @@ class Cell:
     train: TrainParams
     head_tol: float
     run_id: str
+    eta_E_ratio: float | None = None  # as given (the table's column; eta_E / eta carries rounding)
 
 
 def _resolve(base: dict, values: dict, seed: int):
@@ -409,8 +418,8 @@ def expand(spec: SweepSpec) -> list[Cell]:
             except ParamError as exc:
                 where = ", ".join(f"{k}={v}" for k, v in values.items()) or "the base values"
                 raise ParamError(f"{exc} (at {where})") from None
-            cells.append(Cell(len(cells), ci, values, model, train, htol,
-                              run_id(model, train, htol)))
+            cells.append(Cell(len(cells), ci, values, model, train, htol, run_id(model, train, htol),
+                              {**spec.base, **values}.get("eta_E_ratio")))
     return cells
 
 
