@@ -36,7 +36,7 @@ def _flag(name: str) -> str:
 def _usage_error(exc: sw.SweepError) -> UsageError:
     """The library names the parameter at fault; the command line adds its flag."""
     if exc.param and exc.param != "executor":
-        return UsageError(f"{exc} ({_flag(exc.param)})")
+        return UsageError(f"{exc} (option {_flag(exc.param)})")
     return UsageError(str(exc))
 
 

@@ -103,8 +103,8 @@ def run_sweep(spec: SweepSpec, out, *, executor: str = "dask", scheduler: str | 
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise SweepError(f"{name} must be an integer >= 1 (got {v!r})", param=name)
     if executor == "serial" and (scheduler or workers or threads_per_worker):
-        raise SweepError("scheduler, workers and threads_per_worker need the dask executor "
-                         "(not serial)", param="serial")
+        raise SweepError("scheduler, workers and threads_per_worker need the dask "
+                         "executor, not the serial one", param="serial")
     if scheduler and (workers or threads_per_worker):
         raise SweepError("workers and threads_per_worker size a local cluster; "
                          "with a scheduler the cluster is already sized", param="scheduler")
