@@ -1,6 +1,6 @@
 """The benchmark peers (``benchmarks/peers``) compute what theory-sim computes.
 
-PyTorch-eager and JAX-jit re-implementations of MODEL.md sections 3 and 6 are
+PyTorch-eager and JAX-jit re-implementations of docs/model.md sections 3 and 6 are
 compared with theory-sim at random points: the population loss and its
 stop-gradient gradient (``population_loss`` / ``population_grad``, also with a
 separate target branch), a few steps of gradient descent (``simulate``), and the

@@ -55,7 +55,7 @@ RESULT_DOC = {
     "max_steps": "the step budget actually used: steps, or ceil(max_flow_time / eta)",
     "status": "converged, max_steps (budget or flow-time cap) or diverged",
     "n_steps": "steps done when the run stopped",
-    "T1..T4": "phase times in steps (MODEL.md section 9, analysis.phase_times at every step); "
+    "T1..T4": "phase times in steps (docs/model.md section 9, analysis.phase_times at every step); "
               "empty: not reached",
     "leader, follower": "neuron numbers (1-based, as in the paper) of the phase times",
     "c_j_l": "final |c_jl| = |<w_j, v_l>| / |w_j| (1-based j, l)",
