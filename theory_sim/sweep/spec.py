@@ -38,6 +38,9 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Key:
+    """One sweep key: its type, where it goes (``ModelParams``, ``TrainParams`` or the sweep
+    itself), its help text, its choices and whether ``none`` is a value."""
+
     name: str
     kind: type          # int, float or str
     target: str         # "model", "train" or "sweep"
@@ -46,6 +49,9 @@ class Key:
     nullable: bool = False  # "none" gives the default (None) of TrainParams
 
 
+# The one registry of sweep keys: everything else in the package reads it. Its scalar
+# entries mirror ModelParams / TrainParams and can be generated from the parameter
+# registry (theory_sim.params.PARAMETERS) once that exists; the "sweep" entries stay here.
 KEYS = {k.name: k for k in (
     Key("d", int, "model", "patch dimension"),
     Key("P", int, "model", "patches per sample"),
