@@ -1,15 +1,22 @@
 """The benchmark peers (``benchmarks/peers``) compute what theory-sim computes.
 
-PyTorch-eager and JAX-jit re-implementations of MODEL.md sections 3 and 6 are
+PyTorch-eager and JAX-jit re-implementations of docs/model.md sections 3 and 6 are
 compared with theory-sim at random points: the population loss and its
 stop-gradient gradient (``population_loss`` / ``population_grad``, also with a
 separate target branch), a few steps of gradient descent (``simulate``), and the
 mini-batch loss and gradient on the exact batch theory-sim drew
-(``sgd_gradient(..., return_batch=True)``). Skipped when torch / jax is not installed.
+(``sgd_gradient(..., return_batch=True)``).
+
+They run wherever the ``bench`` extra is installed (``pip install -e '.[test,bench]'``,
+then ``python -m pytest -q tests/test_peers.py``, or the whole suite) and are skipped,
+each with that instruction, where torch / jax is not installed. An installed peer that
+fails to import is a failure, not a skip.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import sys
 from pathlib import Path
 
@@ -25,14 +32,22 @@ if str(REPO) not in sys.path:
 RTOL = 1e-8
 
 
+BENCH_INSTALL = "pip install -e '.[test,bench]'"
+
+
+def installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 @pytest.fixture(params=["torch", "jax"])
 def peer(request):
-    pytest.importorskip(request.param)
-    if request.param == "torch":
-        from benchmarks.peers import torch_peer as mod
-    else:
-        from benchmarks.peers import jax_peer as mod
-    return mod
+    if not installed(request.param):
+        pytest.skip(f"{request.param} is not installed (the bench extra: {BENCH_INSTALL})")
+    return importlib.import_module(f"benchmarks.peers.{request.param}_peer")
 
 
 def assert_close(actual, expected, rtol=RTOL, scale=None):

@@ -77,16 +77,43 @@ def test_grid_arg(text, key, values):
     ("alpha1=4,x", "must be a number"),
     ("d=1.5", "must be an integer"),
     ("alpha1=4,4", "twice"),
-    ("seed=1,2", "--seeds"),
+    ("seed=1,2", "own parameter, seeds"),
     ("batch=8", "sgd engine"),
     ("head=none", "one of"),
     ("alpha=6,3", "one entry at a time"),
     ("eta=log:0:1:3", "START, STOP > 0"),
     ("eta=lin:1:2:x", "lin:START:STOP:N"),
+    ("alpha1=lin:4:8", r"missing N, the number of points"),
+    ("alpha1=log:4", "missing STOP and N"),
+    ("alpha1=lin:", "missing START:STOP:N"),
 ])
 def test_bad_grid_arg(text, message):
     with pytest.raises(sw.SweepError, match=message):
         sw.parse_grid_arg(text)
+
+
+def test_spaced_values_are_the_round_numbers():
+    _, values = sw.parse_grid_arg("eta_E_ratio=lin:0.1:0.3:3")
+    assert [repr(v) for v in values] == ["0.1", "0.2", "0.3"]
+    _, values = sw.parse_grid_arg("eta=log:0.001:0.1:3")
+    assert [repr(v) for v in values] == ["0.001", "0.01", "0.1"]
+
+
+def test_the_table_stores_eta_E_ratio_as_written(tmp_path):
+    """0.03 * 0.01 / 0.01 is 0.029999999999999995: the column holds the ratio as given,
+    in both the serial path and a Dask task (``run_chunk``)."""
+    spec = sw.build_spec(base={"d": "16", "eta": "0.01", "steps": "20"},
+                         grid=[("eta_E_ratio", (0.03, 0.7))], seeds="1")
+    assert 0.03 * 0.01 / 0.01 != 0.03  # the rounding the column must not show
+    res = sw.run_sweep(spec, tmp_path / "s", executor="serial")
+    assert res.complete
+    _, rows = sw.read_table(tmp_path / "s" / sw.TABLE)
+    assert [r["eta_E_ratio"] for r in rows] == ["0.03", "0.7"]
+    cells = sw.expand(spec)
+    cols = sw.columns(cells)
+    _, task_rows = sw.run_chunk(sw.execute._payload(cells), cols)
+    assert [r["eta_E_ratio"] for _, r in task_rows] == ["0.03", "0.7"]
+    assert [r for _, r in task_rows] == rows
 
 
 def test_seeds():
@@ -279,7 +306,7 @@ def test_failed_task_keeps_a_consistent_table(serial_table, tmp_path, monkeypatc
         def close(self):
             pass
 
-    monkeypatch.setattr(sw, "_DaskRunner", FlakyRunner)
+    monkeypatch.setattr(sw.execute, "_DaskRunner", FlakyRunner)
     out = tmp_path / "flaky"
     with pytest.raises(sw.SweepFailed):
         sw.run_sweep(small_spec(), out, chunk_size=5)
@@ -317,7 +344,7 @@ def test_cli_starts_and_stops_its_own_local_cluster(tmp_path, capsys, serial_tab
 
 
 def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sw, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(sw.execute, "CONNECT_TIMEOUT", "1s")
     out = tmp_path / "s"
     line = _bad(capsys, ["sweep", *ARGS, "--out", str(out), "--scheduler", "tcp://127.0.0.1:1"])
     assert "cannot connect" in line
@@ -327,7 +354,7 @@ def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
 def test_phase_diagram_fractions():
     from matplotlib.figure import Figure
 
-    from theory_sim.plotting_sweep import outcome_fractions, phase_diagram
+    from theory_sim.plotting import outcome_fractions, phase_diagram
 
     table = {"alpha1": np.array([4.0, 4.0, 5.0, 5.0]), "eta_E_ratio": np.array([0.1, 0.1, 0.1, 1.0]),
              "outcome": np.array(["diverse", "collapsed", "diverse", "incomplete"])}

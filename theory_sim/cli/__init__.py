@@ -7,6 +7,7 @@ Errors in what the user typed end with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .. import __version__
@@ -17,8 +18,19 @@ EXIT_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 
+COMMAND_MODULES = ("run", "figures", "sweep", "doctor")
+"""The modules of ``theory_sim.cli`` that each add subcommands (``add_parser``), in help order."""
+
+
 class UsageError(Exception):
     """Bad command-line input: printed as one line, exit status 2."""
+
+
+class BrokenCommand(RuntimeError):
+    """A subcommand's module failed to import: the installation is broken (exit status 3).
+
+    Every command fails with this rather than the broken one vanishing from ``--help``.
+    """
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,20 +40,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import run as run_cmd
+def _command_module(name: str):
+    module = f"{__name__}.{name}"
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:
+        raise BrokenCommand(f"the module {module} (the '{name}' command) failed to import: "
+                            f"{type(exc).__name__}: {exc}; the installation is broken "
+                            f"(reinstall theory-sim)") from exc
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="theory-sim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"theory-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    run_cmd.add_parser(sub)
-    for name in ("figures", "sweep", "doctor"):
-        try:
-            mod = __import__(f"{__name__}.{name}", fromlist=["add_parser"])
-        except ImportError:
-            continue
-        mod.add_parser(sub)
+    for name in COMMAND_MODULES:
+        _command_module(name).add_parser(sub)
     return parser
 
 
@@ -53,6 +68,9 @@ def main(argv=None) -> int:
     except (UsageError, ParamError) as exc:
         print(f"theory-sim: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenCommand as exc:
+        print(f"theory-sim: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("theory-sim: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import sweep as sw
 from ..io import atomic_write
+from ..status import OUTCOMES
 from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from .progress import ProgressBar
 
@@ -30,6 +31,13 @@ _EXTRA_HELP = {
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _usage_error(exc: sw.SweepError) -> UsageError:
+    """The library names the parameter at fault; the command line adds its flag."""
+    if exc.param and exc.param != "executor":
+        return UsageError(f"{exc} (option {_flag(exc.param)})")
+    return UsageError(str(exc))
 
 
 def add_parser(sub) -> None:
@@ -119,7 +127,7 @@ def cmd_sweep(args) -> int:
                 max_chunks=args.max_chunks, progress=progress,
                 command=_command_line())
     except sw.SweepError as exc:
-        raise UsageError(str(exc)) from None
+        raise _usage_error(exc) from None
     except sw.SweepFailed as exc:
         print(f"theory-sim: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -166,11 +174,11 @@ def _term_as_interrupt():
 
 def plot_sweep(directory, *, x=None, y=None):
     """The phase diagram (a matplotlib Figure) of a sweep directory."""
-    from ..plotting_sweep import phase_diagram
+    from .. import plotting
 
     manifest, table = sw.load_sweep(directory)
-    x, y, note = sw.plot_axes(manifest, table, x, y)
-    return phase_diagram(table, x, y, note=note)
+    x, y, note = plotting.sweep_axes(manifest, table, x, y)
+    return plotting.phase_diagram(table, x, y, note=note)
 
 
 def _save_figure(fig, path) -> Path:
@@ -188,7 +196,7 @@ def _outcome_summary(path) -> str:
     for r in rows:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
     return "outcomes: " + ", ".join(f"{k} {counts.get(k, 0)}"
-                                    for k in ("diverse", "collapsed", "incomplete"))
+                                    for k in OUTCOMES)
 
 
 def cmd_plot_sweep(args) -> int:
@@ -199,6 +207,6 @@ def cmd_plot_sweep(args) -> int:
             raise UsageError(f"--out {target}: directory {target.parent} does not exist")
         path = _save_figure(fig, target)
     except sw.SweepError as exc:
-        raise UsageError(str(exc)) from None
+        raise _usage_error(exc) from None
     print(f"phase diagram: {path}")
     return 0

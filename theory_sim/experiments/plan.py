@@ -1,0 +1,77 @@
+"""What the figures simulate: one :class:`Plan`, at full size (``FULL``) or small (``QUICK``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the figures simulate. ``FULL`` and ``QUICK`` differ only in sizes."""
+
+    name: str
+    # figs 1-3: one run at the default parameters (seed 1), head trainable and frozen
+    story_eta: float = 1e-2
+    story_cap: float = 3e4
+    story_record: int = 10000
+    # fig 4 (population engine, flow-time caps doubled until T1 is reached)
+    d_values: tuple = (1024, 2048, 4096, 8192, 16384, 32768)
+    d_seeds: tuple = tuple(range(1, 9))
+    d_eta: float = 0.1
+    d_fit_min: int = 8192
+    """T1 = a d^2 + b: the exponent is fitted where a d^2 >> b (b ~ 70, see docs/figures.md)."""
+    eta_values: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+    eta_seeds: tuple = tuple(range(1, 9))
+    ratio_values: tuple = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+    ratio_seeds: tuple = tuple(range(1, 17))
+    ratio_eta: float = 0.1
+    ratio_cap: float = 3e4
+    # fig 5
+    alpha1: float = 6.0
+    alpha_ratios: tuple = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+    eta_ratios: tuple = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    grid_seeds: tuple = tuple(range(1, 17))
+    default_seeds: tuple = tuple(range(1, 65))
+    grid_eta: float = 0.1
+    grid_cap: float = 3e4
+    # fig 6 (sgd engine: small d so that the whole story fits in a short flow time)
+    sgd_d: int = 32
+    sgd_w0_seed: int = 2
+    sgd_batches: tuple = (256, 1024, 4096)
+    sgd_seeds: tuple = (101, 102, 103)
+    sgd_eta: float = 0.04
+    sgd_flow: float = 120.0
+    # fig 7
+    many_alpha: tuple = (6.0, 4.5, 3.5, 3.0)
+    many_m: int = 8
+    many_seed: int = 1
+    many_eta: float = 0.05
+    many_cap: float = 2e4
+
+
+FULL = Plan(name="full")
+QUICK = Plan(
+    name="quick",
+    story_record=3000,
+    d_values=(1024, 4096, 16384), d_seeds=(4, 5, 8), d_fit_min=4096,
+    eta_values=(3e-3, 3e-2, 3e-1), eta_seeds=(1, 2, 3),
+    ratio_values=(0.01, 0.1, 0.5), ratio_seeds=(1, 5), ratio_cap=1e4,
+    alpha_ratios=(1.5, 2.0, 3.0), eta_ratios=(0.01, 0.1, 1.0), grid_seeds=(1, 2, 3, 4),
+    default_seeds=tuple(range(1, 9)), grid_cap=1e4,
+    sgd_batches=(128, 512), sgd_seeds=(101, 102), sgd_flow=100.0,
+    many_cap=4e3,
+)
+
+
+def cost(plan: Plan, num: int) -> float:
+    """Rough cost of figure ``num`` in progress units (a unit ~ one short population run);
+    each experiment reports the same units to its ``progress`` callback."""
+    if num == 4:
+        return (len(plan.d_values) * len(plan.d_seeds) + len(plan.eta_values) * len(plan.eta_seeds)
+                + len(plan.ratio_values) * len(plan.ratio_seeds))
+    if num == 5:
+        return (len(plan.alpha_ratios) * (len(plan.eta_ratios) + 1) * len(plan.grid_seeds)
+                + 2 * len(plan.default_seeds))
+    if num == 6:
+        return 1 + sum(b / 256 for b in plan.sgd_batches) * len(plan.sgd_seeds)
+    return {1: 4, 2: 0, 3: 0, 7: 8}[num]

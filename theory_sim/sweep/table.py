@@ -1,0 +1,293 @@
+"""The sweep directory on disk: the CSV table (schema and rows), the manifest, and the
+store that resumes a sweep from them. Every file is replaced atomically (``io.atomic_write``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .._version import __version__
+from ..io import atomic_write, write_json
+from .spec import Cell, SweepError, SweepSpec
+
+FORMAT = "theory-sim-sweep"
+FORMAT_VERSION = 1
+TABLE = "runs.csv"
+MANIFEST = "manifest.json"
+PLOT = "phase_diagram.png"
+WRITE_EVERY_SECONDS = 2.0
+"""The table is rewritten (atomically) at most this often while a sweep runs, and at the end."""
+
+
+def _shape(cells: list[Cell]):
+    m = max((c.model.m for c in cells), default=2)
+    L = max((c.model.L for c in cells), default=2)
+    return m, L
+
+
+def columns(cells: list[Cell]) -> list[str]:
+    """The table's columns for these runs (entries up to the largest m and L)."""
+    m, L = _shape(cells)
+    cols = ["run_id", "cell", "seed", "d", "P", "k"]
+    cols += [f"alpha{l + 1}" for l in range(L)] + [f"pi{l + 1}" for l in range(L)]
+    cols += ["sigma", "m", "features", "feature_seed", "split",
+             "eta", "eta_E", "eta_E_ratio", "head", "steps", "max_steps", "tol", "align_threshold",
+             "max_flow_time", "max_norm", "check_every", "head_tol",
+             "status", "n_steps", "flow_time", "T1", "T2", "T3", "T4",
+             "T1_flow", "T2_flow", "T3_flow", "T4_flow", "leader", "follower"]
+    cols += [f"c_{j + 1}_{l + 1}" for j in range(m) for l in range(L)]
+    cols += [f"E_peak_{j + 1}_{r + 1}" for j in range(m) for r in range(m) if j != r]
+    cols += ["E_peak_follower_leader", "head_distance", "loss", "outcome"]
+    return cols
+
+
+RESULT_DOC = {
+    "run_id": "hash of every parameter of the run (resume key)",
+    "cell": "index of the grid point (0-based, grid order); seeds share it",
+    "steps": "the fixed step budget, empty when the run went until converged or capped",
+    "max_steps": "the step budget actually used: steps, or ceil(max_flow_time / eta)",
+    "status": "converged, max_steps (budget or flow-time cap) or diverged",
+    "n_steps": "steps done when the run stopped",
+    "T1..T4": "phase times in steps (docs/model.md section 9, analysis.phase_times at every step); "
+              "empty: not reached",
+    "leader, follower": "neuron numbers (1-based, as in the paper) of the phase times",
+    "c_j_l": "final |c_jl| = |<w_j, v_l>| / |w_j| (1-based j, l)",
+    "E_peak_j_r": "max over the run of |E_jr| (1-based j != r)",
+    "E_peak_follower_leader": "max |E_{follower,leader}| (the head entry of phase II)",
+    "head_distance": "final |E - I|_F",
+    "loss": "final population loss",
+    "outcome": "diverse, collapsed or incomplete (analysis.outcome; also incomplete when the "
+               "flow-time cap stopped the run)",
+}
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        return repr(float(x))
+    return str(x)
+
+
+def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
+    """The table row (all values as text) of one finished run."""
+    model, train = cell.model, cell.train
+    eta = train.eta
+    row = {"run_id": cell.run_id, "cell": cell.cell, "seed": train.seed, "d": model.d, "P": model.P,
+           "k": model.k, "sigma": model.sigma, "m": model.m, "features": model.features,
+           "feature_seed": model.feature_seed, "split": model.split, "eta": eta,
+           "eta_E": train.eta_E, "head": train.head,
+           "eta_E_ratio": train.eta_E / eta if cell.eta_E_ratio is None else cell.eta_E_ratio,
+           "steps": train.steps, "max_steps": train.max_steps, "tol": train.tol,
+           "align_threshold": train.align_threshold, "max_flow_time": train.max_flow_time,
+           "max_norm": train.max_norm, "check_every": train.check_interval,
+           "head_tol": cell.head_tol, "status": res["status"], "n_steps": res["steps"],
+           "flow_time": res["flow_time"], "head_distance": res["head_distance"],
+           "loss": res["loss"], "outcome": res["outcome"]}
+    for l in range(model.L):
+        row[f"alpha{l + 1}"] = model.alpha[l]
+        row[f"pi{l + 1}"] = model.pi[l]
+    for t in ("T1", "T2", "T3", "T4"):
+        row[t] = res[t]
+        row[f"{t}_flow"] = None if res[t] is None else res[t] * eta
+    lead, fol = res["leader"], res["follower"]
+    row["leader"] = None if lead is None else lead + 1
+    row["follower"] = None if fol is None else fol + 1
+    c, peak = res["alignment"], res["peak_offdiag"]
+    for j in range(model.m):
+        for l in range(model.L):
+            row[f"c_{j + 1}_{l + 1}"] = c[j, l]
+        for r in range(model.m):
+            if j != r:
+                row[f"E_peak_{j + 1}_{r + 1}"] = peak[j, r]
+    row["E_peak_follower_leader"] = None if fol is None or lead is None else peak[fol, lead]
+    return {col: _fmt(row.get(col)) for col in cols}
+
+
+def write_table(path: Path, cols: list[str], rows: Iterable[dict]) -> None:
+    """Write the table atomically (temp file, fsync, rename)."""
+    with atomic_write(path, "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_table(path) -> tuple[list[str], list[dict]]:
+    """``(columns, rows)`` of a table written by :func:`write_table` (values as text)."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            cols = list(reader.fieldnames or [])
+            rows = []
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    raise SweepError(f"{path}: line {reader.line_num} does not have "
+                                     f"{len(cols)} fields")
+                rows.append(row)
+    except OSError as exc:
+        raise SweepError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except csv.Error as exc:
+        raise SweepError(f"{path}: not a readable CSV table ({exc})") from None
+    return cols, rows
+
+
+def table_columns(path) -> dict[str, np.ndarray]:
+    """The table as columns: numbers as float arrays (NaN where empty), text as str arrays."""
+    cols, rows = read_table(path)
+    out = {}
+    for c in cols:
+        vals = [r[c] for r in rows]
+        try:
+            out[c] = np.array([float(v) if v != "" else np.nan for v in vals])
+        except ValueError:
+            out[c] = np.array(vals, dtype=str)
+    return out
+
+
+def _versions() -> dict:
+    import numba
+
+    out = {"theory_sim": __version__, "python": platform.python_version(),
+           "numpy": np.__version__, "numba": numba.__version__}
+    for name in ("dask", "distributed"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def read_manifest(mpath: Path) -> dict:
+    """The sweep manifest at ``mpath``, or a one-line ``SweepError``."""
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SweepError(f"{mpath}: not a readable sweep manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SweepError(f"{mpath}: not a theory-sim sweep manifest")
+    return manifest
+
+
+def load_sweep(directory) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(manifest, table columns)`` of a sweep directory."""
+    directory = Path(directory)
+    mpath, tpath = directory / MANIFEST, directory / TABLE
+    if not mpath.exists():
+        raise SweepError(f"{directory}: not a theory-sim sweep directory (no {MANIFEST})")
+    manifest = read_manifest(mpath)
+    if not tpath.exists():
+        raise SweepError(f"{directory}: no {TABLE} yet (no run has finished)")
+    return manifest, table_columns(tpath)
+
+
+
+
+class Store:
+    """The sweep directory: manifest, the table, and the finished rows in memory."""
+
+    def __init__(self, out: Path, spec: SweepSpec, cells: list[Cell]):
+        self.out = Path(out)
+        self.cells = cells
+        self.cols = columns(cells)
+        self.pos = {c.run_id: c.index for c in cells}
+        self.rows: dict[int, dict] = {}
+        self.spec = spec.to_dict()
+        self.manifest = None
+        if self.out.exists() and not self.out.is_dir():
+            raise SweepError(f"out {self.out} exists and is not a directory", param="out")
+        mpath = self.out / MANIFEST
+        if mpath.exists():
+            self._load_existing(mpath)
+        elif self.out.exists() and any(self.out.iterdir()):
+            raise SweepError(f"out {self.out} exists and is not a theory-sim sweep "
+                             f"(no {MANIFEST}); choose another directory", param="out")
+        self.last_write = 0.0
+        self.dirty = False
+
+    def _load_existing(self, mpath):
+        manifest = read_manifest(mpath)
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise SweepError(f"{mpath}: sweep format version {manifest.get('format_version')!r}, "
+                             f"this theory-sim reads version {FORMAT_VERSION}")
+        if manifest.get("spec") != self.spec:
+            raise SweepError(f"out {self.out} holds a different sweep (its grid, seeds or fixed "
+                             f"values differ); choose another directory to run this one", param="out")
+        self.manifest = manifest
+        tpath = self.out / TABLE
+        if tpath.exists():
+            cols, rows = read_table(tpath)
+            if cols != self.cols:
+                raise SweepError(f"{tpath}: its columns differ from this sweep's; "
+                                 f"choose another directory", param="out")
+            for n, row in enumerate(rows):
+                i = self.pos.get(row["run_id"])
+                if i is None:
+                    raise SweepError(f"{tpath}: row {n + 1} (run_id {row['run_id']}) is not a "
+                                     f"run of this sweep")
+                self.rows.setdefault(i, row)
+
+    def start(self, execution: dict) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SweepError(f"out {self.out} is not writable ({exc.strerror or exc})", param="out") from None
+        m = self.manifest or {"format": FORMAT, "format_version": FORMAT_VERSION,
+                              "spec": self.spec, "started": _now(), "finished": None,
+                              "sessions": []}
+        m.update({"n_runs": len(self.cells), "table": TABLE, "columns": self.cols,
+                  "column_notes": RESULT_DOC, "indexing": "1-based (neuron j, feature l), as in "
+                  "the paper", "versions": _versions()})
+        m["sessions"].append({"started": _now(), "ended": None, **execution})
+        self.manifest = m
+        self._write_manifest()
+
+    def add(self, rows: list) -> int:
+        new = 0
+        for index, row in rows:
+            if index not in self.rows:
+                self.rows[index] = row
+                new += 1
+        self.dirty = self.dirty or new > 0
+        return new
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.dirty or (not force and now - self.last_write < WRITE_EVERY_SECONDS):
+            return
+        write_table(self.out / TABLE, self.cols, (self.rows[i] for i in sorted(self.rows)))
+        self.dirty = False
+        self.last_write = now
+
+    def finish(self, status: str, n_new: int) -> None:
+        self.flush(force=True)
+        if not (self.out / TABLE).exists():
+            write_table(self.out / TABLE, self.cols, [])
+        m = self.manifest
+        m["n_done"] = len(self.rows)
+        m["complete"] = len(self.rows) == len(self.cells)
+        if m["complete"] and m.get("finished") is None:
+            m["finished"] = _now()
+        m["sessions"][-1].update({"ended": _now(), "status": status, "new_runs": n_new})
+        self._write_manifest()
+
+    def _write_manifest(self):
+        write_json(self.out / MANIFEST, self.manifest)
+
+    def missing(self) -> list[Cell]:
+        return [c for c in self.cells if c.index not in self.rows]
