@@ -117,18 +117,30 @@ def test_same_seed_gives_the_same_numbers(small_run, tmp_path, capsys):
 
 def test_existing_output_needs_force(tmp_path, capsys):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "keep.txt").write_text("precious")
+    code, _, err = run_cli(["run", *SMALL, "--out", str(out)], capsys)
+    assert code == 0, err
+    first = tree(out)
     before = tree(tmp_path)
-    code, stdout, err = run_cli(["run", *SMALL, "--out", str(out)], capsys)
+    code, stdout, err = run_cli(["run", *SMALL, "--seed", "2", "--out", str(out)], capsys)
     assert_usage_error(code, stdout, err)
     assert "--force" in err
     assert tree(tmp_path) == before                       # nothing changed, nothing added
-    code, _, err = run_cli(["run", *SMALL, "--out", str(out), "--force"], capsys)
+    code, _, err = run_cli(["run", *SMALL, "--seed", "2", "--out", str(out), "--force"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["summary.json", "trajectory.npz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    ts.load_run(out)
+    assert tree(out) != first and ts.load_run(out).config["train"]["seed"] == 2
+
+
+def test_force_never_replaces_a_directory_that_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    before = tree(tmp_path)
+    code, stdout, err = run_cli(["run", *SMALL, "--out", str(out), "--force"], capsys)
+    assert_usage_error(code, stdout, err)
+    assert "keep.txt" in err and "not a theory-sim run" in err
+    assert tree(tmp_path) == before
 
 
 def test_existing_empty_output_is_used(tmp_path, capsys):
@@ -145,6 +157,96 @@ def test_output_path_that_is_a_file_is_refused(tmp_path, capsys):
     code, out, err = run_cli(["run", *SMALL, "--out", str(target)], capsys)
     assert_usage_error(code, out, err)
     assert target.read_text() == "x"
+
+
+# ---------------------------------------------------------------- any --out
+
+
+HOSTILE_OUT = [".", "..", "", "   ", "/", "file", "file/sub", "file/sub/deeper", "a" * 300,
+               "dir/" + "b" * 300, "nul\x00byte", "./", "sub/.."]
+
+
+@pytest.mark.parametrize("target", HOSTILE_OUT, ids=[repr(t[:20]) for t in HOSTILE_OUT])
+@pytest.mark.parametrize("flag", ["--out", "--resume"])
+def test_any_bad_out_is_one_line_and_touches_nothing(target, flag, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "file").write_text("x")
+    monkeypatch.chdir(work)
+    before = tree(tmp_path)
+    code, stdout, err = run_cli(["run", "--d", "8", "--steps", "5", "--quiet", flag, target], capsys)
+    assert_usage_error(code, stdout, err)
+    assert flag in err
+    assert tree(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+@pytest.mark.parametrize("name", ["with space", "ünïcødé-ρ", "日本語 run", "-dash", "x.partial.y"])
+def test_out_names_with_spaces_and_unicode_work(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["run", "--d", "8", "--steps", "5", "--quiet", f"--out={name}"], capsys)
+    assert code == 0, err
+    assert ts.load_run(tmp_path / name).steps[-1] == 5
+    assert f"results: {name}/" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_read_only_directory_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, stdout, err = run_cli(["run", "--d", "8", "--steps", "5", "--quiet",
+                                     "--out", str(locked / "run")], capsys)
+    finally:
+        locked.chmod(0o700)
+    assert_usage_error(code, stdout, err)
+    assert "not writable" in err and list(locked.iterdir()) == []
+
+
+def test_unwritable_directory_is_one_line(tmp_path, monkeypatch, capsys):
+    """The same refusal as a read-only directory, made to happen also when tests run as root."""
+    from theory_sim.cli import output
+
+    def refuse(self, *a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(output.Path, "mkdir", refuse)
+    code, stdout, err = run_cli(["run", "--d", "8", "--steps", "5", "--quiet",
+                                 "--out", str(tmp_path / "run")], capsys)
+    assert_usage_error(code, stdout, err)
+    assert "not writable (Permission denied)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_publish_keeps_the_old_result_and_the_new_one(tmp_path, monkeypatch, capsys):
+    """A failure while moving the finished run into place (after --force) puts the old
+    run back and says where the complete new one is: nothing written is lost."""
+    from theory_sim.cli import output
+
+    out = tmp_path / "run"
+    code, _, err = run_cli(["run", *SMALL, "--out", str(out)], capsys)
+    assert code == 0, err
+    old = tree(out)
+    real_replace = os.replace
+
+    def flaky_replace(src, dst):
+        if str(src).endswith(".partial"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", flaky_replace)
+    code, stdout, err = run_cli(["run", *SMALL, "--seed", "2", "--out", str(out), "--force"], capsys)
+    assert code == 1
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("theory-sim: error:") and "No space left" in lines[0]
+    assert "Traceback" not in err and stdout == ""
+    assert tree(out) == old                                  # the old run is back, unchanged
+    partial = tmp_path / "run.partial"
+    assert str(partial) in lines[0]
+    assert ts.load_run(partial).config["train"]["seed"] == 2  # and the new one is complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.partial"]
 
 
 # ---------------------------------------------------------------- bad input

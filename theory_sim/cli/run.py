@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import analysis
+from .. import Simulation, analysis
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
-from ..simulate import Simulation
 from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
-from .output import StagedDir, default_run_dir, staging_path
+from .output import EXIT_WRITE_FAILED, OutputError, StagedDir, checked_target, default_run_dir, staging_path
 from .progress import ProgressBar
 from .signals import GracefulStop
 
@@ -111,9 +110,9 @@ def cmd_run(args) -> int:
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be an integer >= 1 (got {args.checkpoint_every})")
     if args.resume is not None:
-        target = Path(args.resume)
+        target = checked_target(args.resume, "--resume")
         sim = _open_resume(target)
-        staged = StagedDir(target, resume=True)
+        staged = StagedDir(args.resume, resume=True, flag="--resume")
     else:
         model = model_from_args(args)
         train = train_from_args(args)
@@ -136,12 +135,19 @@ def cmd_run(args) -> int:
         run = sim.run(progress=progress, should_stop=stop, checkpoint_every=args.checkpoint_every,
                       on_checkpoint=checkpoint)
         summary = run_summary(run)
-        if run.status == "interrupted":
-            save_checkpoint(sim.checkpoint(), staged.path / CHECKPOINT)
-        save_run(run, staged.path, summary=summary)
-        if run.status != "interrupted":
-            (staged.path / CHECKPOINT).unlink(missing_ok=True)
-        out = staged.publish()
+        try:
+            if run.status == "interrupted":
+                save_checkpoint(sim.checkpoint(), staged.path / CHECKPOINT)
+            save_run(run, staged.path, summary=summary)
+            if run.status != "interrupted":
+                (staged.path / CHECKPOINT).unlink(missing_ok=True)
+            staged.publish()
+        except OSError as exc:  # disk full, permissions changed mid-run: the old result stays
+            where = exc if isinstance(exc, OutputError) else (
+                f"could not write the results to {staged.path} ({exc.strerror or exc})")
+            print(f"theory-sim: error: {where}", file=sys.stderr)
+            return EXIT_WRITE_FAILED
+    out = staged.shown.rstrip("/") or staged.shown
     print(format_summary(run, summary, out))
     sys.stdout.flush()
     if run.status == "diverged":
