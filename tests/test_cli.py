@@ -342,3 +342,26 @@ def test_default_model_collapses_without_head_and_diversifies_with_it(tmp_path, 
     lead, fol = head["leader"], head["follower"]
     assert head["final_alignment"][lead][0] >= 0.9 and head["final_alignment"][fol][1] >= 0.9
     assert head["peak_offdiag_E"][fol][lead] > 0
+
+
+# ------------------------------------------------ signals: 130 after Ctrl-C, 143 after SIGTERM
+
+
+def test_signal_exit_statuses_follow_128_plus_n():
+    import signal
+
+    from theory_sim.cli import signals
+
+    assert signals.exit_status("SIGINT") == 130 and signals.exit_status(None) == 130
+    assert signals.exit_status("SIGTERM") == 143
+    for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        with signals.GracefulStop() as stop:
+            assert not stop() and stop.exit_status == 130
+            os.kill(os.getpid(), sig)
+            assert stop() and stop.requested == sig.name
+        assert stop.exit_status == status
+    with pytest.raises(KeyboardInterrupt) as info, signals.term_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signals.interrupt_status(info.value) == 143
+    assert signals.interrupt_status(KeyboardInterrupt()) == 130
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored

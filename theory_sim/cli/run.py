@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import Simulation, analysis
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
-from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
+from . import EXIT_FAILED, UsageError
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
 from .output import EXIT_WRITE_FAILED, OutputError, StagedDir, checked_target, default_run_dir, staging_path
 from .progress import ProgressBar
@@ -156,5 +156,5 @@ def cmd_run(args) -> int:
     if run.status == "interrupted":
         print(f"theory-sim: {run.message} ({stop.requested or 'SIGINT'}); written to {out}; "
               f"continue with: theory-sim run --resume {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stop.exit_status  # 130 after Ctrl-C, 143 after SIGTERM
     return 0
