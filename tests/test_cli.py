@@ -365,3 +365,80 @@ def test_signal_exit_statuses_follow_128_plus_n():
     assert signals.interrupt_status(info.value) == 143
     assert signals.interrupt_status(KeyboardInterrupt()) == 130
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+
+
+# ---------------------------------------------------------------- regime warnings
+
+
+def _warnings(err):
+    return [line for line in err.splitlines() if line.startswith("theory-sim: warning:")]
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--alpha", "3,6"], "does not decrease"),
+    (["--alpha", "6"], "single feature"),
+    (["--eta", "10"], "small-step regime"),
+    (["--eta", "1e4"], "small-step regime"),
+    (["--m", "1"], "m = 1"),
+])
+def test_settings_outside_the_regime_warn_once_and_still_run(extra, needle, tmp_path, capsys):
+    code, out, err = run_cli(["run", "--steps", "5", "--quiet", *extra, "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and _warnings(err) == lines and needle in lines[0], err
+    assert ts.load_run(tmp_path / "r").steps[-1] == 5 and "phase times" in out
+
+
+@pytest.mark.parametrize("extra", [[], ["--d", "512", "--eta", "1e-3"]], ids=["default", "readme"])
+def test_the_default_and_readme_runs_print_no_warning(extra, tmp_path, capsys):
+    code, _, err = run_cli(["run", "--steps", "5", "--quiet", *extra, "--out", str(tmp_path / "r")], capsys)
+    assert code == 0 and err == "", err
+
+
+FIGURE_SETTINGS = [  # (model, train, seeds) as the figures and the README run them
+    ({}, {"eta": 1e-2}, [1]),                                                   # Figs. 1-3
+    ({}, {"eta": 0.3}, range(1, 9)),                                            # Fig. 4, T1 vs eta
+    ({"d": 1024}, {"eta": 0.1}, range(1, 9)),                                   # Fig. 4, T1 vs d
+    ({"alpha": (6.0, 2.0)}, {"eta": 0.1, "eta_E": 0.1}, range(1, 17)),          # Fig. 5 corner
+    ({"alpha": (6.0, 4.8)}, {"eta": 0.1, "eta_E": 3e-4}, range(1, 17)),         # Fig. 5 corner
+    ({}, {"eta": 0.1, "head": "frozen"}, range(1, 65)),                         # Fig. 5 defaults
+    ({"d": 32}, {"eta": 0.04, "engine": "sgd"}, [2]),                           # Fig. 6
+    ({"alpha": (6.0, 4.5, 3.5, 3.0), "pi": (0.25,) * 4, "m": 8}, {"eta": 0.05}, [1]),  # Fig. 7
+    ({"d": 32}, {"eta": 0.01, "engine": "sgd", "batch": 4096}, [2]),            # README sgd
+    ({"alpha": (4.0, 3.0)}, {"eta": 1e-2}, range(1, 33)),                       # README sweep
+    ({"alpha": (8.0, 3.0)}, {"eta": 1e-2}, range(1, 33)),
+]
+
+
+@pytest.mark.parametrize("model_kw, train_kw, seeds", FIGURE_SETTINGS)
+def test_figure_and_readme_settings_are_inside_the_regime(model_kw, train_kw, seeds):
+    from theory_sim.regime import regime_warnings
+
+    model = ts.ModelParams(**model_kw)
+    for seed in seeds:
+        assert regime_warnings(model, ts.TrainParams(**train_kw, seed=seed)) == [], seed
+
+
+@pytest.mark.parametrize("model_kw, seed", [({"d": 64}, 1), ({"alpha": (6.0, 2.0)}, 2), ({}, 1)])
+def test_small_step_bound_separates_damped_from_growing_perturbations(model_kw, seed):
+    """The bound's meaning, checked on the dynamics (numpy gradient descent on
+    ``population_grad``): at the learned fixed point ``w_j = v_j`` a small perturbation
+    decays for eta just below 2 / curvature and grows just above it."""
+    from theory_sim.regime import _spectral_radius_of_step
+
+    model = ts.ModelParams(**model_kw)
+    V = ts.feature_vectors(model)
+    W_star = np.ascontiguousarray(V[:, [0, 1]].T)
+    E = np.eye(2)
+    assert np.abs(ts.population_grad(W_star, E, model)[0]).max() < 1e-12   # a fixed point
+    limit = 2.0 / _spectral_radius_of_step(model, W_star)
+    delta = np.random.default_rng(seed).standard_normal(W_star.shape) * 1e-9
+
+    def growth(eta, steps=60):  # short: scale invariance re-stabilises a grown perturbation later
+        W = W_star + delta
+        for _ in range(steps):
+            W = W - eta * ts.population_grad(W, E, model)[0]
+        return np.linalg.norm(W / np.linalg.norm(W, axis=1, keepdims=True) - W_star) / np.linalg.norm(delta)
+
+    assert growth(0.9 * limit) < 2.0
+    assert growth(1.1 * limit) > 1e3

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import Simulation, analysis
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
+from ..regime import regime_warnings
 from . import EXIT_FAILED, UsageError
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
 from .output import EXIT_WRITE_FAILED, OutputError, StagedDir, checked_target, default_run_dir, staging_path
@@ -119,6 +120,8 @@ def cmd_run(args) -> int:
         target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
         sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
         staged = StagedDir(target, force=args.force)
+        for warning in regime_warnings(model, train):  # outside the model's regime: say so, run anyway
+            print(f"theory-sim: warning: {warning}", file=sys.stderr)
     bar = ProgressBar("run", enabled=not args.quiet)
 
     def progress(step, total, info):
