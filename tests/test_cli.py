@@ -442,3 +442,54 @@ def test_small_step_bound_separates_damped_from_growing_perturbations(model_kw, 
 
     assert growth(0.9 * limit) < 2.0
     assert growth(1.1 * limit) > 1e3
+
+
+# ---------------------------------------------------------------- why a run is incomplete
+
+
+def test_complete_run_gives_no_incomplete_reasons(small_run):
+    _, out_dir, out, _ = small_run
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["outcome"] != "incomplete" and summary["incomplete_reasons"] == []
+    assert "incomplete:" not in out
+
+
+def test_capped_run_with_a_follower_at_its_initialisation_says_so(tmp_path, capsys):
+    code, out, err = run_cli(["run", "--seed", "0", "--eta", "1e-2", "--max-flow-time", "3000", "--quiet",
+                              "--out", str(tmp_path / "r")], capsys)
+    assert code == 0 and err == "", err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    reasons = summary["incomplete_reasons"]
+    assert summary["outcome"] == "incomplete"
+    run = ts.load_run(tmp_path / "r")
+    stuck = int(np.argmin(np.abs(run.alignment[-1]).max(axis=1)))
+    assert np.abs(run.alignment[-1, stuck]).max() < 4 / np.sqrt(512)      # the premise, measured
+    assert any(f"neuron {stuck + 1} is still close to its initialisation" in r for r in reasons), reasons
+    assert any("nearly stationary" in r for r in reasons), reasons
+    assert sum("incomplete:" in line for line in out.splitlines()) == len(reasons)
+
+
+def test_large_step_run_says_capped_while_moving_and_names_the_head_entry(tmp_path, capsys):
+    code, out, err = run_cli(["run", "--eta", "10", "--quiet", "--out", str(tmp_path / "r")], capsys)
+    assert code == 0
+    reasons = json.loads((tmp_path / "r" / "summary.json").read_text())["incomplete_reasons"]
+    run = ts.load_run(tmp_path / "r")
+    tail_start = int(np.searchsorted(run.steps, run.steps[-1] * 0.9))
+    assert np.abs(np.abs(run.alignment[-1]) - np.abs(run.alignment[tail_start])).max() > 1e-3  # premise
+    assert any("while still moving" in r for r in reasons), reasons
+    assert np.abs(run.E[-1][1, 0]) > 10 and any("|E[2,1]|" in r for r in reasons), reasons
+    assert any("between features" in r for r in reasons), reasons
+
+
+def test_an_oscillating_trajectory_is_called_oscillating():
+    from dataclasses import replace
+
+    from theory_sim.regime import incomplete_reasons
+
+    train = ts.TrainParams(eta=1e-2, steps=2000, record=400)
+    run = ts.simulate(ts.ModelParams(d=64), train)
+    assert incomplete_reasons(run) and not any("oscillat" in r for r in incomplete_reasons(run))
+    E = run.E.copy()
+    E[:, 1, 0] += 0.05 * (-1.0) ** np.arange(len(E))      # a period-2 flip of one head entry
+    flipped = replace(run, E=E)
+    assert any("oscillating" in r for r in incomplete_reasons(flipped)), incomplete_reasons(flipped)

@@ -130,3 +130,103 @@ def regime_warnings(model: ModelParams, train: TrainParams, *, check_step: bool 
                        f"times shift and entries may oscillate or blow up; use --eta {bound / 10:.2g} "
                        f"(a tenth of the bound) or smaller")
     return out
+
+
+# ---------------------------------------------------------------- why a run is incomplete
+
+TAIL_FRACTION = 0.1
+"""The last 10 % of the recorded flow time is what "still moving" and "oscillating" look at."""
+MOVING = 1e-3
+"""A change of some ``|c_jl|`` larger than this over the tail: the run was still moving."""
+OSCILLATING = 0.5
+"""Fraction of successive differences over the tail that change sign: above this, oscillation."""
+
+
+def _tail(run) -> slice:
+    t = np.asarray(run.steps, dtype=float)
+    start = int(np.searchsorted(t, t[-1] - TAIL_FRACTION * (t[-1] - t[0])))
+    return slice(min(start, len(t) - 2) if len(t) >= 2 else 0, len(t))
+
+
+def _sign_flip_fraction(x: np.ndarray) -> float:
+    """Largest fraction, over the columns of ``x`` (time first), of successive
+    differences that flip sign (columns that do not move are ignored)."""
+    dx = np.diff(x.reshape(x.shape[0], -1), axis=0)
+    if dx.shape[0] < 8:
+        return 0.0
+    scale = np.abs(dx).max(axis=0)
+    live = scale > 1e-12 * (1.0 + np.abs(x).max())
+    if not live.any():
+        return 0.0
+    s = np.sign(dx[:, live])
+    return float((s[1:] * s[:-1] < 0).mean(axis=0).max())
+
+
+def incomplete_reasons(run, threshold: float = 0.9) -> list[str]:
+    """Why a run's outcome is ``incomplete``, in words (empty for other outcomes).
+
+    From the final state and the recorded trajectory (docs/model.md sections 5, 9, 10):
+    interrupted or diverged; a neuron still near its initialisation (``max_l |c_jl| <
+    4 / sqrt(d)``: the escape from ``O(1/sqrt(d))`` alignment can take longer than any
+    cap); a neuron between features; stopped at the cap while still moving (some ``|c|``
+    changed by more than :data:`MOVING` over the last 10 % of the flow time) or nearly
+    stationary (a saddle); oscillating (more than half the successive changes of the loss,
+    the alignments or the head over that tail flip sign); a head entry far above the
+    paper's ``Theta(sqrt(eta_E / eta))``.
+    """
+    from . import analysis
+
+    if analysis.outcome(run, threshold) != "incomplete":
+        return []
+    out = []
+    eta = run.eta
+    flow = float(run.steps[-1]) * eta
+    if run.status == "interrupted":
+        out.append(f"interrupted at flow time {flow:.6g} before it settled; continue with --resume")
+    if run.status == "diverged":
+        out.append(run.message)
+    c = np.abs(np.asarray(run.alignment))
+    if c.shape[0] == 0:
+        return out
+    d = int(run.config["model"]["d"])
+    near = min(0.5, 4.0 / np.sqrt(d))
+    final = c[-1]
+    for j in range(final.shape[0]):
+        best = int(np.argmax(final[j]))
+        if final[j, best] >= threshold:
+            continue
+        if final[j, best] < near:
+            out.append(f"neuron {j + 1} is still close to its initialisation (max |c| = "
+                       f"{final[j, best]:.3g} < 4/sqrt(d) = {near:.3g}): its escape from O(1/sqrt(d)) "
+                       f"alignment takes longer than this run (docs/model.md section 10); "
+                       f"raise --max-flow-time or try another --seed")
+        else:
+            parts = ", ".join(f"{final[j, l]:.2f} on v{l + 1}" for l in np.argsort(-final[j])[:2])
+            out.append(f"neuron {j + 1} is between features (|c| = {parts}), "
+                       f"below the threshold {threshold:g}")
+    tail = _tail(run)
+    if run.status == "max_steps" and c.shape[0] >= 2:
+        moved = float(np.abs(c[-1] - c[tail.start]).max())
+        where = f"flow time {flow:.6g}" + (" (the cap)" if run.config["train"].get("steps") is None else "")
+        if moved > MOVING:
+            out.append(f"stopped at {where} while still moving: some |c| changed by {moved:.3g} over the "
+                       f"last {TAIL_FRACTION:.0%} of the run; raise --max-flow-time (or --steps)")
+        else:
+            out.append(f"stopped at {where}, nearly stationary (|c| changed by {moved:.2g} over the last "
+                       f"{TAIL_FRACTION:.0%}): a saddle, whose escape can take much longer")
+    if run.status != "diverged":
+        flips = max(_sign_flip_fraction(np.asarray(run.loss)[tail]), _sign_flip_fraction(c[tail]),
+                    _sign_flip_fraction(np.asarray(run.E)[tail]))
+        if flips > OSCILLATING:
+            out.append(f"oscillating: {flips:.0%} of the successive changes over the last "
+                       f"{TAIL_FRACTION:.0%} flip sign; lower --eta (now {eta:g}) or --eta-E")
+    E = np.asarray(run.E)[-1]
+    off = np.abs(E - np.diag(np.diag(E)))
+    eta_E = run.config["train"].get("eta_E")
+    if off.size and eta_E is not None and eta > 0:
+        expected = np.sqrt(float(eta_E) / eta)
+        j, r = np.unravel_index(int(np.argmax(off)), off.shape)
+        if off[j, r] > max(10.0 * expected, 2.0):
+            out.append(f"the head entry |E[{j + 1},{r + 1}]| = {off[j, r]:.3g} is far above the paper's "
+                       f"O(sqrt(eta_E/eta)) = {expected:.2g}: the steps are too large; lower --eta")
+    return out

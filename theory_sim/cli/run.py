@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import Simulation, analysis
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
-from ..regime import regime_warnings
+from ..regime import incomplete_reasons, regime_warnings
 from . import EXIT_FAILED, UsageError
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
 from .output import EXIT_WRITE_FAILED, OutputError, StagedDir, checked_target, default_run_dir, staging_path
@@ -58,6 +58,7 @@ def run_summary(run) -> dict:
         "final_head_distance": float(analysis.head_distance(run)[-1]),
         "final_loss": float(run.loss[-1]),
         "outcome": analysis.outcome(run, threshold),
+        "incomplete_reasons": incomplete_reasons(run, threshold),
         "indexing": "0-based (neuron j, feature l)",
     }
 
@@ -91,6 +92,8 @@ def format_summary(run, summary: dict, out) -> str:
                      + (" ..." if len(entries) > 12 else ""))
     lines.append(f"final |E - I|_F = {summary['final_head_distance']:.4g}; "
                  f"final loss = {summary['final_loss']:.6g}; outcome: {summary['outcome']}")
+    for reason in summary.get("incomplete_reasons", []):
+        lines.append(f"  incomplete: {reason}")
     if out is not None:
         lines.append(f"results: {out}/ ({TRAJECTORY}, {SUMMARY})")
     return "\n".join(lines)
