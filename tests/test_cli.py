@@ -493,3 +493,78 @@ def test_an_oscillating_trajectory_is_called_oscillating():
     E[:, 1, 0] += 0.05 * (-1.0) ** np.arange(len(E))      # a period-2 flip of one head entry
     flipped = replace(run, E=E)
     assert any("oscillating" in r for r in incomplete_reasons(flipped)), incomplete_reasons(flipped)
+
+
+# ---------------------------------------------------------------- --resume
+
+
+RESUME_MODEL = ts.ModelParams(d=16, P=6, k=2, alpha=(3.0, 2.0))
+RESUME_ARGS = ["--d", "16", "--P", "6", "--k", "2", "--alpha", "3,2"]
+
+
+def _killed_run(tmp_path, train, steps_done):
+    """What a run killed after ``steps_done`` steps leaves: DIR.partial/checkpoint.npz."""
+    from theory_sim.io import save_checkpoint
+
+    sim = ts.Simulation(RESUME_MODEL, train)
+    sim.advance(steps_done)
+    (tmp_path / "run.partial").mkdir()
+    save_checkpoint(sim.checkpoint(), tmp_path / "run.partial" / "checkpoint.npz")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--d", "64"], "--d 64 (stored: 16)"),
+    (["--alpha", "6,3"], "--alpha 6,3 (stored: 3,2)"),
+    (["--engine", "sgd", "--seed", "9"], "--engine sgd (stored: population), --seed 9 (stored: 3)"),
+    (["--eta", "0.1"], "--eta 0.1 (stored: 0.05)"),
+])
+def test_resume_refuses_options_that_conflict_with_the_stored_run(extra, named, tmp_path, capsys):
+    target = _killed_run(tmp_path, ts.TrainParams(eta=0.05, steps=400, seed=3, record=20), 100)
+    before = tree(tmp_path)
+    code, out, err = run_cli(["run", "--resume", str(target), "--quiet", *extra], capsys)
+    assert_usage_error(code, out, err)
+    assert named in err and "only --steps and --max-flow-time may change" in err
+    assert tree(tmp_path) == before
+
+
+def test_resume_applies_a_new_budget_and_says_so(tmp_path, capsys):
+    train = ts.TrainParams(eta=0.05, steps=400, seed=3, record=20)
+    target = _killed_run(tmp_path, train, 100)
+    # options equal to the stored ones are not conflicts
+    code, out, err = run_cli(["run", "--resume", str(target), "--quiet", *RESUME_ARGS, "--seed", "3",
+                              "--steps", "700"], capsys)
+    assert code == 0, err
+    assert err.splitlines() == [f"theory-sim: resuming {target} at step 100 (flow time 5); "
+                                "--steps changed from 400 to 700"]
+    resumed = ts.load_run(target)
+    fresh = ts.simulate(RESUME_MODEL, ts.TrainParams(eta=0.05, steps=700, seed=3, record=20))
+    assert resumed.steps[-1] == 700
+    np.testing.assert_array_equal(resumed.W, fresh.W)          # the same 700 steps, bit for bit
+    np.testing.assert_array_equal(resumed.E_final, fresh.E_final)
+
+
+def test_resume_applies_a_new_flow_time_cap(tmp_path, capsys):
+    train = ts.TrainParams(eta=0.05, seed=3, max_flow_time=10.0, record=20)
+    target = _killed_run(tmp_path, train, 100)
+    code, _, err = run_cli(["run", "--resume", str(target), "--quiet", "--max-flow-time", "20"], capsys)
+    assert code == 0, err
+    assert "--max-flow-time changed from 10.0 to 20.0" in err
+    run = ts.load_run(target)
+    assert run.config["train"]["max_flow_time"] == 20.0 and run.steps[-1] == 400
+
+
+def test_resume_of_a_finished_run_says_it_is_finished(small_run, capsys):
+    _, out_dir, _, _ = small_run
+    before = tree(out_dir)
+    code, out, err = run_cli(["run", "--resume", str(out_dir), "--quiet"], capsys)
+    assert_usage_error(code, out, err)
+    assert "already finished" in err and "converged" in err
+    assert tree(out_dir) == before
+
+
+def test_resume_of_a_missing_directory_says_so(tmp_path, capsys):
+    code, out, err = run_cli(["run", "--resume", str(tmp_path / "nowhere"), "--quiet"], capsys)
+    assert_usage_error(code, out, err)
+    assert "no such directory" in err
+    assert list(tmp_path.iterdir()) == []

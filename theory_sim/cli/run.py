@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def add_parser(sub) -> None:
                    help="save the full state every N steps (NAME.partial/checkpoint.npz while running)")
     g.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the interrupted run in DIR with its stored configuration "
-                        "(model and training options are then ignored)")
+                        "(--steps and --max-flow-time may change; other options must match)")
     p.set_defaults(func=cmd_run)
+    _track_given(p, MODEL_OPTIONS + TRAIN_OPTIONS)
 
 
 def run_summary(run) -> dict:
@@ -99,24 +101,131 @@ def format_summary(run, summary: dict, out) -> str:
     return "\n".join(lines)
 
 
-def _open_resume(target: Path):
+MODEL_OPTIONS = ("d", "P", "k", "alpha", "pi", "sigma", "m", "features", "feature_seed", "split")
+TRAIN_OPTIONS = ("eta", "eta_E", "head", "engine", "batch", "steps", "seed", "record", "tol",
+                 "align_threshold", "max_flow_time")
+RESUME_MAY_CHANGE = ("steps", "max_flow_time")
+"""Options a resumed run applies (its budget); every other model or training option is fixed."""
+
+
+def _track_given(parser, dests) -> None:
+    """Record in ``args._given`` which of ``dests`` the user typed (a default is not typed)."""
+    for action in parser._actions:
+        if action.dest not in dests:
+            continue
+        base = type(action)
+
+        def __call__(self, parser, namespace, values, option_string=None, _base=base):
+            _base.__call__(self, parser, namespace, values, option_string)
+            given = getattr(namespace, "_given", None) or set()
+            namespace._given = given | {self.dest}
+
+        action.__class__ = type(f"Given{base.__name__}", (base,), {"__call__": __call__})
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-") if dest != "eta_E" else "--eta-E"
+
+
+def _finished_message(target: Path) -> str | None:
+    """``status: message`` of a finished run stored in ``target`` (None if there is none)."""
+    try:
+        summary = json.loads((target / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") not in ("converged", "max_steps", "diverged"):
+        return None
+    return str(summary.get("message") or summary["status"])
+
+
+def _load_resume_state(target: Path, shown: str) -> dict:
     """The checkpoint of an interrupted run: in NAME.partial (killed) or NAME (stopped)."""
-    for where in (staging_path(target), target):
+    partial = staging_path(target)
+    if not target.exists() and not partial.exists():
+        raise UsageError(f"--resume {shown}: no such directory (nor {partial.name}), "
+                         f"so no {CHECKPOINT} to continue")
+    for where in (partial, target):
         if (where / CHECKPOINT).exists():
             try:
-                return Simulation.from_checkpoint(load_checkpoint(where / CHECKPOINT))
-            except (RunFileError, ValueError) as exc:
-                raise UsageError(f"--resume {target}: {exc}") from None
-    raise UsageError(f"--resume {target}: no {CHECKPOINT} there or in {staging_path(target)}")
+                state = load_checkpoint(where / CHECKPOINT)
+                Simulation.from_checkpoint(state)  # validates it
+                return state
+            except (RunFileError, ValueError, KeyError, TypeError) as exc:
+                raise UsageError(f"--resume {shown}: {exc}") from None
+    raise UsageError(f"--resume {shown}: no {CHECKPOINT} there or in {partial}")
+
+
+def _resume_conflicts(args, config: dict) -> tuple[list[str], dict]:
+    """(conflicting options as ``--d 64 (stored: 512)``, changes to apply ``{dest: (old, new)}``)."""
+    given = getattr(args, "_given", None) or set()
+    model_given = given & set(MODEL_OPTIONS)
+    train_given = given & set(TRAIN_OPTIONS)
+    typed = {}
+    if model_given:
+        typed.update(model_from_args(args).to_dict())
+    if train_given:
+        typed.update(train_from_args(args).to_dict())
+    conflicts, changes = [], {}
+    for dest in sorted(model_given | train_given, key=(MODEL_OPTIONS + TRAIN_OPTIONS).index):
+        stored = config["model" if dest in MODEL_OPTIONS else "train"].get(dest)
+        new = typed[dest]
+        if dest == "eta_E" and args.eta_E is None:
+            continue
+        same = list(new) == list(stored) if isinstance(new, list | tuple) else new == stored
+        if same:
+            continue
+        if dest in RESUME_MAY_CHANGE:
+            changes[dest] = (stored, new)
+        else:
+            shown = ",".join(f"{x:g}" for x in new) if isinstance(new, list | tuple) else new
+            old = ",".join(f"{x:g}" for x in stored) if isinstance(stored, list | tuple) else stored
+            conflicts.append(f"{_flag(dest)} {shown} (stored: {old})")
+    return conflicts, changes
+
+
+def _open_resume(args):
+    """``(Simulation, StagedDir, notes)`` for ``--resume DIR``, or a one-line UsageError."""
+    shown = args.resume
+    target = checked_target(shown, "--resume")
+    if args.out is not None:
+        raise UsageError(f"--resume {shown} continues the run in {shown}; leave out --out {args.out}")
+    if not (target / CHECKPOINT).exists() and not (staging_path(target) / CHECKPOINT).exists():
+        finished = _finished_message(target)
+        if finished is not None:
+            raise UsageError(f"--resume {shown}: that run is already finished ({finished}); a finished "
+                             f"run keeps no {CHECKPOINT}: start a new one with --out to go further")
+    state = _load_resume_state(target, shown)
+    config = state["meta"]["config"]
+    conflicts, changes = _resume_conflicts(args, config)
+    if conflicts:
+        verb = "conflicts" if len(conflicts) == 1 else "conflict"
+        raise UsageError(f"--resume {shown}: " + ", ".join(conflicts) + f" {verb} with the stored "
+                         "configuration; a resumed run keeps its options (only "
+                         + " and ".join(_flag(d) for d in RESUME_MAY_CHANGE) + " may change)")
+    done = int(state["rec_state"][0])
+    notes = []
+    for dest, (old, new) in changes.items():
+        config["train"][dest] = new
+        notes.append(f"{_flag(dest)} changed from {old} to {new}")
+    try:
+        sim = Simulation.from_checkpoint(state)
+    except ValueError as exc:
+        raise UsageError(f"--resume {shown}: {exc}") from None
+    if sim.train.max_steps < done:
+        raise UsageError(f"--resume {shown}: the new budget ({sim.train.max_steps} steps) is below the "
+                         f"{done} steps already done")
+    staged = StagedDir(shown, resume=True, flag="--resume")
+    flow = done * sim.train.eta
+    note = f"resuming {shown} at step {done} (flow time {flow:.6g})"
+    return sim, staged, note + ("; " + "; ".join(notes) if notes else "")
 
 
 def cmd_run(args) -> int:
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be an integer >= 1 (got {args.checkpoint_every})")
     if args.resume is not None:
-        target = checked_target(args.resume, "--resume")
-        sim = _open_resume(target)
-        staged = StagedDir(args.resume, resume=True, flag="--resume")
+        sim, staged, note = _open_resume(args)
+        print(f"theory-sim: {note}", file=sys.stderr)
     else:
         model = model_from_args(args)
         train = train_from_args(args)
