@@ -568,3 +568,107 @@ def test_resume_of_a_missing_directory_says_so(tmp_path, capsys):
     assert_usage_error(code, out, err)
     assert "no such directory" in err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- progress and the first compile
+
+
+def _progress_lines(feed, *, compiling, converged=True, compile_pause=0.0):
+    from theory_sim.cli.progress import RunProgress
+
+    stream = io.StringIO()
+    bar = RunProgress(engine="population", eta=0.01, max_steps=10**6, threshold=0.9, tol=1e-5,
+                      compiling=compiling, compile_seconds=15, stream=stream)
+    import time
+
+    time.sleep(compile_pause)
+    for i, (step, info) in enumerate(feed):
+        last = i == len(feed) - 1
+        bar(step, 10**6, info | ({"done": True, "converged": converged} if last else {}))
+    return stream.getvalue().splitlines(), bar
+
+
+def _info(c_rows, E=None):
+    return {"alignment": np.array(c_rows, dtype=float), "E": np.eye(2) if E is None else np.asarray(E),
+            "loss": 2.0}
+
+
+STORY = [  # |c| of two neurons on two features, and the head, through the phases
+    (1000, _info([[0.05, 0.01], [0.02, 0.03]])),
+    (2000, _info([[0.30, 0.01], [0.02, 0.03]])),
+    (3000, _info([[0.95, 0.01], [0.02, 0.05]], [[1, 0], [0.3, 1]])),
+    (4000, _info([[0.99, 0.01], [0.02, 0.40]], [[1, 0], [0.3, 1]])),
+    (5000, _info([[0.99, 0.01], [0.02, 0.95]], [[1, 0], [0.2, 1]])),
+    (6000, _info([[0.99, 0.01], [0.02, 0.99]], [[1, 0], [0.005, 1]])),
+]
+
+
+def test_run_bar_follows_the_phases_to_convergence():
+    lines, bar = _progress_lines(STORY, compiling=False)
+    assert not any("compil" in line for line in lines)
+    phases = [line.split("phase ")[1].split(" ")[0] for line in lines]
+    assert phases[0] == "I" and "II-III" in phases and phases[-1] == "IV", lines
+    fills = [float(line.split("]")[1].split("%")[0]) for line in lines]
+    assert fills == sorted(fills) and fills[0] < 25 and fills[-1] == 100.0, lines
+    assert all("t " in line and "(cap 1e+04)" in line and "loss" in line for line in lines)
+
+
+def test_run_bar_of_a_capped_run_does_not_claim_completion():
+    lines, _ = _progress_lines(STORY[:4], compiling=False, converged=False)
+    assert float(lines[-1].split("]")[1].split("%")[0]) < 75.0
+    assert "II-III" in lines[-1]
+
+
+def test_first_compile_is_announced_and_kept_out_of_the_clock():
+    lines, bar = _progress_lines(STORY, compiling=True, compile_pause=0.3)
+    assert lines[0].startswith("theory-sim: compiling the population kernels")
+    assert "Ctrl-C takes effect when compiling ends" in lines[0]
+    assert lines[1].startswith("theory-sim: compiled in ") and bar.compile_time >= 0.3
+    first_clock = float(lines[2].split("%")[1].split("s")[0])
+    assert first_clock < 0.3                                   # the bar's clock starts after compiling
+
+
+def test_run_progress_on_stderr_shows_phases_not_a_fraction_of_the_cap(tmp_path, capsys):
+    code, _, err = run_cli(["run", "--d", "64", "--eta", "1e-2", "--max-flow-time", "2000",
+                            "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines and all(line.startswith("run [") for line in lines), err   # compiled already: no notice
+    assert "phase IV" in lines[-1] and "100.0%" in lines[-1]
+    assert "phase I " in lines[0]
+
+
+# ---------------------------------------------------------------- doctor: the kernel cache per engine
+
+
+def test_doctor_reports_each_engine_cold_in_an_empty_cache(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONWARNINGS="ignore")
+    done = subprocess.run([str(SCRIPT), "doctor"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.strip().startswith("engine ")}
+    assert sorted(rows) == ["population", "sgd", "sgd-fast"]
+    assert all(" cold " in row for row in rows.values()), done.stdout
+
+
+def test_doctor_says_warm_for_kernels_compiled_in_this_process(small_run):
+    from theory_sim.cli.doctor import engine_cache_state
+
+    assert engine_cache_state("population") == "warm"          # small_run ran the population engine
+
+
+@pytest.mark.slow
+def test_first_run_in_a_cold_cache_announces_the_compile_and_doctor_tells_engines_apart(tmp_path):
+    """A cold cache: the population run says it compiles and how long it took; afterwards
+    doctor calls population warm and both SGD engines still cold (the issue: "warm" too early)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONWARNINGS="ignore")
+    ran = subprocess.run([str(SCRIPT), "run", "--d", "8", "--steps", "5", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stderr.splitlines()
+    assert lines[0].startswith("theory-sim: compiling the population kernels") and "Ctrl-C" in lines[0]
+    assert lines[1].startswith("theory-sim: compiled in ")
+    assert float(lines[1].split("compiled in ")[1].split(" s")[0]) > 1.0
+    doc = subprocess.run([str(SCRIPT), "doctor"], capture_output=True, text=True, timeout=300, env=env)
+    rows = {line.split()[1]: line.split()[2] for line in doc.stdout.splitlines()
+            if line.strip().startswith("engine ")}
+    assert rows == {"population": "warm", "sgd": "cold", "sgd-fast": "cold"}, doc.stdout

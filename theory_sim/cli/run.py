@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import Simulation, analysis
+from ..core._jit import STATUS_CONVERGED
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
 from ..regime import incomplete_reasons, regime_warnings
 from . import EXIT_FAILED, UsageError
+from .doctor import COMPILE_SECONDS, engine_cache_state
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
 from .output import EXIT_WRITE_FAILED, OutputError, StagedDir, checked_target, default_run_dir, staging_path
-from .progress import ProgressBar
+from .progress import RunProgress
 from .signals import GracefulStop
 
 
@@ -65,9 +67,10 @@ def run_summary(run) -> dict:
     }
 
 
-def format_summary(run, summary: dict, out) -> str:
+def format_summary(run, summary: dict, out, *, compiled: bool = False) -> str:
     eta = run.eta
-    lines = [f"theory-sim run: {run.message} [{run.elapsed:.2f} s]"]
+    note = ", including the first compile" if compiled else ""
+    lines = [f"theory-sim run: {run.message} [{run.elapsed:.2f} s{note}]"]
     pt = summary["phase_times_steps"]
     lead, fol = summary["leader"], summary["follower"]
     label = {
@@ -232,16 +235,20 @@ def cmd_run(args) -> int:
         target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
         sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
         staged = StagedDir(target, force=args.force)
-        for warning in regime_warnings(model, train):  # outside the model's regime: say so, run anyway
+    train = sim.train
+    engine = train.engine
+    bar = RunProgress(engine=engine, eta=train.eta, max_steps=train.max_steps,
+                      threshold=train.align_threshold, tol=train.tol,
+                      compiling=engine_cache_state(engine) == "cold",
+                      compile_seconds=COMPILE_SECONDS.get(engine), enabled=not args.quiet)
+    if args.resume is None:
+        for warning in regime_warnings(sim.model, train):  # outside the model's regime: say so, run anyway
             print(f"theory-sim: warning: {warning}", file=sys.stderr)
-    bar = ProgressBar("run", enabled=not args.quiet)
 
     def progress(step, total, info):
-        text = f"step {step:.3g}"
-        if "alignment" in info:
-            best = info["alignment"].max(axis=1)
-            text += " max|c_j| " + " ".join(f"{b:.2f}" for b in best[:4])
-        bar(step, total, text, final=bool(info.get("done")))
+        if info.get("done"):
+            info = info | {"converged": getattr(sim, "code", None) == STATUS_CONVERGED}
+        bar(step, total, info)
 
     def checkpoint(state):
         save_checkpoint(state, staged.path / CHECKPOINT)
@@ -263,7 +270,7 @@ def cmd_run(args) -> int:
             print(f"theory-sim: error: {where}", file=sys.stderr)
             return EXIT_WRITE_FAILED
     out = staged.shown.rstrip("/") or staged.shown
-    print(format_summary(run, summary, out))
+    print(format_summary(run, summary, out, compiled=bar.compiling))
     sys.stdout.flush()
     if run.status == "diverged":
         print(f"theory-sim: error: {run.message}", file=sys.stderr)
