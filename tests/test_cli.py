@@ -672,3 +672,15 @@ def test_first_run_in_a_cold_cache_announces_the_compile_and_doctor_tells_engine
     rows = {line.split()[1]: line.split()[2] for line in doc.stdout.splitlines()
             if line.strip().startswith("engine ")}
     assert rows == {"population": "warm", "sgd": "cold", "sgd-fast": "cold"}, doc.stdout
+
+
+def test_divergence_at_the_first_step_still_writes_a_summary(tmp_path, capsys):
+    """Found by the fuzzer: a run that diverges before recording a point (alpha^6 overflows)."""
+    with np.errstate(over="ignore"):
+        code, out, err = run_cli(["run", "--d", "8", "--steps", "5", "--quiet", "--alpha", "1e308,1",
+                                  "--out", str(tmp_path / "r")], capsys)
+    assert code == 3
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("theory-sim: error: diverged at step 0")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["steps"] == 0 and summary["outcome"] == "incomplete"
+    assert "no point was recorded" in out

@@ -38,8 +38,22 @@ def add_parser(sub) -> None:
     _track_given(p, MODEL_OPTIONS + TRAIN_OPTIONS)
 
 
+def _empty_summary(run) -> dict:
+    """The summary of a run that recorded no point (it diverged at its first step)."""
+    times = dict.fromkeys(("T1", "T2", "T3", "T4"))
+    return {"config": run.config, "status": run.status, "partial": run.status == "interrupted",
+            "message": run.message, "steps": 0, "flow_time": 0.0, "elapsed_seconds": run.elapsed,
+            "phase_times_steps": times, "phase_times_flow": dict(times), "leader": None, "follower": None,
+            "final_alignment": None, "peak_offdiag_E": None, "final_E": None, "final_head_distance": None,
+            "final_loss": None, "outcome": "incomplete",
+            "incomplete_reasons": [run.message or "no step was recorded"],
+            "indexing": "0-based (neuron j, feature l)"}
+
+
 def run_summary(run) -> dict:
     """What summary.json holds: configuration, phase times, final state (0-based indices)."""
+    if run.n_points == 0:
+        return _empty_summary(run)
     threshold = float(run.config["train"]["align_threshold"])
     pt = analysis.phase_times(run, threshold)
     eta = run.eta
@@ -71,6 +85,11 @@ def format_summary(run, summary: dict, out, *, compiled: bool = False) -> str:
     eta = run.eta
     note = ", including the first compile" if compiled else ""
     lines = [f"theory-sim run: {run.message} [{run.elapsed:.2f} s{note}]"]
+    if run.n_points == 0:
+        lines.append("no point was recorded; outcome: incomplete")
+        if out is not None:
+            lines.append(f"results: {out}/ ({TRAJECTORY}, {SUMMARY})")
+        return "\n".join(lines)
     pt = summary["phase_times_steps"]
     lead, fol = summary["leader"], summary["follower"]
     label = {
