@@ -360,9 +360,9 @@ def test_signal_exit_statuses_follow_128_plus_n():
             os.kill(os.getpid(), sig)
             assert stop() and stop.requested == sig.name
         assert stop.exit_status == status
-    with pytest.raises(KeyboardInterrupt) as info, signals.term_as_interrupt():
+    with pytest.raises(KeyboardInterrupt) as info, signals.term_as_interrupt() as received:
         os.kill(os.getpid(), signal.SIGTERM)
-    assert signals.interrupt_status(info.value) == 143
+    assert signals.interrupt_status(info.value) == 143 and received.exit_status == 143
     assert signals.interrupt_status(KeyboardInterrupt()) == 130
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
 

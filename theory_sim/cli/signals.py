@@ -42,19 +42,34 @@ def interrupt_status(exc: BaseException) -> int:
     return exit_status(getattr(exc, "signal_name", None))
 
 
+class _Received:
+    """What :func:`term_as_interrupt` yields: the signal that arrived (if any) and its exit status."""
+
+    def __init__(self):
+        self.requested = None
+
+    @property
+    def exit_status(self) -> int:
+        return exit_status(self.requested)
+
+
 @contextlib.contextmanager
 def term_as_interrupt():
     """Within the block SIGTERM raises :class:`Terminated` (a KeyboardInterrupt), so code
-    that already cleans up on Ctrl-C does the same on SIGTERM; catch it and return
-    :func:`interrupt_status` of the exception."""
+    that already cleans up on Ctrl-C does the same on SIGTERM. Catch KeyboardInterrupt
+    outside the block and return ``received.exit_status`` (143 after SIGTERM, else 130)
+    of the object it yields; it stays right even when the exception was re-raised as
+    another KeyboardInterrupt on the way out."""
+    received = _Received()
 
     def handler(signum, frame):
+        received.requested = signal.Signals(signum).name
         raise Terminated
 
     main_thread = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGTERM, handler) if main_thread else None
     try:
-        yield
+        yield received
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old)
