@@ -1,16 +1,31 @@
-"""``theory-sim doctor``: versions and machine facts for bug reports."""
+"""``theory-sim doctor``: versions and machine facts for bug reports, and the kernel cache per engine."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import sys
 from pathlib import Path
 
+ENGINE_KERNELS = {
+    # the entry kernels each engine calls (each compiled separately); the closed-form loss
+    # and gradient serve the final point of every run and the regime check of `run`
+    "population": (("core.population", "population_advance"), ("core.moments", "loss_rho"),
+                   ("core.moments", "loss_grad")),
+    "sgd": (("core.sgd", "sgd_advance"), ("core.moments", "loss_rho"), ("core.moments", "loss_grad")),
+    "sgd-fast": (("core.sgd", "sgd_advance"), ("core.moments", "loss_rho"), ("core.moments", "loss_grad")),
+}
+"""Engine -> (module under theory_sim, kernel name) of the numba dispatchers it needs."""
+
+COMPILE_SECONDS = {"population": 15, "sgd": 40, "sgd-fast": 40}
+"""First-compile times measured on a 2-core machine (cold cache), for the messages."""
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("doctor", help="print versions, CPU count and numba cache state",
-                       description="Print what a bug report needs: versions, CPUs, numba cache state.")
+    p = sub.add_parser("doctor", help="print versions, CPU count and the kernel cache state per engine",
+                       description="Print what a bug report needs: versions, CPUs, and whether each "
+                                   "engine's kernels are compiled (warm) or still to compile (cold).")
     p.set_defaults(func=cmd_doctor)
 
 
@@ -23,6 +38,43 @@ def numba_cache_state() -> tuple[str, int]:
     return str(where), len(found)
 
 
+def _dispatcher(module: str, name: str):
+    return getattr(importlib.import_module(f"theory_sim.{module}"), name)
+
+
+def kernel_ready(dispatcher) -> bool:
+    """True when calling ``dispatcher`` will not compile: it is compiled in this process, or
+    numba's on-disk index holds machine code for this CPU from the current source."""
+    if getattr(dispatcher, "overloads", None):
+        return True
+    cache = getattr(dispatcher, "_cache", None)
+    cache_file = getattr(cache, "_cache_file", None)
+    if cache_file is None:
+        return False
+    try:
+        index = cache_file._load_index()  # {} when missing or stale (source changed)
+        magic = dispatcher.targetctx.codegen().magic_tuple()
+    except Exception:  # an unreadable index: numba recompiles, so does this answer
+        return False
+    return any(isinstance(key, tuple) and len(key) > 1 and key[1] == magic for key in index)
+
+
+def engine_cache_state(engine: str) -> str:
+    """``warm`` (every kernel of the engine is compiled), ``cold`` (the next run compiles),
+    or ``unknown (...)`` if a kernel cannot be found."""
+    missing = []
+    for module, name in ENGINE_KERNELS.get(engine, ()):
+        try:
+            dispatcher = _dispatcher(module, name)
+        except (ImportError, AttributeError):
+            return f"unknown (no kernel theory_sim.{module}.{name})"
+        if not kernel_ready(dispatcher):
+            missing.append(name)
+    if not ENGINE_KERNELS.get(engine):
+        return "unknown (no kernel list for this engine)"
+    return "cold" if missing else "warm"
+
+
 def cmd_doctor(args) -> int:
     import numba
     import numpy
@@ -32,7 +84,6 @@ def cmd_doctor(args) -> int:
 
     where, n_index = numba_cache_state()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    warm = "warm" if n_index > 0 else "cold (the first run compiles the kernels: ~10-60 s)"
     lines = [
         f"theory-sim {__version__}",
         f"python     {sys.version.split()[0]} ({platform.python_implementation()}, {platform.machine()})",
@@ -42,7 +93,12 @@ def cmd_doctor(args) -> int:
         f"layer {numba.config.THREADING_LAYER})",
         f"cpus       {os.cpu_count()} (usable {usable})",
         f"platform   {platform.platform()}",
-        f"numba cache {where}: {n_index} compiled kernel index files: {warm}",
+        f"numba cache {where}: {n_index} compiled kernel index files",
     ]
+    for engine in ENGINE_KERNELS:
+        state = engine_cache_state(engine)
+        if state == "cold":
+            state += f" (the first {engine} run compiles its kernels: ~{COMPILE_SECONDS[engine]} s)"
+        lines.append(f"  engine {engine:<10s} {state}")
     print("\n".join(lines))
     return 0

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .. import analysis
+from .. import Simulation, analysis
+from ..core._jit import STATUS_CONVERGED
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
-from ..simulate import Simulation
-from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
+from ..regime import incomplete_reasons, regime_warnings
+from . import EXIT_FAILED, UsageError
+from .doctor import COMPILE_SECONDS, engine_cache_state
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
-from .output import StagedDir, default_run_dir, staging_path
-from .progress import ProgressBar
+from .output import EXIT_WRITE_FAILED, OutputError, StagedDir, checked_target, default_run_dir, staging_path
+from .progress import RunProgress
 from .signals import GracefulStop
 
 
@@ -30,12 +33,27 @@ def add_parser(sub) -> None:
                    help="save the full state every N steps (NAME.partial/checkpoint.npz while running)")
     g.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the interrupted run in DIR with its stored configuration "
-                        "(model and training options are then ignored)")
+                        "(--steps and --max-flow-time may change; other options must match)")
     p.set_defaults(func=cmd_run)
+    _track_given(p, MODEL_OPTIONS + TRAIN_OPTIONS)
+
+
+def _empty_summary(run) -> dict:
+    """The summary of a run that recorded no point (it diverged at its first step)."""
+    times = dict.fromkeys(("T1", "T2", "T3", "T4"))
+    return {"config": run.config, "status": run.status, "partial": run.status == "interrupted",
+            "message": run.message, "steps": 0, "flow_time": 0.0, "elapsed_seconds": run.elapsed,
+            "phase_times_steps": times, "phase_times_flow": dict(times), "leader": None, "follower": None,
+            "final_alignment": None, "peak_offdiag_E": None, "final_E": None, "final_head_distance": None,
+            "final_loss": None, "outcome": "incomplete",
+            "incomplete_reasons": [run.message or "no step was recorded"],
+            "indexing": "0-based (neuron j, feature l)"}
 
 
 def run_summary(run) -> dict:
     """What summary.json holds: configuration, phase times, final state (0-based indices)."""
+    if run.n_points == 0:
+        return _empty_summary(run)
     threshold = float(run.config["train"]["align_threshold"])
     pt = analysis.phase_times(run, threshold)
     eta = run.eta
@@ -58,13 +76,20 @@ def run_summary(run) -> dict:
         "final_head_distance": float(analysis.head_distance(run)[-1]),
         "final_loss": float(run.loss[-1]),
         "outcome": analysis.outcome(run, threshold),
+        "incomplete_reasons": incomplete_reasons(run, threshold),
         "indexing": "0-based (neuron j, feature l)",
     }
 
 
-def format_summary(run, summary: dict, out) -> str:
+def format_summary(run, summary: dict, out, *, compiled: bool = False) -> str:
     eta = run.eta
-    lines = [f"theory-sim run: {run.message} [{run.elapsed:.2f} s]"]
+    note = ", including the first compile" if compiled else ""
+    lines = [f"theory-sim run: {run.message} [{run.elapsed:.2f} s{note}]"]
+    if run.n_points == 0:
+        lines.append("no point was recorded; outcome: incomplete")
+        if out is not None:
+            lines.append(f"results: {out}/ ({TRAJECTORY}, {SUMMARY})")
+        return "\n".join(lines)
     pt = summary["phase_times_steps"]
     lead, fol = summary["leader"], summary["follower"]
     label = {
@@ -91,43 +116,158 @@ def format_summary(run, summary: dict, out) -> str:
                      + (" ..." if len(entries) > 12 else ""))
     lines.append(f"final |E - I|_F = {summary['final_head_distance']:.4g}; "
                  f"final loss = {summary['final_loss']:.6g}; outcome: {summary['outcome']}")
+    for reason in summary.get("incomplete_reasons", []):
+        lines.append(f"  incomplete: {reason}")
     if out is not None:
         lines.append(f"results: {out}/ ({TRAJECTORY}, {SUMMARY})")
     return "\n".join(lines)
 
 
-def _open_resume(target: Path):
+MODEL_OPTIONS = ("d", "P", "k", "alpha", "pi", "sigma", "m", "features", "feature_seed", "split")
+TRAIN_OPTIONS = ("eta", "eta_E", "head", "engine", "batch", "steps", "seed", "record", "tol",
+                 "align_threshold", "max_flow_time")
+RESUME_MAY_CHANGE = ("steps", "max_flow_time")
+"""Options a resumed run applies (its budget); every other model or training option is fixed."""
+
+
+def _track_given(parser, dests) -> None:
+    """Record in ``args._given`` which of ``dests`` the user typed (a default is not typed)."""
+    for action in parser._actions:
+        if action.dest not in dests:
+            continue
+        base = type(action)
+
+        def __call__(self, parser, namespace, values, option_string=None, _base=base):
+            _base.__call__(self, parser, namespace, values, option_string)
+            given = getattr(namespace, "_given", None) or set()
+            namespace._given = given | {self.dest}
+
+        action.__class__ = type(f"Given{base.__name__}", (base,), {"__call__": __call__})
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-") if dest != "eta_E" else "--eta-E"
+
+
+def _finished_message(target: Path) -> str | None:
+    """``status: message`` of a finished run stored in ``target`` (None if there is none)."""
+    try:
+        summary = json.loads((target / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") not in ("converged", "max_steps", "diverged"):
+        return None
+    return str(summary.get("message") or summary["status"])
+
+
+def _load_resume_state(target: Path, shown: str) -> dict:
     """The checkpoint of an interrupted run: in NAME.partial (killed) or NAME (stopped)."""
-    for where in (staging_path(target), target):
+    partial = staging_path(target)
+    if not target.exists() and not partial.exists():
+        raise UsageError(f"--resume {shown}: no such directory (nor {partial.name}), "
+                         f"so no {CHECKPOINT} to continue")
+    for where in (partial, target):
         if (where / CHECKPOINT).exists():
             try:
-                return Simulation.from_checkpoint(load_checkpoint(where / CHECKPOINT))
-            except (RunFileError, ValueError) as exc:
-                raise UsageError(f"--resume {target}: {exc}") from None
-    raise UsageError(f"--resume {target}: no {CHECKPOINT} there or in {staging_path(target)}")
+                state = load_checkpoint(where / CHECKPOINT)
+                Simulation.from_checkpoint(state)  # validates it
+                return state
+            except (RunFileError, ValueError, KeyError, TypeError) as exc:
+                raise UsageError(f"--resume {shown}: {exc}") from None
+    raise UsageError(f"--resume {shown}: no {CHECKPOINT} there or in {partial}")
+
+
+def _resume_conflicts(args, config: dict) -> tuple[list[str], dict]:
+    """(conflicting options as ``--d 64 (stored: 512)``, changes to apply ``{dest: (old, new)}``)."""
+    given = getattr(args, "_given", None) or set()
+    model_given = given & set(MODEL_OPTIONS)
+    train_given = given & set(TRAIN_OPTIONS)
+    typed = {}
+    if model_given:
+        typed.update(model_from_args(args).to_dict())
+    if train_given:
+        typed.update(train_from_args(args).to_dict())
+    conflicts, changes = [], {}
+    for dest in sorted(model_given | train_given, key=(MODEL_OPTIONS + TRAIN_OPTIONS).index):
+        stored = config["model" if dest in MODEL_OPTIONS else "train"].get(dest)
+        new = typed[dest]
+        if dest == "eta_E" and args.eta_E is None:
+            continue
+        same = list(new) == list(stored) if isinstance(new, list | tuple) else new == stored
+        if same:
+            continue
+        if dest in RESUME_MAY_CHANGE:
+            changes[dest] = (stored, new)
+        else:
+            shown = ",".join(f"{x:g}" for x in new) if isinstance(new, list | tuple) else new
+            old = ",".join(f"{x:g}" for x in stored) if isinstance(stored, list | tuple) else stored
+            conflicts.append(f"{_flag(dest)} {shown} (stored: {old})")
+    return conflicts, changes
+
+
+def _open_resume(args):
+    """``(Simulation, StagedDir, notes)`` for ``--resume DIR``, or a one-line UsageError."""
+    shown = args.resume
+    target = checked_target(shown, "--resume")
+    if args.out is not None:
+        raise UsageError(f"--resume {shown} continues the run in {shown}; leave out --out {args.out}")
+    if not (target / CHECKPOINT).exists() and not (staging_path(target) / CHECKPOINT).exists():
+        finished = _finished_message(target)
+        if finished is not None:
+            raise UsageError(f"--resume {shown}: that run is already finished ({finished}); a finished "
+                             f"run keeps no {CHECKPOINT}: start a new one with --out to go further")
+    state = _load_resume_state(target, shown)
+    config = state["meta"]["config"]
+    conflicts, changes = _resume_conflicts(args, config)
+    if conflicts:
+        verb = "conflicts" if len(conflicts) == 1 else "conflict"
+        raise UsageError(f"--resume {shown}: " + ", ".join(conflicts) + f" {verb} with the stored "
+                         "configuration; a resumed run keeps its options (only "
+                         + " and ".join(_flag(d) for d in RESUME_MAY_CHANGE) + " may change)")
+    done = int(state["rec_state"][0])
+    notes = []
+    for dest, (old, new) in changes.items():
+        config["train"][dest] = new
+        notes.append(f"{_flag(dest)} changed from {old} to {new}")
+    try:
+        sim = Simulation.from_checkpoint(state)
+    except ValueError as exc:
+        raise UsageError(f"--resume {shown}: {exc}") from None
+    if sim.train.max_steps < done:
+        raise UsageError(f"--resume {shown}: the new budget ({sim.train.max_steps} steps) is below the "
+                         f"{done} steps already done")
+    staged = StagedDir(shown, resume=True, flag="--resume")
+    flow = done * sim.train.eta
+    note = f"resuming {shown} at step {done} (flow time {flow:.6g})"
+    return sim, staged, note + ("; " + "; ".join(notes) if notes else "")
 
 
 def cmd_run(args) -> int:
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be an integer >= 1 (got {args.checkpoint_every})")
     if args.resume is not None:
-        target = Path(args.resume)
-        sim = _open_resume(target)
-        staged = StagedDir(target, resume=True)
+        sim, staged, note = _open_resume(args)
+        print(f"theory-sim: {note}", file=sys.stderr)
     else:
         model = model_from_args(args)
         train = train_from_args(args)
         target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
         sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
         staged = StagedDir(target, force=args.force)
-    bar = ProgressBar("run", enabled=not args.quiet)
+    train = sim.train
+    engine = train.engine
+    bar = RunProgress(engine=engine, eta=train.eta, max_steps=train.max_steps,
+                      threshold=train.align_threshold, tol=train.tol,
+                      compiling=engine_cache_state(engine) == "cold",
+                      compile_seconds=COMPILE_SECONDS.get(engine), enabled=not args.quiet)
+    if args.resume is None:
+        for warning in regime_warnings(sim.model, train):  # outside the model's regime: say so, run anyway
+            print(f"theory-sim: warning: {warning}", file=sys.stderr)
 
     def progress(step, total, info):
-        text = f"step {step:.3g}"
-        if "alignment" in info:
-            best = info["alignment"].max(axis=1)
-            text += " max|c_j| " + " ".join(f"{b:.2f}" for b in best[:4])
-        bar(step, total, text, final=bool(info.get("done")))
+        if info.get("done"):
+            info = info | {"converged": getattr(sim, "code", None) == STATUS_CONVERGED}
+        bar(step, total, info)
 
     def checkpoint(state):
         save_checkpoint(state, staged.path / CHECKPOINT)
@@ -136,13 +276,20 @@ def cmd_run(args) -> int:
         run = sim.run(progress=progress, should_stop=stop, checkpoint_every=args.checkpoint_every,
                       on_checkpoint=checkpoint)
         summary = run_summary(run)
-        if run.status == "interrupted":
-            save_checkpoint(sim.checkpoint(), staged.path / CHECKPOINT)
-        save_run(run, staged.path, summary=summary)
-        if run.status != "interrupted":
-            (staged.path / CHECKPOINT).unlink(missing_ok=True)
-        out = staged.publish()
-    print(format_summary(run, summary, out))
+        try:
+            if run.status == "interrupted":
+                save_checkpoint(sim.checkpoint(), staged.path / CHECKPOINT)
+            save_run(run, staged.path, summary=summary)
+            if run.status != "interrupted":
+                (staged.path / CHECKPOINT).unlink(missing_ok=True)
+            staged.publish()
+        except OSError as exc:  # disk full, permissions changed mid-run: the old result stays
+            where = exc if isinstance(exc, OutputError) else (
+                f"could not write the results to {staged.path} ({exc.strerror or exc})")
+            print(f"theory-sim: error: {where}", file=sys.stderr)
+            return EXIT_WRITE_FAILED
+    out = staged.shown.rstrip("/") or staged.shown
+    print(format_summary(run, summary, out, compiled=bar.compiling))
     sys.stdout.flush()
     if run.status == "diverged":
         print(f"theory-sim: error: {run.message}", file=sys.stderr)
@@ -150,5 +297,5 @@ def cmd_run(args) -> int:
     if run.status == "interrupted":
         print(f"theory-sim: {run.message} ({stop.requested or 'SIGINT'}); written to {out}; "
               f"continue with: theory-sim run --resume {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stop.exit_status  # 130 after Ctrl-C, 143 after SIGTERM
     return 0
