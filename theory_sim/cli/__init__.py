@@ -71,9 +71,9 @@ def main(argv=None) -> int:
     except BrokenCommand as exc:
         print(f"theory-sim: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("theory-sim: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return signals.interrupt_status(exc)
     except BrokenPipeError:  # e.g. `theory-sim run | head`: the reader left, not an error of ours
         import os
 

@@ -19,7 +19,7 @@ import numpy as np
 from .. import experiments, plotting
 from ..experiments import FIGURES, FULL, QUICK, Plan
 from ..io import atomic_write, write_json
-from . import EXIT_INTERRUPTED, UsageError
+from . import UsageError
 from .progress import ProgressBar
 from .signals import GracefulStop
 
@@ -174,5 +174,5 @@ def cmd_figures(args) -> int:
     if interrupted:
         print(f"theory-sim: interrupted ({stop.requested}) after {len(done)} of {len(nums)} figures; "
               f"{facts_path.name} marks the run as partial", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stop.exit_status
     return 0

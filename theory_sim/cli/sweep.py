@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import sweep as sw
 from ..io import atomic_write
 from ..status import OUTCOMES
-from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
+from . import EXIT_FAILED, UsageError, signals
 from .progress import ProgressBar
 
 _VECTOR_HELP = {"alpha": "feature strengths, comma-separated (default 6,3)",
@@ -119,7 +119,7 @@ def cmd_sweep(args) -> int:
                 last[0] = done
                 bar(done, total, f"{done}/{total} runs", final=done >= total)
 
-        with _term_as_interrupt():
+        with signals.term_as_interrupt() as received:
             result = sw.run_sweep(
                 spec, args.out, executor="serial" if args.serial else "dask",
                 scheduler=args.scheduler, workers=args.workers,
@@ -131,10 +131,10 @@ def cmd_sweep(args) -> int:
     except sw.SweepFailed as exc:
         print(f"theory-sim: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"theory-sim: interrupted; the finished runs are in {args.out}/{sw.TABLE}, "
               f"rerun the same command to continue", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return signals.interrupt_status(exc)
     out = Path(result.out)
     print(f"theory-sim sweep: {result.n_done} of {result.n_runs} runs in {out / sw.TABLE} "
           f"({result.n_new} new, {result.elapsed:.1f} s)")
@@ -154,22 +154,6 @@ def _command_line():
     if sys.argv and Path(sys.argv[0]).name in ("theory-sim", "__main__.py"):
         return ["theory-sim", *sys.argv[1:]]
     return None
-
-
-@contextlib.contextmanager
-def _term_as_interrupt():
-    """SIGTERM stops a sweep like Ctrl-C: the finished rows are written first."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, handler) if main_thread else None
-    try:
-        yield
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old)
 
 
 def plot_sweep(directory, *, x=None, y=None):
