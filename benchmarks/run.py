@@ -78,22 +78,15 @@ class TheorySimPopulation:
 
     def __init__(self, model, W0, *, eta=ETA, head="offdiag"):
         from theory_sim.core.population import population_advance
-        from theory_sim.simulate import head_mask
+        from theory_sim.engines import step_inputs
+        from theory_sim.model import reduced_coordinates
 
+        # a fixed step budget: no early stop (tol < 0), as simulate(steps=...) does
         train = ts.TrainParams(eta=eta, head=head, steps=1, record=2)
         self._advance = population_advance
-        V = np.ascontiguousarray(ts.feature_vectors(model))
-        Q, _ = np.linalg.qr(np.concatenate([V, W0.T], axis=1))
-        self.Q = np.ascontiguousarray(Q)
-        self.B0 = np.ascontiguousarray(W0 @ self.Q)
-        self.Vr = np.ascontiguousarray(self.Q.T @ V)
-        self.mask = head_mask(head, model.m)
-        lam = np.asarray(model.pi, dtype=np.float64) * np.asarray(model.alpha, dtype=np.float64) ** 6
-        kx, k2, mu = ts.split_moments(model)
-        self.model_t = (lam, float(kx), float(k2), float(mu), float(model.sigma) ** 2)
-        self.rates = (train.eta, train.eta_E)
-        # a fixed step budget: no early stop (tol < 0), as simulate(steps=...) does
-        self.stop = (-1.0, train.align_threshold, train.max_norm, train.check_interval)
+        inputs = step_inputs(model, train)
+        self.Q, self.B0, self.Vr = reduced_coordinates(inputs.V, W0)
+        self.mask, self.model_t, self.rates, self.stop = inputs.E_mask, inputs.model, inputs.rates, inputs.stop
         m, L, cap = model.m, model.L, 2
         self.rec = (np.zeros(cap, np.int64), np.zeros((cap, m, L)), np.zeros((cap, m)),
                     np.zeros((cap, m, m)), np.zeros(cap), np.zeros((cap, m)), np.zeros((cap, m, m)))

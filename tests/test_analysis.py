@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import theory_sim as ts
 from theory_sim import analysis as an
+from theory_sim.driver import config_dict
 from theory_sim.results import Run
-from theory_sim.simulate import config_dict
 
 # ---------------------------------------------------------------- hand-built runs
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from theory_sim import ModelParams, ParamError, TrainParams, analysis, initial_weights, simulate
-from theory_sim.batched import simulate_many
+from theory_sim.ensemble import simulate_many
 from theory_sim.params import HEADS
 
 PHASE_KEYS = ("T1", "T2", "T3", "T4", "leader", "follower")

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import theory_sim as ts
 from theory_sim.cli import main
+from theory_sim.driver import Simulation
 from theory_sim.io import CHECKPOINT, RunFileError, load_checkpoint, load_run, save_checkpoint
-from theory_sim.simulate import Simulation
 
 ENGINES = ["population", "sgd", "sgd-fast"]
 SMALL = ts.ModelParams(d=16, P=6, k=2, alpha=(3.0, 2.0))

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import DEFAULT_ALIGN_THRESHOLD
+from .model import model_constants, split_moments
+from .params import DEFAULT_ALIGN_THRESHOLD, DEFAULT_HEAD_TOL
 from .results import Run
-
-DEFAULT_HEAD_TOL = 0.01
-"""T4: ``|E - I|_F`` below this counts as the head having returned to I."""
+from .status import outcome_from
 
 
 def alignment(run: Run) -> np.ndarray:
@@ -124,17 +123,12 @@ def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incompl
     ``incomplete`` (some neuron learned nothing, or the run diverged).
 
     ``cap_incomplete=True`` also calls a run stopped by the flow-time cap or interrupted
-    ``incomplete`` (it had not settled), as ``theory_sim.batched.simulate_many`` does.
+    ``incomplete`` (it had not settled), as ``theory_sim.ensemble.simulate_many`` does.
     """
     unsettled = hit_cap(run) or run.status == "interrupted"
     if run.status == "diverged" or (cap_incomplete and unsettled):
-        return "incomplete"
-    feats = features_learned(run, threshold)
-    if any(f is None for f in feats):
-        return "incomplete"
-    if len(set(feats)) == 1 and len(feats) > 1:
-        return "collapsed"
-    return "diverse"
+        return outcome_from((), settled=False)  # no features to read off a run that never settled
+    return outcome_from(features_learned(run, threshold), settled=True)
 
 
 # ---------------------------------------------------------------- assignment and roles
@@ -221,10 +215,8 @@ def view1_second_moments(run: Run, feature: int = 0) -> np.ndarray:
 
         S_rq = k2 alpha_l^6 A_rl^3 A_ql^3 + mu M_rq,   k2 = E[n1^2],   mu = E[#noise patches in view 1]
 
-    (``k2`` and ``mu`` from :func:`theory_sim.simulate.split_moments`: both view splits).
+    (``k2`` and ``mu`` from :func:`theory_sim.model.split_moments`: both view splits).
     """
-    from .simulate import split_moments
-
     model = model_of(run)
     _, k2, mu = split_moments(model)
     A, C = coordinates(run)
@@ -267,9 +259,7 @@ def feature_gradient(A: np.ndarray, C: np.ndarray, E: np.ndarray, model, feature
     ``<dL/dw_j, v_l> = gA_jl + sigma^2 sum_q (gC + gC^T)_jq A_ql``.
     """
     from .core.moments import loss_grad
-    from .simulate import _model_tuple
-
-    lam, kx, k2, mu, sigma2 = _model_tuple(model)
+    lam, kx, k2, mu, sigma2 = model_constants(model)
     A = np.ascontiguousarray(A, dtype=np.float64)
     C = np.ascontiguousarray(C, dtype=np.float64)
     E = np.ascontiguousarray(E, dtype=np.float64)

@@ -29,6 +29,8 @@ MAX_ELEMENTS = 10**9
 up front with a clear message instead of failing inside numpy or numba."""
 DEFAULT_ALIGN_THRESHOLD = 0.9
 """A neuron has learned feature l when ``|c_jl| >= 0.9`` (MODEL.md section 9)."""
+DEFAULT_HEAD_TOL = 0.01
+"""T4: the head has returned to identity when ``|E - I|_F`` is below this (MODEL.md section 9)."""
 
 
 class ParamError(ValueError):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-STATUSES = ("converged", "max_steps", "diverged", "interrupted")
+from .status import RUN_STATUSES as STATUSES
 
 
 @dataclass(frozen=True, eq=False)
@@ -16,7 +17,7 @@ class Run:
     Attributes
     ----------
     steps : (T,) step index of each point.
-    alignment : (T, m, L) ``c_jl = <w_j, v_l> / |w_j|`` (MODEL.md section 9).
+    alignment : (T, m, L) ``c_jl = <w_j, v_l> / |w_j|`` (docs/model.md section 9).
     norms : (T, m) ``|w_j|``.
     E : (T, m, m) the prediction head.
     loss : (T,) exact population loss ``sum_j (2 - 2 rho_j)`` at the recorded weights
@@ -70,3 +71,68 @@ class Run:
     def __repr__(self):
         return (f"Run(status={self.status!r}, points={self.n_points}, "
                 f"last_step={int(self.steps[-1]) if self.n_points else None})")
+
+
+@dataclass(frozen=True, eq=False)
+class RunSummary(Mapping):
+    """What ``simulate_many`` reports for one run: the final state and the events of
+    docs/model.md section 9, without a trajectory.
+
+    Also a read-only mapping (``summary["T1"]``, ``dict(summary)``, :meth:`as_dict`) for
+    code written against the earlier plain dicts; ``W`` is a key only when it was asked for.
+
+    Attributes
+    ----------
+    status : ``converged``, ``max_steps``, ``diverged`` or ``interrupted``.
+    steps, flow_time : where the run stopped (``flow_time = eta * steps``).
+    T1, T2, T3, T4 : phase times in steps (``None`` when not reached);
+        ``leader`` / ``follower`` 0-based neuron indices (``analysis.phase_times``).
+    alignment : (m, L) final ``|c_jl|``; ``features``: the feature each neuron learned, or ``None``.
+    peak_offdiag : (m, m) ``max_t |E_jr|`` (0 on the diagonal); ``E``: (m, m) final head;
+    head_distance : final ``|E - I|_F``; ``loss``: final population loss.
+    outcome : ``diverse``, ``collapsed`` or ``incomplete`` (``status.outcome_from``).
+    W : (m, d) final weights, or ``None`` when not asked for.
+    """
+
+    status: str
+    steps: int
+    flow_time: float
+    T1: int | None
+    T2: int | None
+    T3: int | None
+    T4: int | None
+    leader: int | None
+    follower: int | None
+    alignment: np.ndarray
+    features: list
+    peak_offdiag: np.ndarray
+    E: np.ndarray
+    head_distance: float
+    loss: float
+    outcome: str
+    W: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)} (got {self.status!r})")
+
+    def _keys(self):
+        return [f.name for f in fields(self) if f.name != "W" or self.W is not None]
+
+    def __getitem__(self, key):
+        if key not in self._keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self):
+        return len(self._keys())
+
+    def as_dict(self) -> dict:
+        """A plain dict of the same keys and values."""
+        return {k: getattr(self, k) for k in self._keys()}
+
+    def __repr__(self):
+        return f"RunSummary(status={self.status!r}, steps={self.steps}, outcome={self.outcome!r})"

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import analysis, plotting
+from ..driver import simulate
 from ..io import atomic_write, write_json
+from ..model import initial_weights
 from ..params import ModelParams, TrainParams
-from ..simulate import initial_weights, simulate
 from . import EXIT_INTERRUPTED, UsageError
 from .progress import ProgressBar
 from .signals import GracefulStop

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import analysis
+from ..driver import Simulation
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
-from ..simulate import Simulation
 from . import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
 from .output import StagedDir, default_run_dir, staging_path

@@ -1,0 +1,294 @@
+"""Many population runs at once: validate, group by shape, allocate, call the batched kernel.
+
+:func:`simulate_many` gives, for every ``(ModelParams, TrainParams)`` pair, what
+``simulate()`` followed by ``analysis.phase_times`` / ``peak_offdiag`` / ``outcome``
+would give for that run, but without a trajectory and at step resolution (the
+events are tracked in the kernel at every step, see ``theory_sim.core.ensemble``).
+The per-step arithmetic is the same function as ``simulate()``'s, so the final state
+is the same to the last bit.
+
+Runs are grouped by the shape of their reduced coordinates ``(m, L, r)``
+(``r = min(d, m + L)``: runs with different ``d`` share a batch, docs/model.md section 7)
+and each group is advanced in chunks of steps, so that ``progress`` is called a few
+times a second and Ctrl-C stops cleanly (unfinished runs come back ``interrupted``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+from .core import _jit
+from .core.ensemble import batched_advance, batched_advance_serial
+from .model import (
+    check_weights,
+    feature_vectors,
+    head_mask,
+    initial_weights,
+    model_constants,
+    reduced_coordinates,
+)
+from .params import DEFAULT_HEAD_TOL, ModelParams, ParamError, TrainParams
+from .results import RunSummary
+from .status import OUTCOMES, STATUS_NAMES, outcome_from
+
+__all__ = ["OUTCOMES", "STATUS_NAMES", "RunSummary", "simulate_many"]
+_STEP_FAILURES = (_jit.STATUS_NONFINITE, _jit.STATUS_DEGENERATE)
+"""Failures found by ``population_step`` itself (after the last evaluated step)."""
+TARGET_CALL_SECONDS = 0.25
+"""Aim of one kernel call: responsive progress and Ctrl-C, negligible call overhead."""
+
+ProgressFn = Callable[[int, int], None]
+
+
+def _as_list(x, cls, name):
+    if isinstance(x, cls):
+        return [x]
+    try:
+        out = list(x)
+    except TypeError:
+        raise TypeError(f"{name} must be a {cls.__name__} or a sequence of them") from None
+    for i, item in enumerate(out):
+        if not isinstance(item, cls):
+            raise TypeError(f"{name}[{i}] must be a {cls.__name__} (got {type(item).__name__})")
+    return out
+
+
+def _broadcast(models, trains, head_tol):
+    models = _as_list(models, ModelParams, "models")
+    trains = _as_list(trains, TrainParams, "trains")
+    n = max(len(models), len(trains))
+    if len(models) == 1:
+        models = models * n
+    if len(trains) == 1:
+        trains = trains * n
+    if len(models) != len(trains):
+        raise ParamError(f"models and trains must have the same length or length 1 "
+                         f"(got {len(models)} and {len(trains)})")
+    tols = np.broadcast_to(np.asarray(head_tol, dtype=np.float64), (n,)) if n else np.empty(0)
+    if not np.all(np.isfinite(tols)) or np.any(tols <= 0):
+        raise ParamError(f"head_tol must be > 0 and finite (got {head_tol!r})")
+    for i, t in enumerate(trains):
+        if t.engine != "population":
+            raise ParamError(f"simulate_many runs the population engine only "
+                             f"(run {i} has engine={t.engine!r})")
+    return models, trains, tols
+
+
+class _Group:
+    """The stacked arrays of the runs of one shape (the kernel's arguments)."""
+
+    def __init__(self, idx, prepared, trains, tols, max_steps=None):
+        n = len(idx)
+        m, r = prepared[0]["B"].shape
+        L = prepared[0]["Vr"].shape[1]
+        self.idx = idx
+        self.Q = [p["Q"] for p in prepared]
+        self.prepared = prepared
+        self.B = np.ascontiguousarray(np.stack([p["B"] for p in prepared]))
+        self.E = np.ascontiguousarray(np.stack([np.eye(m) for _ in prepared]))
+        self.Vr = np.ascontiguousarray(np.stack([p["Vr"] for p in prepared]))
+        self.mask = np.ascontiguousarray(np.stack([head_mask(trains[i].head, m) for i in idx]))
+        self.lam = np.ascontiguousarray(np.stack([p["model"][0] for p in prepared]))
+        self.consts = np.array([p["model"][1:] for p in prepared], dtype=np.float64).reshape(n, 4)
+        self.rates = np.array([(trains[i].eta, trains[i].eta_E) for i in idx], dtype=np.float64)
+        stopf, ints = [], []
+        for i in idx:
+            t = trains[i]
+            tol = t.tol if t.steps is None else -1.0  # a fixed budget: no early stop
+            stopf.append((tol, t.align_threshold, t.max_norm))
+            ints.append((t.check_interval, t.max_steps))
+        self.stopf = np.array(stopf, dtype=np.float64).reshape(n, 3)
+        self.ints = np.array(ints, dtype=np.int64).reshape(n, 2)
+        if max_steps is not None:
+            self.ints[:, 1] = max_steps
+        self.head_tol = np.ascontiguousarray(tols[idx])
+        self.st = np.zeros((n, 3), dtype=np.int64)
+        self.st[:, 1] = _jit.STATUS_RUNNING
+        self.st[:, 2] = -1
+        self.first1 = np.full((n, m), -1, dtype=np.int64)
+        self.c1_at = np.zeros((n, m))
+        self.first2 = np.full((n, m), -1, dtype=np.int64)
+        self.t4 = np.full((n, m), -1, dtype=np.int64)
+        self.peak = np.full((n, m, m), -1.0)
+        self.peak_step = np.full((n, m, m), -1, dtype=np.int64)
+        self.Alast = np.full((n, m, L), np.nan)
+        self.glast = np.full((n, m), np.nan)
+        self.Elast = np.full((n, m, m), np.nan)
+        self.loss = np.full(n, np.nan)
+
+    def args(self, active, n_steps):
+        return (active, self.B, self.E, self.Vr, self.mask, self.lam, self.consts, self.rates,
+                self.stopf, self.ints, self.head_tol, self.st, self.first1, self.c1_at, self.first2,
+                self.t4, self.peak, self.peak_step, self.Alast, self.glast, self.Elast, self.loss,
+                int(n_steps))
+
+    def running(self):
+        return np.flatnonzero(self.st[:, 1] == _jit.STATUS_RUNNING).astype(np.int64)
+
+    def advance(self, kernel, progress=None):
+        """Call the kernel until every run has stopped; ``progress(n_stopped)`` between calls."""
+        n_steps = 4096
+        while True:
+            active = self.running()
+            if active.size == 0:
+                return
+            t0 = time.perf_counter()
+            with numba.parallel_chunksize(1):  # runs differ in length: one at a time
+                kernel(*self.args(active, n_steps))
+            dt = time.perf_counter() - t0
+            n_steps = int(min(max(n_steps * TARGET_CALL_SECONDS / max(dt, 1e-6), 256),
+                              n_steps * 8, 10**9))
+            if progress is not None:
+                progress(int(len(self.idx) - self.running().size))
+
+    def recover_failed(self, kernel, trains, tols):
+        """The state at the last evaluated step of runs that failed at the next one.
+
+        The kernel cannot keep it without copying at every step; re-running such a run
+        with its budget set to that step ends on exactly that state (same arithmetic).
+        """
+        bad = [k for k in range(len(self.idx)) if self.st[k, 1] in _STEP_FAILURES
+               and self.st[k, 2] >= 0]
+        if not bad:
+            return
+        for k in bad:
+            sub = _Group(self.idx[[k]], [self.prepared[k]], trains, tols,
+                         max_steps=int(self.st[k, 2]))
+            sub.advance(kernel)
+            assert sub.st[0, 2] == self.st[k, 2] and sub.st[0, 1] == _jit.STATUS_MAX_STEPS
+            self.Alast[k], self.glast[k], self.Elast[k] = sub.Alast[0], sub.glast[0], sub.Elast[0]
+
+
+def _prepare(model, train, W0, cache):
+    """Reduced coordinates of one run, built exactly as ``simulate()`` builds them."""
+    W0 = initial_weights(model, train.seed) if W0 is None else W0
+    W0, _ = check_weights(W0, None, model)
+    if model not in cache:
+        cache[model] = (np.ascontiguousarray(feature_vectors(model)), model_constants(model))
+    V, model_t = cache[model]
+    Q, B, Vr = reduced_coordinates(V, W0)
+    return {"Q": Q, "B": B, "Vr": Vr, "model": model_t}
+
+
+def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, parallel: bool = True,
+                  weights: bool = False, progress: ProgressFn | None = None) -> list[RunSummary]:
+    """Run every ``(models[i], trains[i])`` with the population engine; one :class:`RunSummary` each.
+
+    ``models`` / ``trains``: a ``ModelParams`` / ``TrainParams`` or sequences of them (a
+    single one is broadcast). ``head_tol`` (scalar or per run): T4's tolerance on
+    ``|E - I|_F``. ``W0``: optional per-run initial weights (default: seeded from
+    ``trains[i].seed`` as in ``simulate()``). ``parallel``: spread the runs over numba's
+    threads (``False``: this thread only, for callers that are themselves parallel).
+    ``weights``: also return the final weights ``W`` (m x d). ``progress(done, total)`` is
+    called between kernel calls with the number of finished runs.
+
+    Each summary (also readable as a mapping, as the earlier dicts) holds ``status``
+    (``converged``, ``max_steps``, ``diverged`` or ``interrupted``), ``steps`` and ``flow_time`` at the stop, the phase times ``T1..T4``
+    (steps, ``None`` when not reached), ``leader`` / ``follower`` (0-based neuron indices),
+    ``alignment`` (m x L final ``|c_jl|``), ``features`` (the feature each neuron has
+    learned, or ``None``), ``peak_offdiag`` (m x m ``max_t |E_jr|``, 0 on the diagonal),
+    ``E`` (final head), ``head_distance`` (final ``|E - I|_F``), ``loss`` and ``outcome``.
+    Definitions: ``analysis.phase_times`` / ``peak_offdiag`` / ``outcome`` with the run's
+    ``align_threshold``, at every step rather than at recorded points, except that a
+    run stopped by the flow-time cap (``steps=None`` and status ``max_steps``) is
+    ``incomplete``: it had not settled.
+    """
+    models, trains, tols = _broadcast(models, trains, head_tol)
+    n = len(models)
+    if W0 is None:
+        W0 = [None] * n
+    elif len(W0) != n:
+        raise ParamError(f"W0 must hold one matrix per run ({n}), got {len(W0)}")
+    cache: dict = {}
+    prepared = [_prepare(models[i], trains[i], W0[i], cache) for i in range(n)]
+    shapes: dict = {}
+    for i, p in enumerate(prepared):
+        shapes.setdefault((p["B"].shape, p["Vr"].shape[1]), []).append(i)
+    groups = [_Group(np.array(idx, dtype=np.int64), [prepared[i] for i in idx], trains, tols)
+              for idx in shapes.values()]
+    kernel = batched_advance if parallel else batched_advance_serial
+    done_before = 0
+    try:
+        for g in groups:
+
+            def report(k, base=done_before):
+                if progress is not None:
+                    progress(base + k, n)
+
+            g.advance(kernel, report)
+            g.recover_failed(kernel, trains, tols)
+            done_before += len(g.idx)
+    except KeyboardInterrupt:
+        # unfinished runs keep status RUNNING: reported as interrupted
+        for g in groups:  # a failed run not yet recovered counts as unfinished
+            for k in range(len(g.idx)):
+                if g.st[k, 1] in _STEP_FAILURES and g.st[k, 2] >= 0 and np.isnan(g.glast[k, 0]):
+                    g.st[k, 1] = _jit.STATUS_RUNNING
+    out: list = [None] * n
+    for g in groups:
+        for k, i in enumerate(g.idx):
+            out[i] = _result(g, k, trains[i], weights)
+    return out
+
+
+def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:
+    step, code, last = (int(x) for x in g.st[k])
+    status = STATUS_NAMES[code]
+    m, L = g.Alast.shape[1:]
+    A, gram = g.Alast[k], g.glast[k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nrm = np.sqrt(gram)  # record_point's c = A / |w_j| (0 for a zero row)
+        c = np.abs(np.where(nrm[:, None] > 0.0, A / nrm[:, None], 0.0))
+    if last < 0:  # no step was evaluated (the run failed at its first step)
+        c = np.full((m, L), np.nan)
+    thr = train.align_threshold
+    times = _phase_times(g, k, status, last, c)
+    feats = []
+    for j in range(m):
+        l = int(np.argmax(c[j])) if np.all(np.isfinite(c[j])) else -1
+        feats.append(l if l >= 0 and c[j, l] >= thr else None)
+    capped = status == "max_steps" and train.steps is None
+    outcome = outcome_from(feats, settled=not (status in ("diverged", "interrupted") or capped))
+    peak = g.peak[k].copy()
+    peak[peak < 0] = np.nan  # nothing evaluated
+    np.fill_diagonal(peak, 0.0)
+    E = g.Elast[k].copy()
+    return RunSummary(status=status, steps=step, flow_time=step * train.eta, **times,
+                      alignment=c, features=feats, peak_offdiag=peak, E=E,
+                      head_distance=float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
+                      loss=float(g.loss[k]), outcome=outcome,
+                      W=g.B[k] @ g.Q[k].T if weights else None)
+
+
+def _phase_times(g: _Group, k: int, status: str, last: int, c: np.ndarray) -> dict:
+    """``analysis.phase_times`` from the events tracked in the kernel (step resolution)."""
+    none = {"T1": None, "T2": None, "T3": None, "T4": None, "leader": None, "follower": None}
+    first1, c1, first2, t4 = g.first1[k], g.c1_at[k], g.first2[k], g.t4[k]
+    m, L = c.shape
+    hits = [(int(first1[j]), -float(c1[j]), j) for j in range(m) if first1[j] >= 0]
+    if not hits:
+        return none
+    T1, _, leader = min(hits)
+    others = [j for j in range(m) if j != leader]
+    if not others:
+        return none | {"T1": T1, "leader": leader}
+    follower, T3 = None, None
+    if L >= 2:
+        v2 = [(int(first2[j]), j) for j in others if first2[j] >= 0]
+        if v2:
+            T3, follower = min(v2)
+    if follower is None:
+        col = c[others, 1 if L >= 2 else 0]
+        follower = others[int(np.argmax(col))]
+    peak = float(g.peak[k, follower, leader])
+    at = int(g.peak_step[k, follower, leader])
+    T2 = None if peak <= 0.0 or (at == last and status != "converged") else at
+    T4 = None
+    if T3 is not None and t4[follower] >= 0:
+        T4 = int(t4[follower])
+    return {"T1": T1, "T2": T2, "T3": T3, "T4": T4, "leader": leader, "follower": follower}
+
