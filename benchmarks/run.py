@@ -86,7 +86,8 @@ class TheorySimPopulation:
         self._advance = population_advance
         inputs = step_inputs(model, train)
         self.Q, self.B0, self.Vr = reduced_coordinates(inputs.V, W0)
-        self.mask, self.model_t, self.rates, self.stop = inputs.E_mask, inputs.model, inputs.rates, inputs.stop
+        self.mask, self.model_t = inputs.E_mask, inputs.model
+        self.rates, self.stop = inputs.rates, inputs.stop
         m, L, cap = model.m, model.L, 2
         self.rec = (np.zeros(cap, np.int64), np.zeros((cap, m, L)), np.zeros((cap, m)),
                     np.zeros((cap, m, m)), np.zeros(cap), np.zeros((cap, m)), np.zeros((cap, m, m)))

@@ -23,6 +23,7 @@ import numpy as np
 
 from .core import _jit
 from .core.ensemble import batched_advance, batched_advance_serial
+from .engines import stop_rule
 from .model import (
     check_weights,
     feature_vectors,
@@ -91,43 +92,44 @@ class _Group:
         self.B = np.ascontiguousarray(np.stack([p["B"] for p in prepared]))
         self.E = np.ascontiguousarray(np.stack([np.eye(m) for _ in prepared]))
         self.Vr = np.ascontiguousarray(np.stack([p["Vr"] for p in prepared]))
-        self.mask = np.ascontiguousarray(np.stack([head_mask(trains[i].head, m) for i in idx]))
+        self.E_mask = np.ascontiguousarray(np.stack([head_mask(trains[i].head, m) for i in idx]))
         self.lam = np.ascontiguousarray(np.stack([p["model"][0] for p in prepared]))
-        self.consts = np.array([p["model"][1:] for p in prepared], dtype=np.float64).reshape(n, 4)
+        self.moments = np.array([p["model"][1:] for p in prepared], dtype=np.float64).reshape(n, 4)
         self.rates = np.array([(trains[i].eta, trains[i].eta_E) for i in idx], dtype=np.float64)
-        stopf, ints = [], []
+        stop_reals, stop_ints = [], []
         for i in idx:
-            t = trains[i]
-            tol = t.tol if t.steps is None else -1.0  # a fixed budget: no early stop
-            stopf.append((tol, t.align_threshold, t.max_norm))
-            ints.append((t.check_interval, t.max_steps))
-        self.stopf = np.array(stopf, dtype=np.float64).reshape(n, 3)
-        self.ints = np.array(ints, dtype=np.int64).reshape(n, 2)
+            tol, align_threshold, max_norm, check_every = stop_rule(trains[i])
+            stop_reals.append((tol, align_threshold, max_norm))
+            stop_ints.append((check_every, trains[i].max_steps))
+        self.stop_reals = np.array(stop_reals, dtype=np.float64).reshape(n, 3)
+        self.stop_ints = np.array(stop_ints, dtype=np.int64).reshape(n, 2)
         if max_steps is not None:
-            self.ints[:, 1] = max_steps
+            self.stop_ints[:, 1] = max_steps
         self.head_tol = np.ascontiguousarray(tols[idx])
-        self.st = np.zeros((n, 3), dtype=np.int64)
-        self.st[:, 1] = _jit.STATUS_RUNNING
-        self.st[:, 2] = -1
-        self.first1 = np.full((n, m), -1, dtype=np.int64)
-        self.c1_at = np.zeros((n, m))
-        self.first2 = np.full((n, m), -1, dtype=np.int64)
-        self.t4 = np.full((n, m), -1, dtype=np.int64)
+        self.counters = np.zeros((n, 3), dtype=np.int64)
+        self.counters[:, 1] = _jit.STATUS_RUNNING
+        self.counters[:, 2] = -1
+        self.first_v1 = np.full((n, m), -1, dtype=np.int64)
+        self.c_v1_at_first = np.zeros((n, m))
+        self.first_v2 = np.full((n, m), -1, dtype=np.int64)
+        self.first_head_back = np.full((n, m), -1, dtype=np.int64)
         self.peak = np.full((n, m, m), -1.0)
         self.peak_step = np.full((n, m, m), -1, dtype=np.int64)
-        self.Alast = np.full((n, m, L), np.nan)
-        self.glast = np.full((n, m), np.nan)
-        self.Elast = np.full((n, m, m), np.nan)
-        self.loss = np.full(n, np.nan)
+        self.A_last = np.full((n, m, L), np.nan)
+        self.gram_diag_last = np.full((n, m), np.nan)
+        self.E_last = np.full((n, m, m), np.nan)
+        self.loss_last = np.full(n, np.nan)
 
     def args(self, active, n_steps):
-        return (active, self.B, self.E, self.Vr, self.mask, self.lam, self.consts, self.rates,
-                self.stopf, self.ints, self.head_tol, self.st, self.first1, self.c1_at, self.first2,
-                self.t4, self.peak, self.peak_step, self.Alast, self.glast, self.Elast, self.loss,
-                int(n_steps))
+        """The kernel's arguments (``core.ensemble``'s docstring names each group)."""
+        return (active, (self.B, self.E), (self.Vr, self.E_mask, self.lam, self.moments, self.rates),
+                (self.stop_reals, self.stop_ints, self.head_tol), self.counters,
+                (self.first_v1, self.c_v1_at_first, self.first_v2, self.first_head_back, self.peak,
+                 self.peak_step),
+                (self.A_last, self.gram_diag_last, self.E_last, self.loss_last), int(n_steps))
 
     def running(self):
-        return np.flatnonzero(self.st[:, 1] == _jit.STATUS_RUNNING).astype(np.int64)
+        return np.flatnonzero(self.counters[:, 1] == _jit.STATUS_RUNNING).astype(np.int64)
 
     def advance(self, kernel, progress=None):
         """Call the kernel until every run has stopped; ``progress(n_stopped)`` between calls."""
@@ -151,16 +153,17 @@ class _Group:
         The kernel cannot keep it without copying at every step; re-running such a run
         with its budget set to that step ends on exactly that state (same arithmetic).
         """
-        bad = [k for k in range(len(self.idx)) if self.st[k, 1] in _STEP_FAILURES
-               and self.st[k, 2] >= 0]
+        bad = [k for k in range(len(self.idx)) if self.counters[k, 1] in _STEP_FAILURES
+               and self.counters[k, 2] >= 0]
         if not bad:
             return
         for k in bad:
             sub = _Group(self.idx[[k]], [self.prepared[k]], trains, tols,
-                         max_steps=int(self.st[k, 2]))
+                         max_steps=int(self.counters[k, 2]))
             sub.advance(kernel)
-            assert sub.st[0, 2] == self.st[k, 2] and sub.st[0, 1] == _jit.STATUS_MAX_STEPS
-            self.Alast[k], self.glast[k], self.Elast[k] = sub.Alast[0], sub.glast[0], sub.Elast[0]
+            assert sub.counters[0, 2] == self.counters[k, 2] and sub.counters[0, 1] == _jit.STATUS_MAX_STEPS
+            self.A_last[k], self.E_last[k] = sub.A_last[0], sub.E_last[0]
+            self.gram_diag_last[k] = sub.gram_diag_last[0]
 
 
 def _prepare(model, train, W0, cache):
@@ -187,7 +190,8 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
     called between kernel calls with the number of finished runs.
 
     Each summary (also readable as a mapping, as the earlier dicts) holds ``status``
-    (``converged``, ``max_steps``, ``diverged`` or ``interrupted``), ``steps`` and ``flow_time`` at the stop, the phase times ``T1..T4``
+    (``converged``, ``max_steps``, ``diverged`` or ``interrupted``), ``steps`` and
+    ``flow_time`` at the stop, the phase times ``T1..T4``
     (steps, ``None`` when not reached), ``leader`` / ``follower`` (0-based neuron indices),
     ``alignment`` (m x L final ``|c_jl|``), ``features`` (the feature each neuron has
     learned, or ``None``), ``peak_offdiag`` (m x m ``max_t |E_jr|``, 0 on the diagonal),
@@ -226,8 +230,9 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
         # unfinished runs keep status RUNNING: reported as interrupted
         for g in groups:  # a failed run not yet recovered counts as unfinished
             for k in range(len(g.idx)):
-                if g.st[k, 1] in _STEP_FAILURES and g.st[k, 2] >= 0 and np.isnan(g.glast[k, 0]):
-                    g.st[k, 1] = _jit.STATUS_RUNNING
+                failed, evaluated = g.counters[k, 1] in _STEP_FAILURES, g.counters[k, 2] >= 0
+                if failed and evaluated and np.isnan(g.gram_diag_last[k, 0]):
+                    g.counters[k, 1] = _jit.STATUS_RUNNING
     out: list = [None] * n
     for g in groups:
         for k, i in enumerate(g.idx):
@@ -236,10 +241,10 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
 
 
 def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:
-    step, code, last = (int(x) for x in g.st[k])
+    step, code, last = (int(x) for x in g.counters[k])
     status = STATUS_NAMES[code]
-    m, L = g.Alast.shape[1:]
-    A, gram = g.Alast[k], g.glast[k]
+    m, L = g.A_last.shape[1:]
+    A, gram = g.A_last[k], g.gram_diag_last[k]
     with np.errstate(invalid="ignore", divide="ignore"):
         nrm = np.sqrt(gram)  # record_point's c = A / |w_j| (0 for a zero row)
         c = np.abs(np.where(nrm[:, None] > 0.0, A / nrm[:, None], 0.0))
@@ -256,18 +261,18 @@ def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:
     peak = g.peak[k].copy()
     peak[peak < 0] = np.nan  # nothing evaluated
     np.fill_diagonal(peak, 0.0)
-    E = g.Elast[k].copy()
+    E = g.E_last[k].copy()
     return RunSummary(status=status, steps=step, flow_time=step * train.eta, **times,
                       alignment=c, features=feats, peak_offdiag=peak, E=E,
                       head_distance=float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
-                      loss=float(g.loss[k]), outcome=outcome,
+                      loss=float(g.loss_last[k]), outcome=outcome,
                       W=g.B[k] @ g.Q[k].T if weights else None)
 
 
 def _phase_times(g: _Group, k: int, status: str, last: int, c: np.ndarray) -> dict:
     """``analysis.phase_times`` from the events tracked in the kernel (step resolution)."""
     none = {"T1": None, "T2": None, "T3": None, "T4": None, "leader": None, "follower": None}
-    first1, c1, first2, t4 = g.first1[k], g.c1_at[k], g.first2[k], g.t4[k]
+    first1, c1, first2, t4 = g.first_v1[k], g.c_v1_at_first[k], g.first_v2[k], g.first_head_back[k]
     m, L = c.shape
     hits = [(int(first1[j]), -float(c1[j]), j) for j in range(m) if first1[j] >= 0]
     if not hits:

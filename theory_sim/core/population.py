@@ -1,6 +1,6 @@
 """Exact gradient descent on the closed-form population loss, in reduced coordinates.
 
-MODEL.md section 7: every update is a combination of ``v_1..v_L`` and the rows of
+docs/model.md section 7: every update is a combination of ``v_1..v_L`` and the rows of
 ``W``, so ``W(t) = B(t) Q^T`` with a fixed orthonormal basis ``Q`` (d x r) of
 ``span{rows of W(0), v_1..v_L}``. With ``Vr = Q^T V`` (r x L)::
 
@@ -88,12 +88,17 @@ def convergence_status(A, gram, speed_w, speed_e, ratio, stop):
     return STATUS_RUNNING
 
 
-# Positions in the workspace tuple of the arrays other kernels read.
-WS_A = 0
-WS_GE = 12
-WS_GRAM = 7
-WS_RHO = 16
-WS_GB = 18
+WORKSPACE_LAYOUT = ("A", "At3", "A3", "H", "gH", "gA",  # (m, L)
+                    "C", "gram", "M", "EM", "gM", "gC", "gE",  # (m, m)
+                    "DG", "N", "DF", "rho", "gS",  # (m,)
+                    "gB")  # (m, r)
+"""The workspace tuple, in order (``make_workspace`` allocates it, ``population_step``
+unpacks it). Other kernels read it through the accessors below, never by position."""
+WS_A = WORKSPACE_LAYOUT.index("A")
+WS_GRAM = WORKSPACE_LAYOUT.index("gram")
+WS_RHO = WORKSPACE_LAYOUT.index("rho")
+WS_GB = WORKSPACE_LAYOUT.index("gB")
+WS_GE = WORKSPACE_LAYOUT.index("gE")
 
 
 @njit
@@ -103,6 +108,36 @@ def make_workspace(m, r, L):
     return (e((m, L)), e((m, L)), e((m, L)), e((m, L)), e((m, L)), e((m, L)),
             e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)),
             e(m), e(m), e(m), e(m), e(m), e((m, r)))
+
+
+@njit_inline
+def ws_A(ws):
+    """(m, L) ``A = B Vr`` at the last ``population_step``."""
+    return ws[WS_A]
+
+
+@njit_inline
+def ws_gram(ws):
+    """(m, m) ``W W^T = B B^T`` at the last ``population_step``."""
+    return ws[WS_GRAM]
+
+
+@njit_inline
+def ws_rho(ws):
+    """(m,) the correlations ``rho_j`` at the last ``population_step``."""
+    return ws[WS_RHO]
+
+
+@njit_inline
+def ws_gB(ws):
+    """(m, r) ``dL/dB`` from the last ``population_step``."""
+    return ws[WS_GB]
+
+
+@njit_inline
+def ws_gE(ws):
+    """(m, m) the masked ``dL/dE`` from the last ``population_step``."""
+    return ws[WS_GE]
 
 
 @njit_inline
@@ -135,7 +170,7 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
         if gram[j, j] == 0.0:
             return math.nan, -1.0, 0.0
     if m == 2 and L == 2:  # the paper's case: the same formulas unrolled (moments.loss_grad_2x2)
-        loss = loss_grad_2x2(A, C, E, lam, kx, k2, mu, rho, gA, gC, gE)
+        loss = loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho)
         if not math.isfinite(loss):
             return loss, 0.0, 0.0
     else:
@@ -170,8 +205,8 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
 def apply_step(B, E, rates, ws):
     """``B -= eta dL/dB``, ``E -= eta_E mask * dL/dE`` with the gradient in ``ws``."""
     eta, eta_E = rates
-    gB = ws[WS_GB]
-    gE = ws[WS_GE]
+    gB = ws_gB(ws)
+    gE = ws_gE(ws)
     m, r = B.shape
     for j in range(m):
         for i in range(r):
@@ -204,7 +239,7 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
     m, r = B.shape
     L = Vr.shape[1]
     ws = make_workspace(m, r, L)
-    A, gram, rho = ws[WS_A], ws[WS_GRAM], ws[WS_RHO]
+    A, gram, rho = ws_A(ws), ws_gram(ws), ws_rho(ws)
     ratio = rates[1] / rates[0]
     check_every = stop[3]
     step = rec_state[0]

@@ -42,7 +42,7 @@ methods
 
 from __future__ import annotations
 
-from .base import Engine, StepInputs, step_inputs
+from .base import Engine, StepInputs, step_inputs, stop_rule
 from .population import PopulationEngine
 from .sgd import SGDEngine
 from .sgd_fast import SGDFastEngine
@@ -54,4 +54,5 @@ ENGINES: dict[str, type[Engine]] = {
 }
 """Engine name -> engine class: the one list of engines."""
 
-__all__ = ["ENGINES", "Engine", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs", "step_inputs"]
+__all__ = ["ENGINES", "Engine", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs", "step_inputs",
+           "stop_rule"]

@@ -28,11 +28,16 @@ class StepInputs(NamedTuple):
     stop: tuple
 
 
-def step_inputs(model: ModelParams, train: TrainParams) -> StepInputs:
+def stop_rule(train: TrainParams) -> tuple:
+    """The kernels' ``stop = (tol, align_threshold, max_norm, check_every)`` of a run."""
     tol = train.tol if train.steps is None else -1.0  # a fixed budget: no early stop
+    return (tol, train.align_threshold, train.max_norm, train.check_interval)
+
+
+def step_inputs(model: ModelParams, train: TrainParams) -> StepInputs:
+    """The :class:`StepInputs` of a run (the same for every engine)."""
     return StepInputs(V=np.ascontiguousarray(feature_vectors(model)), E_mask=head_mask(train.head, model.m),
-                      model=model_constants(model), rates=(train.eta, train.eta_E),
-                      stop=(tol, train.align_threshold, train.max_norm, train.check_interval))
+                      model=model_constants(model), rates=(train.eta, train.eta_E), stop=stop_rule(train))
 
 
 class Engine:
