@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from theory_sim import ModelParams, ParamError, TrainParams, analysis, initial_weights, simulate
+from theory_sim import ModelParams, ParamError, RunSummary, TrainParams, analysis, initial_weights, simulate
 from theory_sim.ensemble import simulate_many
 from theory_sim.params import HEADS
 
@@ -200,3 +200,18 @@ def test_random_small_grids_equal_one_at_a_time(specs, parallel):
                             weights=True)
     for i, (res, (m, t, h)) in enumerate(zip(results, specs, strict=True)):
         assert_same(res, reference(m, t, head_tol=h), label=f"run {i}: {m} {t}")
+
+
+def test_summary_is_typed_and_reads_as_the_old_dict():
+    model, train = ModelParams(d=16, P=8, k=2), TrainParams(eta=0.05, steps=200)
+    plain, = simulate_many(model, train)
+    with_w, = simulate_many(model, train, weights=True)
+    assert isinstance(plain, RunSummary)
+    assert "W" not in plain and plain.W is None and "W" in with_w
+    d = plain.as_dict()
+    assert list(d) == list(plain) and len(plain) == len(d) == 16
+    assert d == {k: plain[k] for k in plain} and dict(plain).keys() == d.keys()
+    assert plain["T1"] == plain.T1 and plain.get("outcome") == plain.outcome
+    with pytest.raises(KeyError):
+        plain["W"]
+    np.testing.assert_array_equal(with_w["W"], simulate(model, train).W)
