@@ -8,7 +8,7 @@ Contenders (all float64, CPU, measured in one process, in the same run):
   prepared exactly as ``theory_sim.simulate`` prepares them;
 * theory-sim SGD engine (numba, materialised patches) at d = 512, batch 256, P = 16,
   timed through the public ``simulate(..., engine="sgd")`` less its fixed cost (and
-  the ``sgd-fast`` engine of MODEL.md section 8 the same way, where it exists);
+  the ``sgd-fast`` engine of docs/model.md section 8 the same way, where it exists);
 * JAX-jit and PyTorch-eager population steps (``benchmarks/peers``) at d = 512, 65536;
 * JAX-jit and PyTorch-eager SGD steps at d = 512, batch 256, P = 16.
 

@@ -1,4 +1,4 @@
-"""The engines of ``simulate`` (MODEL.md sections 4, 7, 8).
+"""The engines of ``simulate`` (docs/model.md sections 4, 7, 8).
 
 * sgd: one batch gradient equals finite differences of the numpy batch loss on the
   very batch the engine drew; averaged over many batches it approaches the

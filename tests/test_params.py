@@ -1,4 +1,4 @@
-"""Parameter validation (MODEL.md sections 1-4): every rule raises ParamError naming the parameter."""
+"""Parameter validation (docs/model.md sections 1-4): every rule raises ParamError naming the parameter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Observables of a recorded run (MODEL.md section 9): pure numpy on a :class:`Run`."""
+"""Observables of a recorded run (docs/model.md section 9): pure numpy on a :class:`Run`."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class PhaseTimes:
 
 def phase_times(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD,
                 head_tol: float = DEFAULT_HEAD_TOL) -> PhaseTimes:
-    """The phase times of MODEL.md section 9, read off the recorded trajectory.
+    """The phase times of docs/model.md section 9, read off the recorded trajectory.
 
     Resolution is the recording stride. The follower is the first non-leader neuron
     to learn ``v_2``; if none does, the non-leader with the largest final ``|c_j2|``.
@@ -195,7 +195,7 @@ def model_of(run: Run):
 def coordinates(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """``(A, C)`` at every recorded point: ``A = W V`` (T, m, L), ``C = sigma^2 W W^T`` (T, m, m).
 
-    These fix every closed-form quantity of MODEL.md section 6.
+    These fix every closed-form quantity of docs/model.md section 6.
     """
     sigma2 = float(run.config["model"]["sigma"]) ** 2
     return run.A, sigma2 * np.asarray(run.gram, dtype=np.float64)
@@ -236,7 +236,7 @@ def substitution_ratio(run: Run, leader: int | None = None, follower: int | None
                        threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
     """(T,) ``RMS(E_fl f_l(X^(1))) / RMS(f_f(X^(1)))`` over samples that carry ``v_1``.
 
-    ``l`` = leader, ``f`` = follower (default: :func:`leader_follower`); MODEL.md
+    ``l`` = leader, ``f`` = follower (default: :func:`leader_follower`); docs/model.md
     section 5, phase II: the head's substituted signal against the follower's own
     output. Closed form from :func:`view1_second_moments`:
     ``|E_fl| sqrt(S_ll / S_ff)``. All NaN when there is no leader/follower pair.
@@ -255,7 +255,7 @@ def feature_gradient(A: np.ndarray, C: np.ndarray, E: np.ndarray, model, feature
 
     Exact population gradient (stop-gradient target at the same weights) from the
     closed-form kernel in ``(A, C, E)`` coordinates: with ``gA = dL/dA`` and
-    ``gC = dL/dC``, ``dL/dW = gA V^T + sigma^2 (gC + gC^T) W`` (MODEL.md section 7), so
+    ``gC = dL/dC``, ``dL/dW = gA V^T + sigma^2 (gC + gC^T) W`` (docs/model.md section 7), so
     ``<dL/dw_j, v_l> = gA_jl + sigma^2 sum_q (gC + gC^T)_jq A_ql``.
     """
     from .core.moments import loss_grad
@@ -274,7 +274,7 @@ def acceleration_factor(run: Run, leader: int | None = None, follower: int | Non
     """(T,) the follower's population-gradient component along ``v_2`` with the current
     head, divided by the same with the head reset to ``I`` (same ``W``).
 
-    MODEL.md section 5, phase III: a value above 1 means the head speeds the follower
+    docs/model.md section 5, phase III: a value above 1 means the head speeds the follower
     up along ``v_2``. ``feature`` (0-based, default 1 = ``v_2``) picks another feature
     for the same ratio. 1 when ``E = I``; NaN without a follower, without that
     feature, or where the ``E = I`` component is exactly 0.

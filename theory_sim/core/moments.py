@@ -1,6 +1,6 @@
 """Closed-form population loss of the two-view model and its stop-gradient gradient.
 
-Everything here works in the d-free coordinates of MODEL.md section 6:
+Everything here works in the d-free coordinates of docs/model.md section 6:
 
 * ``A[j, l] = <w_j, v_l>`` (m x L), ``C = sigma^2 W W^T`` (m x m, noise covariance of ``u = W xi``),
 * ``E`` the prediction head (m x m),

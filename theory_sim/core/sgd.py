@@ -1,4 +1,4 @@
-"""Online mini-batch SGD with materialised patches (MODEL.md sections 1-3 and 8).
+"""Online mini-batch SGD with materialised patches (docs/model.md sections 1-3 and 8).
 
 One step: draw ``N`` fresh samples (feature index, sign, k feature patches,
 Gaussian noise patches), split each sample's patches into two views, run both
@@ -261,7 +261,7 @@ def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
 
 @njit
 def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
-    """Exact-in-distribution mini-batch gradient (MODEL.md section 8); same outputs as
+    """Exact-in-distribution mini-batch gradient (docs/model.md section 8); same outputs as
     ``sgd_gradient`` but ``work[0]`` is (N, P, m).
 
     With ``U`` (d x m) an orthonormal basis of a space holding the rows of ``W``
