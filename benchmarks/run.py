@@ -58,6 +58,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 
 import theory_sim as ts  # noqa: E402
+from theory_sim.events import new_events  # noqa: E402
 from theory_sim.params import ENGINES  # noqa: E402
 
 ETA = 1e-3
@@ -87,7 +88,7 @@ class TheorySimPopulation:
         inputs = step_inputs(model, train)
         self.Q, self.B0, self.Vr = reduced_coordinates(inputs.V, W0)
         self.mask, self.model_t = inputs.E_mask, inputs.model
-        self.rates, self.stop = inputs.rates, inputs.stop
+        self.rates, self.stop, self.event_params = inputs.rates, inputs.stop, inputs.event_params
         m, L, cap = model.m, model.L, 2
         self.rec = (np.zeros(cap, np.int64), np.zeros((cap, m, L)), np.zeros((cap, m)),
                     np.zeros((cap, m, m)), np.zeros(cap), np.zeros((cap, m)), np.zeros((cap, m, m)))
@@ -100,10 +101,11 @@ class TheorySimPopulation:
         self.B[:] = self.B0
         self.E[:] = np.eye(self.E.shape[0])
         self.rec_state[:] = (0, 0, 1 << 62)  # record only step 0
+        self.events = new_events(self.E.shape[0])  # the phase events, tracked at every step
 
     def run(self, n):
         code = self._advance(self.B, self.E, self.Vr, self.mask, self.model_t, self.rates, self.stop,
-                             self.rec, self.rec_state, int(n))
+                             self.rec, self.rec_state, int(n), self.events, self.event_params)
         if code != 0:
             raise RuntimeError(f"population_advance returned status {code}")
 

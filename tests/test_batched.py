@@ -26,7 +26,7 @@ def reference(model, train, head_tol=analysis.DEFAULT_HEAD_TOL, W0=None) -> dict
     """What simulate_many must give for one run, from simulate() and analysis."""
     run = simulate(model, dataclasses.replace(train, record=train.max_steps + 2), W0=W0)
     thr = train.align_threshold
-    pt = analysis.phase_times(run, threshold=thr, head_tol=head_tol).as_dict()
+    pt = analysis.phase_times(run, threshold=thr, head_tol=head_tol, use_events=False).as_dict()
     outcome = analysis.outcome(run, threshold=thr)
     if run.status == "max_steps" and train.steps is None:
         outcome = "incomplete"  # stopped by the flow-time cap: documented as incomplete
@@ -215,3 +215,18 @@ def test_summary_is_typed_and_reads_as_the_old_dict():
     with pytest.raises(KeyError):
         plain["W"]
     np.testing.assert_array_equal(with_w["W"], simulate(model, train).W)
+
+
+def test_simulate_reports_the_batched_phase_times_whatever_it_records(references):
+    """Issue 13: ``simulate`` tracks the phase events at every step, so a run recorded at
+    only 20 points has the step-resolution phase times of ``simulate_many`` and of the
+    every-step trajectory (the references)."""
+    for i, (model, train, spec) in enumerate(CASES):
+        run = simulate(model, dataclasses.replace(train, record=20), W0=_w0(model, train, spec))
+        assert run.events is not None
+        pt = analysis.phase_times(run, threshold=train.align_threshold).as_dict()
+        assert pt == {k: references[i][k] for k in PHASE_KEYS}, f"case {i}"
+    full = references[0]
+    run = simulate(CASES[0][0], dataclasses.replace(CASES[0][1], record=20))
+    coarse = analysis.phase_times(run, use_events=False).as_dict()
+    assert coarse != {k: full[k] for k in PHASE_KEYS}  # the trajectory alone snaps to its grid

@@ -462,3 +462,17 @@ def test_workspace_layout_matches_the_allocation():
     for name, shape in shapes.items():
         assert ws[pop.WORKSPACE_LAYOUT.index(name)].shape == shape, name
     assert pop.ws_gB(ws) is ws[pop.WS_GB] and pop.ws_gE(ws) is ws[pop.WS_GE]
+
+
+@pytest.mark.parametrize("engine", ["sgd", "sgd-fast"])
+def test_sgd_phase_times_do_not_depend_on_record(engine, single_thread):
+    """The SGD engines observe the phase events at every step: a run recorded at 10 points
+    reports the phase times read off the same run recorded at every step."""
+    model = ts.ModelParams(d=16, P=8, k=2, alpha=(4.0, 2.0))
+    base = dict(engine=engine, eta=0.5, eta_E=0.05, batch=64, steps=1500, seed=5)
+    every = ts.simulate(model, ts.TrainParams(**base, record=1502))
+    coarse = ts.simulate(model, ts.TrainParams(**base, record=10))
+    want = ts.analysis.phase_times(every, use_events=False)
+    assert want.T1 is not None  # the case exercises the events
+    assert ts.analysis.phase_times(coarse) == want
+    assert ts.analysis.phase_times(every) == want

@@ -32,6 +32,9 @@ def _assert_same_run(a, b):
     assert a.status == b.status
     for name in RUN_ARRAYS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.events.keys() == b.events.keys()  # the phase events survive the checkpoint
+    for name, value in a.events.items():
+        np.testing.assert_array_equal(value, b.events[name], err_msg=f"events[{name}]")
 
 
 @pytest.mark.parametrize("engine", ENGINES)

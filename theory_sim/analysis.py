@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .events import EVENT_ARRAYS, phase_times_from_events
 from .model import model_constants, split_moments
 from .params import DEFAULT_ALIGN_THRESHOLD, DEFAULT_HEAD_TOL
 from .results import Run
@@ -54,15 +55,23 @@ class PhaseTimes:
 
 
 def phase_times(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD,
-                head_tol: float = DEFAULT_HEAD_TOL) -> PhaseTimes:
-    """The phase times of docs/model.md section 9, read off the recorded trajectory.
+                head_tol: float = DEFAULT_HEAD_TOL, *, use_events: bool = True) -> PhaseTimes:
+    """The phase times of docs/model.md section 9.
 
-    Resolution is the recording stride. The follower is the first non-leader neuron
-    to learn ``v_2``; if none does, the non-leader with the largest final ``|c_j2|``.
-    T2 is ``None`` when ``|E_{follower,leader}|`` never leaves 0 or is still rising at
-    the last recorded point.
+    From the events the engine observed at every step (``run.events``, step resolution,
+    the same as ``simulate_many`` reports) when the run carries them for this
+    ``threshold`` and ``head_tol`` and ``use_events`` is true; otherwise read off the
+    recorded trajectory, at the resolution of the recording stride. The follower is the
+    first non-leader neuron to learn ``v_2``; if none does, the non-leader with the
+    largest final ``|c_j2|``. T2 is ``None`` when ``|E_{follower,leader}|`` never leaves 0
+    or is still rising at the last recorded (evaluated) point.
     """
     c = alignment(run)
+    ev = run.events
+    if use_events and ev is not None and ev["align_threshold"] == threshold and ev["head_tol"] == head_tol:
+        c_final = c[-1] if run.n_points else np.full(c.shape[1:], np.nan)
+        return PhaseTimes(**phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c_final, run.status,
+                                                    int(ev["last"])))
     steps = run.steps
     T, m, L = c.shape
     first_v1 = [_first(c[:, j, 0] >= threshold) for j in range(m)]

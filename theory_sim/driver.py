@@ -16,6 +16,7 @@ import numpy as np
 from ._version import __version__
 from .core import _jit
 from .engines import ENGINES, step_inputs
+from .events import EVENT_ARRAYS, new_events
 from .model import check_weights, initial_weights
 from .objective import population_terms
 from .params import MAX_ELEMENTS, ModelParams, ParamError, TrainParams
@@ -38,6 +39,7 @@ def config_dict(model: ModelParams, train: TrainParams) -> dict:
     return {"model": model.to_dict(), "train": train.to_dict(), "version": __version__}
 
 
+_EVENT_KEYS = (*EVENT_ARRAYS, "last")
 CHECKPOINT_FORMAT = "theory-sim-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -72,6 +74,7 @@ class Simulation:
             self.code = _jit.STATUS_RUNNING
             self.elapsed = 0.0
             self.engine_state = engine.init_state(self.W0, self.inputs)
+            self.events, self.events_complete = new_events(m), True
         self.engine = engine(model, train, self.inputs, self.engine_state)
 
     @property
@@ -91,13 +94,18 @@ class Simulation:
         if self.code != _jit.STATUS_RUNNING:
             return self.code
         n = int(min(n, self.train.max_steps - self.step))
-        if n <= 0:
-            return self.code
         t0 = time.perf_counter()
-        code = self.engine.advance(self.E, self.rec, self.rec_state, n)
+        if n > 0:
+            self.code = int(self.engine.advance(self.E, self.rec, self.rec_state, self.events, n))
+        self._observe_budget_end()
         self.elapsed += time.perf_counter() - t0
-        self.code = int(code)
         return self.code
+
+    def _observe_budget_end(self) -> None:
+        """The final state at the step budget is evaluated too (once), as the ensemble does."""
+        at_budget = self.code == _jit.STATUS_RUNNING and self.step >= self.train.max_steps
+        if at_budget and self.events[-1][0] != self.step:
+            self.engine.observe_final(self.E, self.step, self.events)
 
     def run(self, *, progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
             checkpoint_every: int | None = None, on_checkpoint: Callable[[dict], None] | None = None) -> Run:
@@ -133,6 +141,7 @@ class Simulation:
 
     def result(self, *, interrupted: bool = False) -> Run:
         """The :class:`Run` recorded so far (status ``interrupted`` if asked and not done)."""
+        self._observe_budget_end()
         train, step, code = self.train, self.step, self.code
         if interrupted and not self.done:
             status, message = "interrupted", f"interrupted at step {step}: partial result"
@@ -153,7 +162,16 @@ class Simulation:
             out = _append_final(out, Wf, self.E, self.V, self.model, step)
         return Run(steps=out[0], alignment=out[1], norms=out[2], E=out[3], loss=out[4], rho=out[5],
                    gram=out[6], config=config_dict(self.model, self.train), status=status,
-                   message=message, W0=self.W0, W=Wf, E_final=self.E.copy(), elapsed=self.elapsed)
+                   message=message, W0=self.W0, W=Wf, E_final=self.E.copy(), elapsed=self.elapsed,
+                   events=self._events_record())
+
+    def _events_record(self) -> dict | None:
+        """The phase events for ``Run.events`` (``None`` if a checkpoint did not carry them)."""
+        if not self.events_complete:
+            return None
+        ev = {k: v.copy() for k, v in zip(EVENT_ARRAYS, self.events, strict=False)}
+        thr, _, head_tol = self.inputs.event_params
+        return ev | {"last": int(self.events[-1][0]), "align_threshold": thr, "head_tol": head_tol}
 
     # ------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict:
@@ -162,6 +180,8 @@ class Simulation:
         state = {f"rec_{k}": v.copy() for k, v in zip(names, self.rec, strict=True)}
         state.update(rec_state=self.rec_state.copy(), E_now=self.E.copy(), W0=self.W0.copy())
         state.update({k: v.copy() for k, v in self.engine_state.items()})
+        if self.events_complete:
+            state.update({f"events_{k}": v.copy() for k, v in zip(_EVENT_KEYS, self.events, strict=True)})
         state["meta"] = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
                          "config": config_dict(self.model, self.train), "code": self.code,
                          "elapsed": self.elapsed}
@@ -197,6 +217,14 @@ class Simulation:
             self.rec = tuple(rec)
             self.rec_state = _owned(state["rec_state"], np.int64)
             self.engine_state = {k: _owned(state[k], np.float64) for k in engine.state_arrays}
+            self.events = new_events(m)
+            self.events_complete = all(f"events_{k}" in state for k in _EVENT_KEYS)
+            if self.events_complete:  # an older checkpoint without them: the Run carries none
+                fresh = self.events
+                self.events = tuple(_owned(state[f"events_{k}"], a.dtype) for k, a in
+                                    zip(_EVENT_KEYS, fresh, strict=True))
+                if any(a.shape != b.shape for a, b in zip(self.events, fresh, strict=True)):
+                    raise ValueError("checkpoint event arrays have inconsistent shapes")
             self.E = _owned(state["E_now"], np.float64)
             self.W0 = _owned(state["W0"], np.float64)
         except KeyError as exc:

@@ -24,6 +24,7 @@ import numpy as np
 from .core import _jit
 from .core.ensemble import batched_advance, batched_advance_serial
 from .engines import stop_rule
+from .events import phase_times_from_events
 from .model import (
     check_weights,
     feature_vectors,
@@ -271,29 +272,5 @@ def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:
 
 def _phase_times(g: _Group, k: int, status: str, last: int, c: np.ndarray) -> dict:
     """``analysis.phase_times`` from the events tracked in the kernel (step resolution)."""
-    none = {"T1": None, "T2": None, "T3": None, "T4": None, "leader": None, "follower": None}
-    first1, c1, first2, t4 = g.first_v1[k], g.c_v1_at_first[k], g.first_v2[k], g.first_head_back[k]
-    m, L = c.shape
-    hits = [(int(first1[j]), -float(c1[j]), j) for j in range(m) if first1[j] >= 0]
-    if not hits:
-        return none
-    T1, _, leader = min(hits)
-    others = [j for j in range(m) if j != leader]
-    if not others:
-        return none | {"T1": T1, "leader": leader}
-    follower, T3 = None, None
-    if L >= 2:
-        v2 = [(int(first2[j]), j) for j in others if first2[j] >= 0]
-        if v2:
-            T3, follower = min(v2)
-    if follower is None:
-        col = c[others, 1 if L >= 2 else 0]
-        follower = others[int(np.argmax(col))]
-    peak = float(g.peak[k, follower, leader])
-    at = int(g.peak_step[k, follower, leader])
-    T2 = None if peak <= 0.0 or (at == last and status != "converged") else at
-    T4 = None
-    if T3 is not None and t4[follower] >= 0:
-        T4 = int(t4[follower])
-    return {"T1": T1, "T2": T2, "T3": T3, "T4": T4, "leader": leader, "follower": follower}
-
+    return phase_times_from_events(g.first_v1[k], g.c_v1_at_first[k], g.first_v2[k], g.first_head_back[k],
+                                   g.peak[k], g.peak_step[k], c, status, last)

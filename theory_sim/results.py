@@ -29,6 +29,10 @@ class Run:
     status : ``converged``, ``max_steps``, ``diverged`` or ``interrupted``.
     message : why the run stopped, in words (and what to change if it diverged).
     W0, W : (m, d) initial and final weights; ``E_final`` (m, m) the final head.
+    events : the phase events observed at every step (``theory_sim.events``: the arrays
+        of ``EVENT_ARRAYS`` plus ``last`` evaluated step, ``align_threshold`` and
+        ``head_tol``), or ``None`` (a file or checkpoint from before they were tracked);
+        ``analysis.phase_times`` reads them when its threshold and head_tol match.
     """
 
     steps: np.ndarray
@@ -45,6 +49,7 @@ class Run:
     W: np.ndarray = field(default=None, repr=False)
     E_final: np.ndarray = field(default=None, repr=False)
     elapsed: float = float("nan")
+    events: dict | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.status not in STATUSES:

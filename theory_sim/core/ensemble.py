@@ -38,18 +38,16 @@ Arrays in, arrays out; the wrapper is ``theory_sim.ensemble``.
 
 from __future__ import annotations
 
-import math
-
 from ._jit import (
     STATUS_CONVERGED,
     STATUS_MAX_STEPS,
     STATUS_RUNAWAY,
     STATUS_RUNNING,
     njit,
-    njit_inline,
     njit_parallel,
     prange,
 )
+from .events import observe
 from .population import (
     apply_step,
     convergence_status,
@@ -59,55 +57,6 @@ from .population import (
     ws_A,
     ws_gram,
 )
-
-
-@njit_inline
-def _crossed(a, g, thr, thr2):
-    """``|a / sqrt(g)| >= thr`` exactly as ``record_point`` computes ``c``; the cheap
-    test ``a^2 >= thr2 g`` (``thr2`` a little below ``thr^2``) screens first."""
-    if not a * a >= thr2 * g:
-        return -1.0
-    nrm = math.sqrt(g)
-    c = abs(a / nrm) if nrm > 0.0 else 0.0
-    return c if c >= thr else -1.0
-
-
-@njit_inline
-def observe(step, A, gram, E, thr, thr2, head_tol, first1, c1_at, first2, t4, peak, peak_step):
-    """Update one run's events with the state evaluated at ``step`` (``first1``, ``c1_at``,
-    ``first2``, ``t4``: one run's ``first_v1``, ``c_v1_at_first``, ``first_v2``,
-    ``first_head_back``; see the module docstring)."""
-    m, L = A.shape
-    pending = False
-    for j in range(m):
-        g = gram[j, j]
-        if first1[j] < 0:
-            c = _crossed(A[j, 0], g, thr, thr2)
-            if c >= 0.0:
-                first1[j] = step
-                c1_at[j] = c
-        if L >= 2 and first2[j] < 0:
-            if _crossed(A[j, 1], g, thr, thr2) >= 0.0:
-                first2[j] = step
-        if first2[j] >= 0 and t4[j] < 0:
-            pending = True
-    if pending:
-        s = 0.0
-        for j in range(m):
-            for q in range(m):
-                e = E[j, q] - 1.0 if j == q else E[j, q]
-                s += e * e
-        if s < head_tol * head_tol * (1.0 + 1e-9) and math.sqrt(s) < head_tol:
-            for j in range(m):
-                if first2[j] >= 0 and t4[j] < 0:
-                    t4[j] = step
-    for j in range(m):
-        for q in range(m):
-            if j != q:
-                a = abs(E[j, q])
-                if a > peak[j, q]:
-                    peak[j, q] = a
-                    peak_step[j, q] = step
 
 
 @njit

@@ -24,6 +24,7 @@ from ._jit import (
     njit,
     njit_inline,
 )
+from .events import observe_run
 from .moments import backward, forward, loss_grad_2x2, target_terms
 
 
@@ -226,12 +227,13 @@ def step_status(loss, speed_w, speed_e):
 
 
 @njit
-def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_steps):
+def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_steps, events, event_params):
     """Advance ``n_steps`` of gradient descent; return a status code.
 
     B (m x r), E (m x m) are updated in place; ``rec_state = [step, count, stride]``.
     ``model = (lam, kx, k2, mu, sigma2)``, ``rates = (eta, eta_E)``,
     ``stop = (tol, align_threshold, max_norm, check_every)``.
+    Every evaluated step updates the phase ``events`` (``core.events.observe_run``).
     Convergence (checked every ``check_every`` steps): every neuron has
     ``max_l |c_jl| >= align_threshold`` and the flow-time speed
     ``sqrt(sum_j |dL/dw_j|^2 / |w_j|^2) + (eta_E/eta) |mask * dL/dE|_F`` is below ``tol``.
@@ -252,6 +254,7 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
         if status != STATUS_RUNNING:
             rec_state[0] = step
             return status
+        observe_run(step, A, gram, E, events, event_params)
         if to_record == 0:
             record_point(rec, rec_state, step, A, gram, E, loss, rho)
             to_record = (-step) % rec_state[2]  # the stride may have doubled
@@ -270,3 +273,13 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
         to_check -= 1
     rec_state[0] = step
     return STATUS_RUNNING
+
+
+@njit
+def population_observe(B, E, Vr, E_mask, model, rates, step, events, event_params):
+    """Evaluate the state at ``step`` and observe its events without stepping (the final
+    state of a run stopped by its budget, as the ensemble observes it)."""
+    m, r = B.shape
+    ws = make_workspace(m, r, Vr.shape[1])
+    population_step(B, E, Vr, E_mask, model, rates, ws)
+    observe_run(step, ws_A(ws), ws_gram(ws), E, events, event_params)

@@ -25,18 +25,24 @@ methods
     ``init_state(W0, inputs) -> dict[str, ndarray]`` (classmethod): the checkpointed
         arrays at ``W(0) = W0`` ((m, d) float64, validated), keys ``state_arrays``.
         ``inputs`` is the run's :class:`~theory_sim.engines.base.StepInputs`
-        ``(V, E_mask, model, rates, stop)``.
+        ``(V, E_mask, model, rates, stop, event_params)``.
     ``__init__(model, train, inputs, state)``: bind to ``state`` (owned C-contiguous
         float64 arrays, advanced in place) and allocate scratch space; called for a fresh
         run and for a restored checkpoint alike (call ``super().__init__``, which sets
         ``self.model``, ``self.train``, ``self.inputs``, ``self.state``).
-    ``advance(E, rec, rec_state, n) -> int``: advance at most ``n`` steps in place (``E``
-        (m, m) the head, also in place) and return a ``core._jit`` status code:
+    ``advance(E, rec, rec_state, events, n) -> int``: advance at most ``n`` steps in place
+        (``E`` (m, m) the head, also in place) and return a ``core._jit`` status code:
         ``STATUS_RUNNING`` if it did all ``n``, else why it stopped. The kernel keeps
         ``rec_state = [step, count, stride]`` and records points with
         ``core.population.record_point(rec, rec_state, step, A, gram, E, loss, rho)`` at
         steps that are multiples of the stride; ``rec_state[0]`` is the step reached. It
-        stops with ``core.population.convergence_status`` / ``step_status`` codes.
+        stops with ``core.population.convergence_status`` / ``step_status`` codes. At
+        every evaluated state (``A = W V``, ``gram = W W^T``) it calls
+        ``core.events.observe_run(step, A, gram, E, events, inputs.event_params)``: the
+        phase times then have step resolution whatever ``record`` is (a continuous-time
+        engine calls it at its own evaluation points, or locates the crossings).
+    ``observe_final(E, step, events)``: evaluate the current state (the run reached its
+        step budget) and call ``observe_run`` on it, without stepping.
     ``weights() -> ndarray``: the current ``W`` (m, d) as a new array.
 """
 

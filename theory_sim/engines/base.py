@@ -9,8 +9,9 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from ..events import event_params
 from ..model import feature_vectors, head_mask, model_constants
-from ..params import ModelParams, TrainParams
+from ..params import DEFAULT_HEAD_TOL, ModelParams, TrainParams
 
 
 class StepInputs(NamedTuple):
@@ -18,7 +19,8 @@ class StepInputs(NamedTuple):
 
     ``V`` (d, L) the features; ``E_mask`` (m, m) 1 where ``E`` trains; ``model`` the kernels'
     data constants ``(lam, kx, k2, mu, sigma2)``; ``rates = (eta, eta_E)``;
-    ``stop = (tol, align_threshold, max_norm, check_every)`` (``tol < 0``: no early stop).
+    ``stop = (tol, align_threshold, max_norm, check_every)`` (``tol < 0``: no early stop);
+    ``event_params = (thr, thr2, head_tol)`` of the phase events (``core.events``).
     """
 
     V: np.ndarray
@@ -26,6 +28,7 @@ class StepInputs(NamedTuple):
     model: tuple
     rates: tuple
     stop: tuple
+    event_params: tuple
 
 
 def stop_rule(train: TrainParams) -> tuple:
@@ -37,7 +40,8 @@ def stop_rule(train: TrainParams) -> tuple:
 def step_inputs(model: ModelParams, train: TrainParams) -> StepInputs:
     """The :class:`StepInputs` of a run (the same for every engine)."""
     return StepInputs(V=np.ascontiguousarray(feature_vectors(model)), E_mask=head_mask(train.head, model.m),
-                      model=model_constants(model), rates=(train.eta, train.eta_E), stop=stop_rule(train))
+                      model=model_constants(model), rates=(train.eta, train.eta_E), stop=stop_rule(train),
+                      event_params=event_params(train.align_threshold, DEFAULT_HEAD_TOL))
 
 
 class Engine:
@@ -66,8 +70,14 @@ class Engine:
         self.model, self.train, self.inputs = model, train, inputs
         self.state = state
 
-    def advance(self, E: np.ndarray, rec: tuple, rec_state: np.ndarray, n: int) -> int:
-        """*Required.* Advance at most ``n`` steps in place; return a ``core._jit`` status code."""
+    def advance(self, E: np.ndarray, rec: tuple, rec_state: np.ndarray, events: tuple, n: int) -> int:
+        """*Required.* Advance at most ``n`` steps in place, observing the phase ``events`` at
+        every evaluated step; return a ``core._jit`` status code."""
+        raise NotImplementedError
+
+    def observe_final(self, E: np.ndarray, step: int, events: tuple) -> None:
+        """*Required.* Observe the events of the current state (at ``step``, the budget)
+        without stepping."""
         raise NotImplementedError
 
     def weights(self) -> np.ndarray:

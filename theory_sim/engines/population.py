@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.population import population_advance
+from ..core.population import population_advance, population_observe
 from ..model import reduced_coordinates
 from .base import Engine, StepInputs
 
@@ -25,10 +25,15 @@ class PopulationEngine(Engine):
         super().__init__(model, train, inputs, state)
         self._Vr = np.ascontiguousarray(state["basis"].T @ inputs.V)
 
-    def advance(self, E, rec, rec_state, n):
+    def advance(self, E, rec, rec_state, events, n):
         i = self.inputs
         return population_advance(self.state["coords"], E, self._Vr, i.E_mask, i.model, i.rates, i.stop,
-                                  rec, rec_state, n)
+                                  rec, rec_state, n, events, i.event_params)
+
+    def observe_final(self, E, step, events):
+        i = self.inputs
+        population_observe(self.state["coords"], E, self._Vr, i.E_mask, i.model, i.rates, step, events,
+                           i.event_params)
 
     def weights(self):
         return self.state["coords"] @ self.state["basis"].T

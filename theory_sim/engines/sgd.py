@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.sgd import sgd_advance
+from ..core.sgd import sgd_advance, sgd_observe
 from ..objective import sgd_data, sgd_work
 from ..params import MAX_ELEMENTS, ParamError
 from .base import Engine
@@ -35,10 +35,14 @@ class SGDEngine(Engine):
         self._work = sgd_work(model, train.batch, self.fast)
         self._gW, self._gE = np.empty_like(state["coords"]), np.empty((model.m, model.m))
 
-    def advance(self, E, rec, rec_state, n):
+    def advance(self, E, rec, rec_state, events, n):
         i = self.inputs
         return sgd_advance(self.state["coords"], E, i.V, i.E_mask, self._data, i.model, i.rates, i.stop,
-                           rec, rec_state, n, self.train.seed, self._gW, self._gE, self._work, self.fast)
+                           rec, rec_state, n, self.train.seed, self._gW, self._gE, self._work, self.fast,
+                           events, i.event_params)
+
+    def observe_final(self, E, step, events):
+        sgd_observe(self.state["coords"], E, self.inputs.V, step, events, self.inputs.event_params)
 
     def weights(self):
         return self.state["coords"].copy()
