@@ -9,7 +9,7 @@ import numpy as np
 from .events import EVENT_ARRAYS, phase_times_from_events
 from .model import model_constants, split_moments
 from .params import DEFAULT_ALIGN_THRESHOLD, DEFAULT_HEAD_TOL
-from .results import Run
+from .results import PhaseTimes, Run
 from .status import outcome_from
 
 
@@ -32,26 +32,6 @@ def head_distance(run: Run) -> np.ndarray:
 def _first(mask: np.ndarray, start: int = 0) -> int | None:
     idx = np.flatnonzero(mask[start:])
     return None if idx.size == 0 else int(idx[0]) + start
-
-
-@dataclass(frozen=True)
-class PhaseTimes:
-    """Phase times in steps (``None`` where the event did not happen) and the roles.
-
-    T1: some neuron (the leader) learns ``v_1``; T2: peak of ``|E_{follower,leader}|``;
-    T3: the follower learns ``v_2``; T4: first time after T3 that ``|E - I|_F < head_tol``.
-    """
-
-    T1: int | None
-    T2: int | None
-    T3: int | None
-    T4: int | None
-    leader: int | None
-    follower: int | None
-
-    def as_dict(self) -> dict:
-        return {"T1": self.T1, "T2": self.T2, "T3": self.T3, "T4": self.T4,
-                "leader": self.leader, "follower": self.follower}
 
 
 def phase_times(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD,

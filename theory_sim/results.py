@@ -78,8 +78,28 @@ class Run:
                 f"last_step={int(self.steps[-1]) if self.n_points else None})")
 
 
+@dataclass(frozen=True)
+class PhaseTimes:
+    """Phase times in steps (``None`` where the event did not happen) and the roles.
+
+    T1: some neuron (the leader) learns ``v_1``; T2: peak of ``|E_{follower,leader}|``;
+    T3: the follower learns ``v_2``; T4: first time after T3 that ``|E - I|_F < head_tol``.
+    """
+
+    T1: int | None
+    T2: int | None
+    T3: int | None
+    T4: int | None
+    leader: int | None
+    follower: int | None
+
+    def as_dict(self) -> dict:
+        return {"T1": self.T1, "T2": self.T2, "T3": self.T3, "T4": self.T4,
+                "leader": self.leader, "follower": self.follower}
+
+
 @dataclass(frozen=True, eq=False)
-class RunSummary(Mapping):
+class RunSummary(PhaseTimes, Mapping):
     """What ``simulate_many`` reports for one run: the final state and the events of
     docs/model.md section 9, without a trajectory.
 
@@ -90,8 +110,8 @@ class RunSummary(Mapping):
     ----------
     status : ``converged``, ``max_steps``, ``diverged`` or ``interrupted``.
     steps, flow_time : where the run stopped (``flow_time = eta * steps``).
-    T1, T2, T3, T4 : phase times in steps (``None`` when not reached);
-        ``leader`` / ``follower`` 0-based neuron indices (``analysis.phase_times``).
+    T1, T2, T3, T4, leader, follower : the :class:`PhaseTimes` fields (steps, ``None``
+        when not reached; 0-based neuron indices), at step resolution.
     alignment : (m, L) final ``|c_jl|``; ``features``: the feature each neuron learned, or ``None``.
     peak_offdiag : (m, m) ``max_t |E_jr|`` (0 on the diagonal); ``E``: (m, m) final head;
     head_distance : final ``|E - I|_F``; ``loss``: final population loss.
@@ -102,12 +122,6 @@ class RunSummary(Mapping):
     status: str
     steps: int
     flow_time: float
-    T1: int | None
-    T2: int | None
-    T3: int | None
-    T4: int | None
-    leader: int | None
-    follower: int | None
     alignment: np.ndarray
     features: list
     peak_offdiag: np.ndarray
@@ -116,6 +130,9 @@ class RunSummary(Mapping):
     loss: float
     outcome: str
     W: np.ndarray | None = field(default=None, repr=False)
+
+    __eq__ = object.__eq__  # arrays inside: identity, not PhaseTimes' field comparison
+    __hash__ = object.__hash__
 
     def __post_init__(self):
         if self.status not in STATUSES:
