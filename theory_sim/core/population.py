@@ -24,7 +24,7 @@ from ._jit import (
     njit,
     njit_inline,
 )
-from .events import observe_run
+from .events import observe, observe_run
 from .moments import backward, forward, loss_grad_2x2, target_terms
 
 
@@ -244,6 +244,9 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
     A, gram, rho = ws_A(ws), ws_gram(ws), ws_rho(ws)
     ratio = rates[1] / rates[0]
     check_every = stop[3]
+    # unpacked once: unpacking a tuple of arrays at every step costs reference counting
+    first_v1, c_v1_at_first, first_v2, first_head_back, peak, peak_step, last_evaluated = events
+    thr, thr2, head_tol = event_params
     step = rec_state[0]
     # countdowns instead of two integer divisions per step
     to_record = (-step) % rec_state[2]
@@ -254,7 +257,9 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
         if status != STATUS_RUNNING:
             rec_state[0] = step
             return status
-        observe_run(step, A, gram, E, events, event_params)
+        observe(step, A, gram, E, thr, thr2, head_tol, first_v1, c_v1_at_first, first_v2, first_head_back,
+                peak, peak_step)
+        last_evaluated[0] = step
         if to_record == 0:
             record_point(rec, rec_state, step, A, gram, E, loss, rho)
             to_record = (-step) % rec_state[2]  # the stride may have doubled
