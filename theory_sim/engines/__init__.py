@@ -38,9 +38,13 @@ methods
         steps that are multiples of the stride; ``rec_state[0]`` is the step reached. It
         stops with ``core.population.convergence_status`` / ``step_status`` codes. At
         every evaluated state (``A = W V``, ``gram = W W^T``) it calls
-        ``core.events.observe_run(step, A, gram, E, events, inputs.event_params)``: the
-        phase times then have step resolution whatever ``record`` is (a continuous-time
-        engine calls it at its own evaluation points, or locates the crossings).
+        ``core.events.observe_run(step, A, gram, E, events, inputs.event_params)`` (in a
+        per-step loop, unpack ``events`` once and call ``core.events.observe`` as
+        ``population_advance`` does): the phase times then have step resolution whatever
+        ``record`` is (a continuous-time engine calls it at its own evaluation points, or
+        locates the crossings). ``events = (first_v1, c_v1_at_first, first_v2,
+        first_head_back, peak, peak_step, last_evaluated)`` (``theory_sim.events.new_events``);
+        ``rec = (steps, alignment, norms, E, loss, rho, gram)`` (``record_point``).
     ``observe_final(E, step, events)``: evaluate the current state (the run reached its
         step budget) and call ``observe_run`` on it, without stepping.
     ``weights() -> ndarray``: the current ``W`` (m, d) as a new array.
