@@ -8,7 +8,7 @@ Contenders (all float64, CPU, measured in one process, in the same run):
   prepared exactly as ``theory_sim.simulate`` prepares them;
 * theory-sim SGD engine (numba, materialised patches) at d = 512, batch 256, P = 16,
   timed through the public ``simulate(..., engine="sgd")`` less its fixed cost (and
-  the ``sgd-fast`` engine of MODEL.md section 8 the same way, where it exists);
+  the ``sgd-fast`` engine of docs/model.md section 8 the same way, where it exists);
 * JAX-jit and PyTorch-eager population steps (``benchmarks/peers``) at d = 512, 65536;
 * JAX-jit and PyTorch-eager SGD steps at d = 512, batch 256, P = 16.
 
@@ -58,6 +58,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 
 import theory_sim as ts  # noqa: E402
+from theory_sim.events import new_events  # noqa: E402
 from theory_sim.params import ENGINES  # noqa: E402
 
 ETA = 1e-3
@@ -78,22 +79,16 @@ class TheorySimPopulation:
 
     def __init__(self, model, W0, *, eta=ETA, head="offdiag"):
         from theory_sim.core.population import population_advance
-        from theory_sim.simulate import head_mask
+        from theory_sim.engines import step_inputs
+        from theory_sim.model import reduced_coordinates
 
+        # a fixed step budget: no early stop (tol < 0), as simulate(steps=...) does
         train = ts.TrainParams(eta=eta, head=head, steps=1, record=2)
         self._advance = population_advance
-        V = np.ascontiguousarray(ts.feature_vectors(model))
-        Q, _ = np.linalg.qr(np.concatenate([V, W0.T], axis=1))
-        self.Q = np.ascontiguousarray(Q)
-        self.B0 = np.ascontiguousarray(W0 @ self.Q)
-        self.Vr = np.ascontiguousarray(self.Q.T @ V)
-        self.mask = head_mask(head, model.m)
-        lam = np.asarray(model.pi, dtype=np.float64) * np.asarray(model.alpha, dtype=np.float64) ** 6
-        kx, k2, mu = ts.split_moments(model)
-        self.model_t = (lam, float(kx), float(k2), float(mu), float(model.sigma) ** 2)
-        self.rates = (train.eta, train.eta_E)
-        # a fixed step budget: no early stop (tol < 0), as simulate(steps=...) does
-        self.stop = (-1.0, train.align_threshold, train.max_norm, train.check_interval)
+        inputs = step_inputs(model, train)
+        self.Q, self.B0, self.Vr = reduced_coordinates(inputs.V, W0)
+        self.mask, self.model_t = inputs.E_mask, inputs.model
+        self.rates, self.stop, self.event_params = inputs.rates, inputs.stop, inputs.event_params
         m, L, cap = model.m, model.L, 2
         self.rec = (np.zeros(cap, np.int64), np.zeros((cap, m, L)), np.zeros((cap, m)),
                     np.zeros((cap, m, m)), np.zeros(cap), np.zeros((cap, m)), np.zeros((cap, m, m)))
@@ -106,10 +101,11 @@ class TheorySimPopulation:
         self.B[:] = self.B0
         self.E[:] = np.eye(self.E.shape[0])
         self.rec_state[:] = (0, 0, 1 << 62)  # record only step 0
+        self.events = new_events(self.E.shape[0])  # the phase events, tracked at every step
 
     def run(self, n):
         code = self._advance(self.B, self.E, self.Vr, self.mask, self.model_t, self.rates, self.stop,
-                             self.rec, self.rec_state, int(n))
+                             self.rec, self.rec_state, int(n), self.events, self.event_params)
         if code != 0:
             raise RuntimeError(f"population_advance returned status {code}")
 

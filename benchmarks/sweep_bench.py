@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     from theory_sim import ModelParams, TrainParams, simulate
     from theory_sim import sweep as sw
-    from theory_sim.batched import simulate_many
+    from theory_sim.ensemble import simulate_many
 
     alpha = tuple(float(a) for a in args.alpha.split(","))
     model = ModelParams(d=512, alpha=alpha)

@@ -1,7 +1,7 @@
-"""Slow, obvious numpy reference implementations of MODEL.md sections 1-7.
+"""Slow, obvious numpy reference implementations of docs/model.md sections 1-7.
 
 Nothing here imports ``theory_sim``: the tests compare the package against these
-functions, so they are written from MODEL.md directly, favouring the literal
+functions, so they are written from docs/model.md directly, favouring the literal
 definition over speed:
 
 * :func:`sample` draws samples of the data model (sections 1-2) with numpy's

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import theory_sim as ts
 from theory_sim import analysis as an
+from theory_sim.driver import config_dict
 from theory_sim.results import Run
-from theory_sim.simulate import config_dict
 
 # ---------------------------------------------------------------- hand-built runs
 
@@ -326,3 +326,17 @@ def test_fit_drops_bad_points_and_reports_nan_when_underdetermined():
     assert np.isnan(fit.slope)
     fit = an.fit_power_law([2, 2, 2], [1, 2, 3])
     assert np.isnan(fit.slope)
+
+
+@pytest.mark.parametrize(("features", "settled", "want"), [
+    ([0, 1], True, "diverse"),
+    ([1, 0, 1], True, "diverse"),
+    ([0, 0], True, "collapsed"),
+    ([0], True, "diverse"),  # one neuron cannot collapse onto another
+    ([0, None], True, "incomplete"),
+    ([0, 1], False, "incomplete"),
+])
+def test_outcome_rule(features, settled, want):
+    from theory_sim.status import OUTCOMES, outcome_from
+
+    assert outcome_from(features, settled=settled) == want and want in OUTCOMES

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from theory_sim import ModelParams, ParamError, TrainParams, analysis, initial_weights, simulate
-from theory_sim.batched import simulate_many
+from theory_sim import ModelParams, ParamError, RunSummary, TrainParams, analysis, initial_weights, simulate
+from theory_sim.ensemble import simulate_many
 from theory_sim.params import HEADS
 
 PHASE_KEYS = ("T1", "T2", "T3", "T4", "leader", "follower")
@@ -26,7 +26,7 @@ def reference(model, train, head_tol=analysis.DEFAULT_HEAD_TOL, W0=None) -> dict
     """What simulate_many must give for one run, from simulate() and analysis."""
     run = simulate(model, dataclasses.replace(train, record=train.max_steps + 2), W0=W0)
     thr = train.align_threshold
-    pt = analysis.phase_times(run, threshold=thr, head_tol=head_tol).as_dict()
+    pt = analysis.phase_times(run, threshold=thr, head_tol=head_tol, use_events=False).as_dict()
     outcome = analysis.outcome(run, threshold=thr)
     if run.status == "max_steps" and train.steps is None:
         outcome = "incomplete"  # stopped by the flow-time cap: documented as incomplete
@@ -200,3 +200,33 @@ def test_random_small_grids_equal_one_at_a_time(specs, parallel):
                             weights=True)
     for i, (res, (m, t, h)) in enumerate(zip(results, specs, strict=True)):
         assert_same(res, reference(m, t, head_tol=h), label=f"run {i}: {m} {t}")
+
+
+def test_summary_is_typed_and_reads_as_the_old_dict():
+    model, train = ModelParams(d=16, P=8, k=2), TrainParams(eta=0.05, steps=200)
+    plain, = simulate_many(model, train)
+    with_w, = simulate_many(model, train, weights=True)
+    assert isinstance(plain, RunSummary)
+    assert "W" not in plain and plain.W is None and "W" in with_w
+    d = plain.as_dict()
+    assert list(d) == list(plain) and len(plain) == len(d) == 16
+    assert d == {k: plain[k] for k in plain} and dict(plain).keys() == d.keys()
+    assert plain["T1"] == plain.T1 and plain.get("outcome") == plain.outcome
+    with pytest.raises(KeyError):
+        plain["W"]
+    np.testing.assert_array_equal(with_w["W"], simulate(model, train).W)
+
+
+def test_simulate_reports_the_batched_phase_times_whatever_it_records(references):
+    """Issue 13: ``simulate`` tracks the phase events at every step, so a run recorded at
+    only 20 points has the step-resolution phase times of ``simulate_many`` and of the
+    every-step trajectory (the references)."""
+    for i, (model, train, spec) in enumerate(CASES):
+        run = simulate(model, dataclasses.replace(train, record=20), W0=_w0(model, train, spec))
+        assert run.events is not None
+        pt = analysis.phase_times(run, threshold=train.align_threshold).as_dict()
+        assert pt == {k: references[i][k] for k in PHASE_KEYS}, f"case {i}"
+    full = references[0]
+    run = simulate(CASES[0][0], dataclasses.replace(CASES[0][1], record=20))
+    coarse = analysis.phase_times(run, use_events=False).as_dict()
+    assert coarse != {k: full[k] for k in PHASE_KEYS}  # the trajectory alone snaps to its grid

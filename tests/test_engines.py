@@ -1,4 +1,4 @@
-"""The engines of ``simulate`` (MODEL.md sections 4, 7, 8).
+"""The engines of ``simulate`` (docs/model.md sections 4, 7, 8).
 
 * sgd: one batch gradient equals finite differences of the numpy batch loss on the
   very batch the engine drew; averaged over many batches it approaches the
@@ -413,3 +413,66 @@ def test_progress_callback_reports_to_the_end():
     assert calls and calls[-1][0] == 5000 and calls[-1][1] == 5000 and calls[-1][2].get("done")
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
     assert run.status == "max_steps"
+
+
+# ---------------------------------------------------------------- the engine interface
+
+def test_registry_is_the_one_list_of_engines():
+    from theory_sim.engines import ENGINES, Engine
+    from theory_sim.params import ENGINES as names
+
+    assert names == tuple(ENGINES)
+    for name, engine in ENGINES.items():
+        assert issubclass(engine, Engine) and engine.name == name
+        assert engine.state_arrays[0] == "coords"
+        for method in ("init_state", "advance", "weights"):
+            assert getattr(engine, method) is not getattr(Engine, method), (name, method)
+
+
+def test_a_registered_engine_runs_without_driver_changes(monkeypatch):
+    """Plugging in an engine is one class and one registry entry: here a renamed copy of
+    the population engine, which must then give the population engine's run to the bit,
+    checkpoint and resume included."""
+    from theory_sim import engines
+    from theory_sim.engines.population import PopulationEngine
+
+    class Copy(PopulationEngine):
+        name = "population-copy"
+
+    monkeypatch.setitem(engines.ENGINES, Copy.name, Copy)
+    model = ts.ModelParams(d=16, P=8, k=2)
+    base = dict(eta=0.05, steps=300, record=50)
+    want = ts.simulate(model, ts.TrainParams(**base))
+    sim = ts.Simulation(model, ts.TrainParams(**base, engine=Copy.name))
+    assert isinstance(sim.engine, Copy)
+    sim.advance(120)
+    got = ts.resume(sim.checkpoint())
+    np.testing.assert_array_equal(got.W, want.W)
+    np.testing.assert_array_equal(got.alignment, want.alignment)
+    assert got.status == want.status
+
+
+def test_workspace_layout_matches_the_allocation():
+    from theory_sim.core import population as pop
+
+    m, r, L = 3, 7, 2
+    ws = pop.make_workspace(m, r, L)
+    assert len(ws) == len(pop.WORKSPACE_LAYOUT)
+    shapes = {"A": (m, L), "gram": (m, m), "rho": (m,), "gB": (m, r), "gE": (m, m)}
+    for name, shape in shapes.items():
+        assert ws[pop.WORKSPACE_LAYOUT.index(name)].shape == shape, name
+    assert pop.ws_gB(ws) is ws[pop.WS_GB] and pop.ws_gE(ws) is ws[pop.WS_GE]
+
+
+@pytest.mark.parametrize("engine", ["sgd", "sgd-fast"])
+def test_sgd_phase_times_do_not_depend_on_record(engine, single_thread):
+    """The SGD engines observe the phase events at every step: a run recorded at 10 points
+    reports the phase times read off the same run recorded at every step."""
+    model = ts.ModelParams(d=16, P=8, k=2, alpha=(4.0, 2.0))
+    base = dict(engine=engine, eta=0.5, eta_E=0.05, batch=64, steps=1500, seed=5)
+    every = ts.simulate(model, ts.TrainParams(**base, record=1502))
+    coarse = ts.simulate(model, ts.TrainParams(**base, record=10))
+    want = ts.analysis.phase_times(every, use_events=False)
+    assert want.T1 is not None  # the case exercises the events
+    assert ts.analysis.phase_times(coarse) == want
+    assert ts.analysis.phase_times(every) == want

@@ -1,4 +1,4 @@
-"""MODEL.md section 7: the stop-gradient population gradient.
+"""docs/model.md section 7: the stop-gradient population gradient.
 
 ``population_grad`` against central finite differences of ``population_loss`` with
 the target (stop-gradient) branch held fixed, and against the independent numpy

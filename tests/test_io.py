@@ -46,6 +46,9 @@ def test_round_trip_keeps_every_array_and_the_config(run, saved):
     # a reloaded config rebuilds the same parameters
     assert ts.ModelParams(**back.config["model"]) == ts.ModelParams(**run.config["model"])
     assert ts.TrainParams(**back.config["train"]) == ts.TrainParams(**run.config["train"])
+    assert run.events is not None and back.events.keys() == run.events.keys()
+    for name, value in run.events.items():
+        np.testing.assert_array_equal(back.events[name], value, err_msg=name)
 
 
 def test_saving_leaves_no_temporary_files(saved):

@@ -1,4 +1,4 @@
-"""MODEL.md section 6: the closed-form moments against Monte Carlo and exact enumeration.
+"""docs/model.md section 6: the closed-form moments against Monte Carlo and exact enumeration.
 
 The closed form (``N_j``, ``DF_j``, ``DG_j``, ``M``) is read out of the package's own
 kernels (``theory_sim.core.moments``) and compared with sample averages over

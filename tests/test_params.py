@@ -1,4 +1,4 @@
-"""Parameter validation (MODEL.md sections 1-4): every rule raises ParamError naming the parameter."""
+"""Parameter validation (docs/model.md sections 1-4): every rule raises ParamError naming the parameter."""
 
 from __future__ import annotations
 
@@ -193,3 +193,40 @@ def test_weights_of_the_wrong_shape_or_non_finite_are_rejected():
         ts.sgd_gradient(good, None, model, seed=-2)
     with pytest.raises(TypeError):
         ts.simulate(model.to_dict(), TrainParams())
+
+
+# ---------------------------------------------------------------- the parameter registry
+
+def test_default_pi_is_uniform_for_any_number_of_features():
+    assert ModelParams(alpha=(6, 3, 1)).pi == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    assert ModelParams(alpha=(5.0,)).pi == (1.0,)
+    assert ModelParams().pi == (0.5, 0.5)
+    assert_rejects(ModelParams, "pi", alpha=(6, 3, 1), pi=(0.5, 0.5))
+
+
+def test_registry_lists_every_field_once():
+    from theory_sim.params import PARAMETERS
+
+    for owner, cls in (("model", ModelParams), ("train", TrainParams)):
+        want = [f.name for f in dataclasses.fields(cls)]
+        assert [p.name for p in PARAMETERS if p.owner == owner] == want
+    assert len({p.flag for p in PARAMETERS}) == len(PARAMETERS)
+
+
+def test_cli_options_carry_every_registered_parameter():
+    import argparse
+
+    from theory_sim.cli.options import add_model_args, add_train_args, model_from_args, train_from_args
+
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)
+    add_train_args(parser)
+    args = parser.parse_args(["--alpha", "6,3,1", "--max-norm", "50", "--check-every", "7", "--eta-E", "0.02",
+                              "--feature-seed", "3", "--engine", "sgd-fast", "--steps", "9"])
+    model, train = model_from_args(args), train_from_args(args)
+    assert model.alpha == (6.0, 3.0, 1.0) and model.pi == ModelParams(alpha=(6, 3, 1)).pi
+    assert model.feature_seed == 3
+    assert (train.max_norm, train.check_every, train.eta_E, train.engine, train.steps) == (
+        50.0, 7, 0.02, "sgd-fast", 9)
+    defaults = parser.parse_args([])
+    assert model_from_args(defaults) == ModelParams() and train_from_args(defaults) == TrainParams()

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import theory_sim as ts
 from theory_sim.cli import main
+from theory_sim.driver import Simulation
 from theory_sim.io import CHECKPOINT, RunFileError, load_checkpoint, load_run, save_checkpoint
-from theory_sim.simulate import Simulation
 
 ENGINES = ["population", "sgd", "sgd-fast"]
 SMALL = ts.ModelParams(d=16, P=6, k=2, alpha=(3.0, 2.0))
@@ -32,6 +32,9 @@ def _assert_same_run(a, b):
     assert a.status == b.status
     for name in RUN_ARRAYS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.events.keys() == b.events.keys()  # the phase events survive the checkpoint
+    for name, value in a.events.items():
+        np.testing.assert_array_equal(value, b.events[name], err_msg=f"events[{name}]")
 
 
 @pytest.mark.parametrize("engine", ENGINES)

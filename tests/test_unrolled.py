@@ -22,8 +22,7 @@ def test_unrolled_2x2_matches_general(seed, sigma, head_scale):
     ref = [np.empty((2, 2)) for _ in range(3)] + [np.empty(2)]
     loss_ref = loss_grad(A, C, E, A, C, lam, kx, k2, mu, *ref)
     out = [np.empty((2, 2)) for _ in range(3)] + [np.empty(2)]
-    rho, gA, gC, gE = out[3], out[0], out[1], out[2]
-    loss = loss_grad_2x2(A, C, E, lam, kx, k2, mu, rho, gA, gC, gE)
+    loss = loss_grad_2x2(A, C, E, lam, kx, k2, mu, *out)  # outputs in loss_grad's order
     assert abs(loss - loss_ref) <= REL * (1.0 + abs(loss_ref))
     for got, want in zip(out, ref, strict=True):
         np.testing.assert_allclose(got, want, rtol=REL, atol=REL * np.abs(want).max())

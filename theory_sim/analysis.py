@@ -1,4 +1,4 @@
-"""Observables of a recorded run (MODEL.md section 9): pure numpy on a :class:`Run`."""
+"""Observables of a recorded run (docs/model.md section 9): pure numpy on a :class:`Run`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import DEFAULT_ALIGN_THRESHOLD
-from .results import Run
-
-DEFAULT_HEAD_TOL = 0.01
-"""T4: ``|E - I|_F`` below this counts as the head having returned to I."""
+from .events import EVENT_ARRAYS, phase_times_from_events
+from .model import model_constants, split_moments
+from .params import DEFAULT_ALIGN_THRESHOLD, DEFAULT_HEAD_TOL
+from .results import PhaseTimes, Run
+from .status import outcome_from
 
 
 def alignment(run: Run) -> np.ndarray:
@@ -34,36 +34,24 @@ def _first(mask: np.ndarray, start: int = 0) -> int | None:
     return None if idx.size == 0 else int(idx[0]) + start
 
 
-@dataclass(frozen=True)
-class PhaseTimes:
-    """Phase times in steps (``None`` where the event did not happen) and the roles.
-
-    T1: some neuron (the leader) learns ``v_1``; T2: peak of ``|E_{follower,leader}|``;
-    T3: the follower learns ``v_2``; T4: first time after T3 that ``|E - I|_F < head_tol``.
-    """
-
-    T1: int | None
-    T2: int | None
-    T3: int | None
-    T4: int | None
-    leader: int | None
-    follower: int | None
-
-    def as_dict(self) -> dict:
-        return {"T1": self.T1, "T2": self.T2, "T3": self.T3, "T4": self.T4,
-                "leader": self.leader, "follower": self.follower}
-
-
 def phase_times(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD,
-                head_tol: float = DEFAULT_HEAD_TOL) -> PhaseTimes:
-    """The phase times of MODEL.md section 9, read off the recorded trajectory.
+                head_tol: float = DEFAULT_HEAD_TOL, *, use_events: bool = True) -> PhaseTimes:
+    """The phase times of docs/model.md section 9.
 
-    Resolution is the recording stride. The follower is the first non-leader neuron
-    to learn ``v_2``; if none does, the non-leader with the largest final ``|c_j2|``.
-    T2 is ``None`` when ``|E_{follower,leader}|`` never leaves 0 or is still rising at
-    the last recorded point.
+    From the events the engine observed at every step (``run.events``, step resolution,
+    the same as ``simulate_many`` reports) when the run carries them for this
+    ``threshold`` and ``head_tol`` and ``use_events`` is true; otherwise read off the
+    recorded trajectory, at the resolution of the recording stride. The follower is the
+    first non-leader neuron to learn ``v_2``; if none does, the non-leader with the
+    largest final ``|c_j2|``. T2 is ``None`` when ``|E_{follower,leader}|`` never leaves 0
+    or is still rising at the last recorded (evaluated) point.
     """
     c = alignment(run)
+    ev = run.events
+    if use_events and ev is not None and ev["align_threshold"] == threshold and ev["head_tol"] == head_tol:
+        c_final = c[-1] if run.n_points else np.full(c.shape[1:], np.nan)
+        return PhaseTimes(**phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c_final, run.status,
+                                                    int(ev["last"])))
     steps = run.steps
     T, m, L = c.shape
     first_v1 = [_first(c[:, j, 0] >= threshold) for j in range(m)]
@@ -124,17 +112,12 @@ def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incompl
     ``incomplete`` (some neuron learned nothing, or the run diverged).
 
     ``cap_incomplete=True`` also calls a run stopped by the flow-time cap or interrupted
-    ``incomplete`` (it had not settled), as ``theory_sim.batched.simulate_many`` does.
+    ``incomplete`` (it had not settled), as ``theory_sim.ensemble.simulate_many`` does.
     """
     unsettled = hit_cap(run) or run.status == "interrupted"
     if run.status == "diverged" or (cap_incomplete and unsettled):
-        return "incomplete"
-    feats = features_learned(run, threshold)
-    if any(f is None for f in feats):
-        return "incomplete"
-    if len(set(feats)) == 1 and len(feats) > 1:
-        return "collapsed"
-    return "diverse"
+        return outcome_from((), settled=False)  # no features to read off a run that never settled
+    return outcome_from(features_learned(run, threshold), settled=True)
 
 
 # ---------------------------------------------------------------- assignment and roles
@@ -201,7 +184,7 @@ def model_of(run: Run):
 def coordinates(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """``(A, C)`` at every recorded point: ``A = W V`` (T, m, L), ``C = sigma^2 W W^T`` (T, m, m).
 
-    These fix every closed-form quantity of MODEL.md section 6.
+    These fix every closed-form quantity of docs/model.md section 6.
     """
     sigma2 = float(run.config["model"]["sigma"]) ** 2
     return run.A, sigma2 * np.asarray(run.gram, dtype=np.float64)
@@ -221,10 +204,8 @@ def view1_second_moments(run: Run, feature: int = 0) -> np.ndarray:
 
         S_rq = k2 alpha_l^6 A_rl^3 A_ql^3 + mu M_rq,   k2 = E[n1^2],   mu = E[#noise patches in view 1]
 
-    (``k2`` and ``mu`` from :func:`theory_sim.simulate.split_moments`: both view splits).
+    (``k2`` and ``mu`` from :func:`theory_sim.model.split_moments`: both view splits).
     """
-    from .simulate import split_moments
-
     model = model_of(run)
     _, k2, mu = split_moments(model)
     A, C = coordinates(run)
@@ -244,7 +225,7 @@ def substitution_ratio(run: Run, leader: int | None = None, follower: int | None
                        threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
     """(T,) ``RMS(E_fl f_l(X^(1))) / RMS(f_f(X^(1)))`` over samples that carry ``v_1``.
 
-    ``l`` = leader, ``f`` = follower (default: :func:`leader_follower`); MODEL.md
+    ``l`` = leader, ``f`` = follower (default: :func:`leader_follower`); docs/model.md
     section 5, phase II: the head's substituted signal against the follower's own
     output. Closed form from :func:`view1_second_moments`:
     ``|E_fl| sqrt(S_ll / S_ff)``. All NaN when there is no leader/follower pair.
@@ -263,13 +244,11 @@ def feature_gradient(A: np.ndarray, C: np.ndarray, E: np.ndarray, model, feature
 
     Exact population gradient (stop-gradient target at the same weights) from the
     closed-form kernel in ``(A, C, E)`` coordinates: with ``gA = dL/dA`` and
-    ``gC = dL/dC``, ``dL/dW = gA V^T + sigma^2 (gC + gC^T) W`` (MODEL.md section 7), so
+    ``gC = dL/dC``, ``dL/dW = gA V^T + sigma^2 (gC + gC^T) W`` (docs/model.md section 7), so
     ``<dL/dw_j, v_l> = gA_jl + sigma^2 sum_q (gC + gC^T)_jq A_ql``.
     """
     from .core.moments import loss_grad
-    from .simulate import _model_tuple
-
-    lam, kx, k2, mu, sigma2 = _model_tuple(model)
+    lam, kx, k2, mu, sigma2 = model_constants(model)
     A = np.ascontiguousarray(A, dtype=np.float64)
     C = np.ascontiguousarray(C, dtype=np.float64)
     E = np.ascontiguousarray(E, dtype=np.float64)
@@ -284,7 +263,7 @@ def acceleration_factor(run: Run, leader: int | None = None, follower: int | Non
     """(T,) the follower's population-gradient component along ``v_2`` with the current
     head, divided by the same with the head reset to ``I`` (same ``W``).
 
-    MODEL.md section 5, phase III: a value above 1 means the head speeds the follower
+    docs/model.md section 5, phase III: a value above 1 means the head speeds the follower
     up along ``v_2``. ``feature`` (0-based, default 1 = ``v_2``) picks another feature
     for the same ratio. 1 when ``E = I``; NaN without a follower, without that
     feature, or where the ``E = I`` component is exactly 0.

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .events import EVENT_ARRAYS
 from .results import STATUSES, Run
 
 FORMAT = "theory-sim-run"
@@ -76,6 +77,9 @@ def save_run(run: Run, directory, *, summary: dict | None = None) -> Path:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": run.config,
             "status": run.status, "message": run.message, "elapsed": run.elapsed}
     arrays = {name: getattr(run, name) for name in _ARRAYS if getattr(run, name) is not None}
+    if run.events is not None:
+        arrays.update({f"event_{k}": run.events[k] for k in EVENT_ARRAYS})
+        meta["events"] = {k: run.events[k] for k in ("last", "align_threshold", "head_tol")}
     with atomic_write(directory / TRAJECTORY) as fh:
         np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
     if summary is not None:
@@ -122,8 +126,11 @@ def load_run(path) -> Run:
     T = data["steps"].shape[0]
     if any(data[k].shape[:1] != (T,) for k in _ARRAYS[:7]):
         raise RunFileError(f"{path}: inconsistent array lengths")
+    events = None
+    if isinstance(meta.get("events"), dict) and all(f"event_{k}" in data for k in EVENT_ARRAYS):
+        events = {k: data[f"event_{k}"] for k in EVENT_ARRAYS} | meta["events"]
     return Run(**{k: data.get(k) for k in _ARRAYS}, config=meta["config"], status=meta["status"],
-               message=meta.get("message", ""), elapsed=meta.get("elapsed", float("nan")))
+               message=meta.get("message", ""), elapsed=meta.get("elapsed", float("nan")), events=events)
 
 
 CHECKPOINT = "checkpoint.npz"

@@ -1,4 +1,4 @@
-"""Frozen, validated parameter objects (MODEL.md sections 1-4).
+"""Frozen, validated parameter objects (docs/model.md sections 1-4).
 
 Every value is checked where it enters; a bad one raises :class:`ParamError`
 (a ``ValueError``) whose one-line message names the parameter, the allowed range
@@ -8,18 +8,17 @@ and the value received, which the CLI prints as is.
 from __future__ import annotations
 
 import math
-from dataclasses import KW_ONLY, asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass, fields
 from numbers import Integral, Real
 
 HEADS = ("offdiag", "frozen", "full")
-ENGINES = ("population", "sgd", "sgd-fast")
 FEATURES = ("basis", "random")
 SPLITS = ("bernoulli", "half")
 
-# Defaults where the paper's constants are unknown (MODEL.md: [choice]).
+# Defaults where the paper's constants are unknown (docs/model.md: [choice]).
 DEFAULT_MAX_FLOW_TIME = 2.0e5
 """Cap on ``eta * steps`` when ``steps=None``: the follower's escape from its
-``O(1/sqrt(d))`` initial alignment can take very long (MODEL.md section 10)."""
+``O(1/sqrt(d))`` initial alignment can take very long (docs/model.md section 10)."""
 DEFAULT_TOL = 1e-5
 """Convergence: flow-time speed of the weights and head below this (see core.population)."""
 MAX_STEPS = 10**15
@@ -28,11 +27,30 @@ MAX_ELEMENTS = 10**9
 """Bound on any one array a run allocates (8 GB of float64): larger inputs are refused
 up front with a clear message instead of failing inside numpy or numba."""
 DEFAULT_ALIGN_THRESHOLD = 0.9
-"""A neuron has learned feature l when ``|c_jl| >= 0.9`` (MODEL.md section 9)."""
+"""A neuron has learned feature l when ``|c_jl| >= 0.9`` (docs/model.md section 9)."""
+DEFAULT_HEAD_TOL = 0.01
+"""T4: the head has returned to identity when ``|E - I|_F`` is below this (docs/model.md section 9)."""
 
 
 class ParamError(ValueError):
     """A parameter is out of its allowed range; the message says which and how to fix it."""
+
+
+def uniform_pi(L: int) -> tuple:
+    """The default feature probabilities: ``1/L`` each (the one home of this rule)."""
+    return tuple(1.0 / L for _ in range(L))
+
+
+def _engine_names() -> tuple:
+    from .engines import ENGINES  # the engines import this module: read the registry late
+
+    return tuple(ENGINES)
+
+
+def __getattr__(name):
+    if name == "ENGINES":  # the engine names, read from the one registry (engines.ENGINES)
+        return _engine_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fail(name, rule, value):
@@ -76,14 +94,14 @@ def _vector(name, value):
 
 @dataclass(frozen=True)
 class ModelParams:
-    """The data model and network shape (MODEL.md sections 1-3).
+    """The data model and network shape (docs/model.md sections 1-3).
 
     Parameters
     ----------
     d : ambient dimension of a patch.
     P : patches per sample; ``k`` of them carry the feature (``2 <= k <= P``).
     alpha : feature strengths ``alpha_1 > alpha_2 > ...`` (length ``L``).
-    pi : probability of each feature (length ``L``, sums to 1).
+    pi : probability of each feature (length ``L``, sums to 1); ``None``: uniform, ``1/L`` each.
     sigma : standard deviation of the noise patches.
     m : number of neurons (rows of ``W``).
     features : ``"basis"`` (``v_l = e_l``) or ``"random"`` (a random orthonormal set
@@ -97,7 +115,7 @@ class ModelParams:
     P: int = 16
     k: int = 4
     alpha: tuple = (6.0, 3.0)
-    pi: tuple = (0.5, 0.5)
+    pi: tuple | None = None
     sigma: float = 1.0
     m: int = 2
     features: str = "basis"
@@ -115,7 +133,7 @@ class ModelParams:
             _fail("alpha", "a non-empty sequence", self.alpha)
         alpha = tuple(_real(f"alpha[{i}]", a, positive=True) for i, a in enumerate(alpha))
         set_(self, "alpha", alpha)
-        pi = _vector("pi", self.pi)
+        pi = uniform_pi(len(alpha)) if self.pi is None else _vector("pi", self.pi)
         if len(pi) != len(alpha):
             _fail("pi", f"of the same length as alpha ({len(alpha)})", self.pi)
         pi = tuple(_real(f"pi[{i}]", p, nonneg=True) for i, p in enumerate(pi))
@@ -148,7 +166,7 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """How to train (MODEL.md section 4).
+    """How to train (docs/model.md section 4).
 
     Parameters
     ----------
@@ -159,7 +177,7 @@ class TrainParams:
     engine : ``"population"`` (exact GD on the closed-form loss), ``"sgd"``
         (online mini-batch SGD with materialised patches) or ``"sgd-fast"`` (the same
         SGD process, exact in distribution, sampling only the projections the forward
-        pass needs: MODEL.md section 8).
+        pass needs: docs/model.md section 8).
     batch : mini-batch size of the ``sgd`` engine (>= 2: batch normalisation).
     steps : number of steps; ``None`` runs until converged, capped at
         ``ceil(max_flow_time / eta)`` steps.
@@ -167,7 +185,7 @@ class TrainParams:
         default model, seed 0 draws a second neuron with ``|c| ~ 0.006`` on both
         features, whose cubic-order escape takes longer than the default cap, so
         the default run would not show the paper's story (outcomes depend on the
-        seed: MODEL.md section 10; the figures map how).
+        seed: docs/model.md section 10; the figures map how).
     record : trajectory points kept (at most this many, at least half, evenly
         spaced in steps; the final step is always kept).
 
@@ -200,7 +218,7 @@ class TrainParams:
         else:
             set_(self, "eta_E", _real("eta_E", self.eta_E, nonneg=True))
         _choice("head", self.head, HEADS)
-        _choice("engine", self.engine, ENGINES)
+        _choice("engine", self.engine, _engine_names())
         set_(self, "batch", _int("batch", self.batch, 2, MAX_ELEMENTS))
         if self.steps is not None:
             set_(self, "steps", _int("steps", self.steps, 0, MAX_STEPS))
@@ -236,3 +254,69 @@ class TrainParams:
     def to_dict(self) -> dict:
         out = asdict(self)
         return out
+
+
+# ---------------------------------------------------------------- the parameter registry
+
+@dataclass(frozen=True)
+class Parameter:
+    """One field of ModelParams or TrainParams, as the CLI and the sweeps see it.
+
+    ``owner``: ``"model"`` or ``"train"``; ``kind``: ``int``, ``float``, ``str`` or
+    ``"floats"`` (a comma-separated vector); ``default``: the dataclass default
+    (``None`` where it is computed, e.g. ``pi`` uniform, ``eta_E = eta / 10``);
+    ``choices``: the allowed strings, or ``None``; ``sweepable``: a sweep may grid it
+    (``alpha``/``pi`` entry by entry); ``flag``: the CLI option.
+    """
+
+    name: str
+    owner: str
+    kind: object
+    help: str
+    choices: tuple | None = None
+    sweepable: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def default(self):
+        cls = ModelParams if self.owner == "model" else TrainParams
+        return next(f.default for f in fields(cls) if f.name == self.name)
+
+    @property
+    def choice_list(self) -> tuple | None:
+        """The allowed values (engines: read from the registry at call time)."""
+        return _engine_names() if self.name == "engine" else self.choices
+
+
+PARAMETERS = (
+    Parameter("d", "model", int, "patch dimension"),
+    Parameter("P", "model", int, "patches per sample"),
+    Parameter("k", "model", int, "feature patches per sample, 2..P"),
+    Parameter("alpha", "model", "floats", "feature strengths, comma-separated"),
+    Parameter("pi", "model", "floats", "feature probabilities, comma-separated (default uniform)"),
+    Parameter("sigma", "model", float, "noise std"),
+    Parameter("m", "model", int, "neurons"),
+    Parameter("features", "model", str, "basis (v_l = e_l) or random orthonormal features", FEATURES),
+    Parameter("feature_seed", "model", int, "seed of --features random"),
+    Parameter("split", "model", str, "view split: each patch w.p. 1/2 (bernoulli) or exactly half", SPLITS),
+    Parameter("eta", "train", float, "learning rate of W"),
+    Parameter("eta_E", "train", float, "learning rate of the head (default eta/10)"),
+    Parameter("head", "train", str, "offdiag: the paper's head; frozen: E = I; full: every entry trained",
+              HEADS),
+    Parameter("engine", "train", str, "the engine (one of engines.ENGINES; each has its own help)"),
+    Parameter("batch", "train", int, "SGD batch size", sweepable=False),
+    Parameter("steps", "train", int,
+              "number of steps (default: until converged, capped at max-flow-time/eta)"),
+    Parameter("seed", "train", int, "seed of W(0) and of the SGD samples", sweepable=False),
+    Parameter("record", "train", int, "trajectory points kept", sweepable=False),
+    Parameter("tol", "train", float, "convergence speed"),
+    Parameter("align_threshold", "train", float, "|c_jl| that counts as learned"),
+    Parameter("max_flow_time", "train", float, "cap on eta*steps when --steps is not given"),
+    Parameter("max_norm", "train", float, "a row norm beyond this is a divergence"),
+    Parameter("check_every", "train", int, "steps between convergence checks (default: every 0.5 flow time)"),
+)
+"""Every field of ModelParams and TrainParams, once: ``cli/options.py`` builds its options
+from this (and the sweep keys are to be generated from it)."""

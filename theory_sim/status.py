@@ -33,3 +33,39 @@ FAILURE_REASONS = {
 OUTCOMES = ("diverse", "collapsed", "incomplete")
 """What a run learned: every neuron a feature and more than one feature (``diverse``),
 every neuron the same feature (``collapsed``), or not settled (``incomplete``)."""
+
+RUNNING = _jit.STATUS_RUNNING
+"""The kernels' code for a run that has not stopped."""
+
+
+def divergence_message(code: int, train, step: int, *, options: tuple = ()) -> str:
+    """Why a run diverged at ``step`` and which option to change.
+
+    ``train``: the run's TrainParams; ``options``: the engine's own options
+    (``engines.Engine.options``), e.g. ``("batch",)`` adds "raise --batch".
+    """
+    what = FAILURE_REASONS[code]
+    if code == _jit.STATUS_RUNAWAY:
+        what = f"{what}={train.max_norm:g}"
+    fix = f"lower --eta (now {train.eta:g})"
+    if train.head != "frozen" and train.eta_E > 0:
+        fix += f" or --eta-E (now {train.eta_E:g})"
+    if "batch" in options:
+        fix += f", or raise --batch (now {train.batch})"
+    return f"diverged at step {step}: {what}; {fix}"
+
+
+def outcome_from(features, *, settled: bool) -> str:
+    """The outcome rule, in one place (docs/model.md section 9).
+
+    ``features``: the feature each neuron has learned (``None`` for none); ``settled``:
+    False when the run diverged, was interrupted or (where the caller counts it so)
+    stopped at the flow-time cap. Unsettled or some neuron without a feature:
+    ``incomplete``; all neurons on one feature (``m > 1``): ``collapsed``; else ``diverse``.
+    """
+    features = list(features)
+    if not settled or any(f is None for f in features):
+        return "incomplete"
+    if len(set(features)) == 1 and len(features) > 1:
+        return "collapsed"
+    return "diverse"

@@ -12,6 +12,7 @@ import sys
 
 from .. import __version__
 from ..params import ParamError
+from . import signals
 
 EXIT_USAGE = 2
 EXIT_FAILED = 3

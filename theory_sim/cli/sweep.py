@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from .. import sweep as sw
@@ -108,6 +105,7 @@ def spec_from_args(args) -> sw.SweepSpec:
 
 
 def cmd_sweep(args) -> int:
+    received = None  # the signal that stopped the sweep, once term_as_interrupt is entered
     try:
         spec = spec_from_args(args)
         bar = ProgressBar("sweep", enabled=not args.quiet)
@@ -134,7 +132,7 @@ def cmd_sweep(args) -> int:
     except KeyboardInterrupt as exc:
         print(f"theory-sim: interrupted; the finished runs are in {args.out}/{sw.TABLE}, "
               f"rerun the same command to continue", file=sys.stderr)
-        return signals.interrupt_status(exc)
+        return received.exit_status if received is not None else signals.interrupt_status(exc)
     out = Path(result.out)
     print(f"theory-sim sweep: {result.n_done} of {result.n_runs} runs in {out / sw.TABLE} "
           f"({result.n_new} new, {result.elapsed:.1f} s)")

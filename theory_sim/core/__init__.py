@@ -1,6 +1,6 @@
 """Numba kernels only: arrays and scalars in, arrays and a status code out.
 
-No I/O, no printing, no dataclasses here (DEVELOPERS.md, architecture).
+No I/O, no printing, no dataclasses here (the layering of the package: kernels at the bottom, see README).
 
 Importing this package compiles nothing; it imports every kernel module with
 numba's cache directory pointed at ``_jit.kernel_cache_dir()`` (keyed on the

@@ -21,7 +21,7 @@ njit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 
 prange = numba.prange
 
-# Status codes returned by every kernel (see theory_sim.simulate.STATUS_NAMES).
+# Status codes returned by every kernel (names and messages: theory_sim.status).
 STATUS_RUNNING = 0
 STATUS_CONVERGED = 1
 STATUS_MAX_STEPS = 2

@@ -1,6 +1,6 @@
 """Closed-form population loss of the two-view model and its stop-gradient gradient.
 
-Everything here works in the d-free coordinates of MODEL.md section 6:
+Everything here works in the d-free coordinates of docs/model.md section 6:
 
 * ``A[j, l] = <w_j, v_l>`` (m x L), ``C = sigma^2 W W^T`` (m x m, noise covariance of ``u = W xi``),
 * ``E`` the prediction head (m x m),
@@ -175,13 +175,14 @@ def loss_grad(A, C, E, At, Ct, lam, kx, k2, mu, gA, gC, gE, rho):
 
 
 @njit_inline
-def loss_grad_2x2(A, C, E, lam, kx, k2, mu, rho, gA, gC, gE):
+def loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho):
     """``target_terms + forward + backward`` for m = 2 neurons and L = 2 features
     (the paper's setting) with the target branch at the online weights.
 
     The same formulas as the general functions above, unrolled into scalars: the
     general loops over m = L = 2 spend most of their time on loop and index
-    overhead (about 5x slower). Fills ``rho``, ``gA``, ``gC``, ``gE``; returns the loss.
+    overhead (about 5x slower). Fills ``gA``, ``gC``, ``gE``, ``rho`` (the outputs in
+    :func:`loss_grad`'s order); returns the loss.
     """
     l0 = lam[0]
     l1 = lam[1]

@@ -1,6 +1,6 @@
 """Exact gradient descent on the closed-form population loss, in reduced coordinates.
 
-MODEL.md section 7: every update is a combination of ``v_1..v_L`` and the rows of
+docs/model.md section 7: every update is a combination of ``v_1..v_L`` and the rows of
 ``W``, so ``W(t) = B(t) Q^T`` with a fixed orthonormal basis ``Q`` (d x r) of
 ``span{rows of W(0), v_1..v_L}``. With ``Vr = Q^T V`` (r x L)::
 
@@ -24,6 +24,7 @@ from ._jit import (
     njit,
     njit_inline,
 )
+from .events import observe, observe_run
 from .moments import backward, forward, loss_grad_2x2, target_terms
 
 
@@ -88,12 +89,17 @@ def convergence_status(A, gram, speed_w, speed_e, ratio, stop):
     return STATUS_RUNNING
 
 
-# Positions in the workspace tuple of the arrays other kernels read.
-WS_A = 0
-WS_GE = 12
-WS_GRAM = 7
-WS_RHO = 16
-WS_GB = 18
+WORKSPACE_LAYOUT = ("A", "At3", "A3", "H", "gH", "gA",  # (m, L)
+                    "C", "gram", "M", "EM", "gM", "gC", "gE",  # (m, m)
+                    "DG", "N", "DF", "rho", "gS",  # (m,)
+                    "gB")  # (m, r)
+"""The workspace tuple, in order (``make_workspace`` allocates it, ``population_step``
+unpacks it). Other kernels read it through the accessors below, never by position."""
+WS_A = WORKSPACE_LAYOUT.index("A")
+WS_GRAM = WORKSPACE_LAYOUT.index("gram")
+WS_RHO = WORKSPACE_LAYOUT.index("rho")
+WS_GB = WORKSPACE_LAYOUT.index("gB")
+WS_GE = WORKSPACE_LAYOUT.index("gE")
 
 
 @njit
@@ -103,6 +109,36 @@ def make_workspace(m, r, L):
     return (e((m, L)), e((m, L)), e((m, L)), e((m, L)), e((m, L)), e((m, L)),
             e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)), e((m, m)),
             e(m), e(m), e(m), e(m), e(m), e((m, r)))
+
+
+@njit_inline
+def ws_A(ws):
+    """(m, L) ``A = B Vr`` at the last ``population_step``."""
+    return ws[WS_A]
+
+
+@njit_inline
+def ws_gram(ws):
+    """(m, m) ``W W^T = B B^T`` at the last ``population_step``."""
+    return ws[WS_GRAM]
+
+
+@njit_inline
+def ws_rho(ws):
+    """(m,) the correlations ``rho_j`` at the last ``population_step``."""
+    return ws[WS_RHO]
+
+
+@njit_inline
+def ws_gB(ws):
+    """(m, r) ``dL/dB`` from the last ``population_step``."""
+    return ws[WS_GB]
+
+
+@njit_inline
+def ws_gE(ws):
+    """(m, m) the masked ``dL/dE`` from the last ``population_step``."""
+    return ws[WS_GE]
 
 
 @njit_inline
@@ -135,7 +171,7 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
         if gram[j, j] == 0.0:
             return math.nan, -1.0, 0.0
     if m == 2 and L == 2:  # the paper's case: the same formulas unrolled (moments.loss_grad_2x2)
-        loss = loss_grad_2x2(A, C, E, lam, kx, k2, mu, rho, gA, gC, gE)
+        loss = loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho)
         if not math.isfinite(loss):
             return loss, 0.0, 0.0
     else:
@@ -170,8 +206,8 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
 def apply_step(B, E, rates, ws):
     """``B -= eta dL/dB``, ``E -= eta_E mask * dL/dE`` with the gradient in ``ws``."""
     eta, eta_E = rates
-    gB = ws[WS_GB]
-    gE = ws[WS_GE]
+    gB = ws_gB(ws)
+    gE = ws_gE(ws)
     m, r = B.shape
     for j in range(m):
         for i in range(r):
@@ -191,12 +227,13 @@ def step_status(loss, speed_w, speed_e):
 
 
 @njit
-def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_steps):
+def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_steps, events, event_params):
     """Advance ``n_steps`` of gradient descent; return a status code.
 
     B (m x r), E (m x m) are updated in place; ``rec_state = [step, count, stride]``.
     ``model = (lam, kx, k2, mu, sigma2)``, ``rates = (eta, eta_E)``,
     ``stop = (tol, align_threshold, max_norm, check_every)``.
+    Every evaluated step updates the phase ``events`` (``core.events.observe_run``).
     Convergence (checked every ``check_every`` steps): every neuron has
     ``max_l |c_jl| >= align_threshold`` and the flow-time speed
     ``sqrt(sum_j |dL/dw_j|^2 / |w_j|^2) + (eta_E/eta) |mask * dL/dE|_F`` is below ``tol``.
@@ -204,9 +241,12 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
     m, r = B.shape
     L = Vr.shape[1]
     ws = make_workspace(m, r, L)
-    A, gram, rho = ws[WS_A], ws[WS_GRAM], ws[WS_RHO]
+    A, gram, rho = ws_A(ws), ws_gram(ws), ws_rho(ws)
     ratio = rates[1] / rates[0]
     check_every = stop[3]
+    # unpacked once: unpacking a tuple of arrays at every step costs reference counting
+    first_v1, c_v1_at_first, first_v2, first_head_back, peak, peak_step, last_evaluated = events
+    thr, thr2, head_tol = event_params
     step = rec_state[0]
     # countdowns instead of two integer divisions per step
     to_record = (-step) % rec_state[2]
@@ -217,6 +257,9 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
         if status != STATUS_RUNNING:
             rec_state[0] = step
             return status
+        observe(step, A, gram, E, thr, thr2, head_tol, first_v1, c_v1_at_first, first_v2, first_head_back,
+                peak, peak_step)
+        last_evaluated[0] = step
         if to_record == 0:
             record_point(rec, rec_state, step, A, gram, E, loss, rho)
             to_record = (-step) % rec_state[2]  # the stride may have doubled
@@ -235,3 +278,13 @@ def population_advance(B, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_s
         to_check -= 1
     rec_state[0] = step
     return STATUS_RUNNING
+
+
+@njit
+def population_observe(B, E, Vr, E_mask, model, rates, step, events, event_params):
+    """Evaluate the state at ``step`` and observe its events without stepping (the final
+    state of a run stopped by its budget, as the ensemble observes it)."""
+    m, r = B.shape
+    ws = make_workspace(m, r, Vr.shape[1])
+    population_step(B, E, Vr, E_mask, model, rates, ws)
+    observe_run(step, ws_A(ws), ws_gram(ws), E, events, event_params)

@@ -1,4 +1,4 @@
-"""Online mini-batch SGD with materialised patches (MODEL.md sections 1-3 and 8).
+"""Online mini-batch SGD with materialised patches (docs/model.md sections 1-3 and 8).
 
 One step: draw ``N`` fresh samples (feature index, sign, k feature patches,
 Gaussian noise patches), split each sample's patches into two views, run both
@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ._jit import STATUS_NONFINITE, STATUS_RUNNING, njit, njit_inline, njit_parallel, prange
+from .events import observe_run
 from .moments import loss_grad
 from .population import convergence_status, record_point
 from .rng import xo_normal, xo_stream, xo_uniform
@@ -261,7 +262,7 @@ def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
 
 @njit
 def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
-    """Exact-in-distribution mini-batch gradient (MODEL.md section 8); same outputs as
+    """Exact-in-distribution mini-batch gradient (docs/model.md section 8); same outputs as
     ``sgd_gradient`` but ``work[0]`` is (N, P, m).
 
     With ``U`` (d x m) an orthonormal basis of a space holding the rows of ``W``
@@ -374,7 +375,7 @@ def stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step):
 
 @njit
 def sgd_advance(W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_steps, seed, gW, gE, work,
-                fast):
+                fast, events, event_params):
     """Advance ``n_steps`` of online SGD; return a status code.
 
     ``fast`` selects ``sgd_fast_gradient`` (exact in distribution, ``work[0]`` is
@@ -395,10 +396,15 @@ def sgd_advance(W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_ste
             status, loss, rho = stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step)
             if not math.isfinite(loss):
                 return STATUS_NONFINITE
+            observe_run(step, A, gram, E, events, event_params)
             if step % rec_state[2] == 0:
                 record_point(rec, rec_state, step, A, gram, E, loss, rho)
             if status != STATUS_RUNNING:
                 return status
+        else:
+            A[:, :] = W @ V  # as stop_check computes them
+            gram[:, :] = W @ W.T
+            observe_run(step, A, gram, E, events, event_params)
         if fast:
             bl = sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work)
         else:
@@ -412,3 +418,10 @@ def sgd_advance(W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_ste
                 E[j, q] -= eta_E * E_mask[j, q] * gE[j, q]
         rec_state[0] = step + 1
     return STATUS_RUNNING
+
+
+@njit
+def sgd_observe(W, E, V, step, events, event_params):
+    """Observe the events of the state at ``step`` without stepping (the final state of a
+    run stopped by its budget)."""
+    observe_run(step, W @ V, W @ W.T, E, events, event_params)

@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 
 from .. import analysis, plotting
+from ..model import initial_weights
 from ..params import ModelParams, TrainParams
-from ..simulate import initial_weights
 from .plan import Plan
 from .runs import Progress, no_progress, run_many
 

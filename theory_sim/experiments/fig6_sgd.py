@@ -8,8 +8,9 @@ import contextlib
 import numpy as np
 
 from .. import analysis, plotting
+from ..driver import simulate
+from ..model import initial_weights
 from ..params import ENGINES, ModelParams, TrainParams
-from ..simulate import initial_weights, simulate
 from .plan import Plan
 from .runs import Progress, no_progress
 from .story import flow_phase_times

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..batched import simulate_many
+from ..ensemble import simulate_many
 
 Progress = Callable[[float], None]
 """``progress(units)``: called by the experiments as work finishes (units of ``plan.cost``)."""

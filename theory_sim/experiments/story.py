@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import analysis
+from ..driver import simulate
 from ..params import ModelParams, TrainParams
-from ..simulate import simulate
 from .plan import Plan
 from .runs import Progress, no_progress
 

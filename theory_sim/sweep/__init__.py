@@ -3,7 +3,7 @@
 A sweep is a *spec*: fixed ``base`` values, a ``grid`` (an ordered list of keys,
 each with its values; the runs are their Cartesian product) and ``seeds``. Every run
 is a population run (docs/model.md section 6) done by the batched kernel
-(:func:`theory_sim.batched.simulate_many`); its row in the table holds every
+(:func:`theory_sim.ensemble.simulate_many`); its row in the table holds every
 parameter, the seed, the phase times, the final alignment, the peak ``|E_jr|`` and
 the outcome (:data:`RESULT_DOC`).
 

@@ -34,7 +34,7 @@ def _payload(cells: list[Cell]) -> list:
 
 def run_chunk(payload: list, cols: list[str], *, parallel: bool = False) -> tuple[str, list]:
     """Run one chunk of cells (a Dask task); return ``(version, [(index, row), ...])``."""
-    from ..batched import simulate_many
+    from ..ensemble import simulate_many
 
     models, trains, tols, idx = [], [], [], []
     for index, cell, model_d, train_d, head_tol, ratio in payload:
@@ -179,7 +179,7 @@ def run_sweep(spec: SweepSpec, out, *, executor: str = "dask", scheduler: str | 
 
 def _run_local(chunk: list[Cell], cols, progress):
     """A chunk in this process (the kernel uses numba's threads); Ctrl-C propagates."""
-    from ..batched import simulate_many
+    from ..ensemble import simulate_many
 
     results = simulate_many([c.model for c in chunk], [c.train for c in chunk],
                             head_tol=[c.head_tol for c in chunk], parallel=True,

@@ -3,12 +3,12 @@
 :func:`simulate_many` gives, for every ``(ModelParams, TrainParams)`` pair, what
 ``simulate()`` followed by ``analysis.phase_times`` / ``peak_offdiag`` / ``outcome``
 would give for that run, but without a trajectory and at step resolution (the
-events are tracked in the kernel at every step, see ``theory_sim.core.batched``).
+events are tracked in the kernel at every step, see ``theory_sim.core.ensemble``).
 The per-step arithmetic is the same function as ``simulate()``'s, so the final state
 is the same to the last bit.
 
 Runs are grouped by the shape of their reduced coordinates ``(m, L, r)``
-(``r = min(d, m + L)``: runs with different ``d`` share a batch, MODEL.md section 7)
+(``r = min(d, m + L)``: runs with different ``d`` share a batch, docs/model.md section 7)
 and each group is advanced in chunks of steps, so that ``progress`` is called a few
 times a second and Ctrl-C stops cleanly (unfinished runs come back ``interrupted``).
 """
@@ -21,21 +21,23 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from .analysis import DEFAULT_HEAD_TOL
 from .core import _jit
-from .core.batched import batched_advance, batched_advance_serial
-from .params import ModelParams, ParamError, TrainParams
-from .simulate import _check_weights, _model_tuple, feature_vectors, head_mask, initial_weights
+from .core.ensemble import batched_advance, batched_advance_serial
+from .engines import stop_rule
+from .events import phase_times_from_events
+from .model import (
+    check_weights,
+    feature_vectors,
+    head_mask,
+    initial_weights,
+    model_constants,
+    reduced_coordinates,
+)
+from .params import DEFAULT_HEAD_TOL, ModelParams, ParamError, TrainParams
+from .results import RunSummary
+from .status import OUTCOMES, STATUS_NAMES, outcome_from
 
-STATUS_NAMES = {
-    _jit.STATUS_RUNNING: "interrupted",
-    _jit.STATUS_CONVERGED: "converged",
-    _jit.STATUS_MAX_STEPS: "max_steps",
-    _jit.STATUS_NONFINITE: "diverged",
-    _jit.STATUS_RUNAWAY: "diverged",
-    _jit.STATUS_DEGENERATE: "diverged",
-}
-OUTCOMES = ("diverse", "collapsed", "incomplete")
+__all__ = ["OUTCOMES", "STATUS_NAMES", "RunSummary", "simulate_many"]
 _STEP_FAILURES = (_jit.STATUS_NONFINITE, _jit.STATUS_DEGENERATE)
 """Failures found by ``population_step`` itself (after the last evaluated step)."""
 TARGET_CALL_SECONDS = 0.25
@@ -91,43 +93,44 @@ class _Group:
         self.B = np.ascontiguousarray(np.stack([p["B"] for p in prepared]))
         self.E = np.ascontiguousarray(np.stack([np.eye(m) for _ in prepared]))
         self.Vr = np.ascontiguousarray(np.stack([p["Vr"] for p in prepared]))
-        self.mask = np.ascontiguousarray(np.stack([head_mask(trains[i].head, m) for i in idx]))
+        self.E_mask = np.ascontiguousarray(np.stack([head_mask(trains[i].head, m) for i in idx]))
         self.lam = np.ascontiguousarray(np.stack([p["model"][0] for p in prepared]))
-        self.consts = np.array([p["model"][1:] for p in prepared], dtype=np.float64).reshape(n, 4)
+        self.moments = np.array([p["model"][1:] for p in prepared], dtype=np.float64).reshape(n, 4)
         self.rates = np.array([(trains[i].eta, trains[i].eta_E) for i in idx], dtype=np.float64)
-        stopf, ints = [], []
+        stop_reals, stop_ints = [], []
         for i in idx:
-            t = trains[i]
-            tol = t.tol if t.steps is None else -1.0  # a fixed budget: no early stop
-            stopf.append((tol, t.align_threshold, t.max_norm))
-            ints.append((t.check_interval, t.max_steps))
-        self.stopf = np.array(stopf, dtype=np.float64).reshape(n, 3)
-        self.ints = np.array(ints, dtype=np.int64).reshape(n, 2)
+            tol, align_threshold, max_norm, check_every = stop_rule(trains[i])
+            stop_reals.append((tol, align_threshold, max_norm))
+            stop_ints.append((check_every, trains[i].max_steps))
+        self.stop_reals = np.array(stop_reals, dtype=np.float64).reshape(n, 3)
+        self.stop_ints = np.array(stop_ints, dtype=np.int64).reshape(n, 2)
         if max_steps is not None:
-            self.ints[:, 1] = max_steps
+            self.stop_ints[:, 1] = max_steps
         self.head_tol = np.ascontiguousarray(tols[idx])
-        self.st = np.zeros((n, 3), dtype=np.int64)
-        self.st[:, 1] = _jit.STATUS_RUNNING
-        self.st[:, 2] = -1
-        self.first1 = np.full((n, m), -1, dtype=np.int64)
-        self.c1_at = np.zeros((n, m))
-        self.first2 = np.full((n, m), -1, dtype=np.int64)
-        self.t4 = np.full((n, m), -1, dtype=np.int64)
+        self.counters = np.zeros((n, 3), dtype=np.int64)
+        self.counters[:, 1] = _jit.STATUS_RUNNING
+        self.counters[:, 2] = -1
+        self.first_v1 = np.full((n, m), -1, dtype=np.int64)
+        self.c_v1_at_first = np.zeros((n, m))
+        self.first_v2 = np.full((n, m), -1, dtype=np.int64)
+        self.first_head_back = np.full((n, m), -1, dtype=np.int64)
         self.peak = np.full((n, m, m), -1.0)
         self.peak_step = np.full((n, m, m), -1, dtype=np.int64)
-        self.Alast = np.full((n, m, L), np.nan)
-        self.glast = np.full((n, m), np.nan)
-        self.Elast = np.full((n, m, m), np.nan)
-        self.loss = np.full(n, np.nan)
+        self.A_last = np.full((n, m, L), np.nan)
+        self.gram_diag_last = np.full((n, m), np.nan)
+        self.E_last = np.full((n, m, m), np.nan)
+        self.loss_last = np.full(n, np.nan)
 
     def args(self, active, n_steps):
-        return (active, self.B, self.E, self.Vr, self.mask, self.lam, self.consts, self.rates,
-                self.stopf, self.ints, self.head_tol, self.st, self.first1, self.c1_at, self.first2,
-                self.t4, self.peak, self.peak_step, self.Alast, self.glast, self.Elast, self.loss,
-                int(n_steps))
+        """The kernel's arguments (``core.ensemble``'s docstring names each group)."""
+        return (active, (self.B, self.E), (self.Vr, self.E_mask, self.lam, self.moments, self.rates),
+                (self.stop_reals, self.stop_ints, self.head_tol), self.counters,
+                (self.first_v1, self.c_v1_at_first, self.first_v2, self.first_head_back, self.peak,
+                 self.peak_step),
+                (self.A_last, self.gram_diag_last, self.E_last, self.loss_last), int(n_steps))
 
     def running(self):
-        return np.flatnonzero(self.st[:, 1] == _jit.STATUS_RUNNING).astype(np.int64)
+        return np.flatnonzero(self.counters[:, 1] == _jit.STATUS_RUNNING).astype(np.int64)
 
     def advance(self, kernel, progress=None):
         """Call the kernel until every run has stopped; ``progress(n_stopped)`` between calls."""
@@ -151,35 +154,33 @@ class _Group:
         The kernel cannot keep it without copying at every step; re-running such a run
         with its budget set to that step ends on exactly that state (same arithmetic).
         """
-        bad = [k for k in range(len(self.idx)) if self.st[k, 1] in _STEP_FAILURES
-               and self.st[k, 2] >= 0]
+        bad = [k for k in range(len(self.idx)) if self.counters[k, 1] in _STEP_FAILURES
+               and self.counters[k, 2] >= 0]
         if not bad:
             return
         for k in bad:
             sub = _Group(self.idx[[k]], [self.prepared[k]], trains, tols,
-                         max_steps=int(self.st[k, 2]))
+                         max_steps=int(self.counters[k, 2]))
             sub.advance(kernel)
-            assert sub.st[0, 2] == self.st[k, 2] and sub.st[0, 1] == _jit.STATUS_MAX_STEPS
-            self.Alast[k], self.glast[k], self.Elast[k] = sub.Alast[0], sub.glast[0], sub.Elast[0]
+            assert sub.counters[0, 2] == self.counters[k, 2] and sub.counters[0, 1] == _jit.STATUS_MAX_STEPS
+            self.A_last[k], self.E_last[k] = sub.A_last[0], sub.E_last[0]
+            self.gram_diag_last[k] = sub.gram_diag_last[0]
 
 
 def _prepare(model, train, W0, cache):
     """Reduced coordinates of one run, built exactly as ``simulate()`` builds them."""
     W0 = initial_weights(model, train.seed) if W0 is None else W0
-    W0, _ = _check_weights(W0, None, model)
-    key = model
-    if key not in cache:
-        cache[key] = (np.ascontiguousarray(feature_vectors(model)), _model_tuple(model))
-    V, model_t = cache[key]
-    Q, _ = np.linalg.qr(np.concatenate([V, W0.T], axis=1))
-    Q = np.ascontiguousarray(Q)
-    return {"Q": Q, "B": np.ascontiguousarray(W0 @ Q), "Vr": np.ascontiguousarray(Q.T @ V),
-            "model": model_t}
+    W0, _ = check_weights(W0, None, model)
+    if model not in cache:
+        cache[model] = (np.ascontiguousarray(feature_vectors(model)), model_constants(model))
+    V, model_t = cache[model]
+    Q, B, Vr = reduced_coordinates(V, W0)
+    return {"Q": Q, "B": B, "Vr": Vr, "model": model_t}
 
 
 def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, parallel: bool = True,
-                  weights: bool = False, progress: ProgressFn | None = None) -> list[dict]:
-    """Run every ``(models[i], trains[i])`` with the population engine; one dict per run.
+                  weights: bool = False, progress: ProgressFn | None = None) -> list[RunSummary]:
+    """Run every ``(models[i], trains[i])`` with the population engine; one :class:`RunSummary` each.
 
     ``models`` / ``trains``: a ``ModelParams`` / ``TrainParams`` or sequences of them (a
     single one is broadcast). ``head_tol`` (scalar or per run): T4's tolerance on
@@ -189,8 +190,9 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
     ``weights``: also return the final weights ``W`` (m x d). ``progress(done, total)`` is
     called between kernel calls with the number of finished runs.
 
-    Each dict holds ``status`` (``converged``, ``max_steps``, ``diverged`` or
-    ``interrupted``), ``steps`` and ``flow_time`` at the stop, the phase times ``T1..T4``
+    Each summary (also readable as a mapping, as the earlier dicts) holds ``status``
+    (``converged``, ``max_steps``, ``diverged`` or ``interrupted``), ``steps`` and
+    ``flow_time`` at the stop, the phase times ``T1..T4``
     (steps, ``None`` when not reached), ``leader`` / ``follower`` (0-based neuron indices),
     ``alignment`` (m x L final ``|c_jl|``), ``features`` (the feature each neuron has
     learned, or ``None``), ``peak_offdiag`` (m x m ``max_t |E_jr|``, 0 on the diagonal),
@@ -229,8 +231,9 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
         # unfinished runs keep status RUNNING: reported as interrupted
         for g in groups:  # a failed run not yet recovered counts as unfinished
             for k in range(len(g.idx)):
-                if g.st[k, 1] in _STEP_FAILURES and g.st[k, 2] >= 0 and np.isnan(g.glast[k, 0]):
-                    g.st[k, 1] = _jit.STATUS_RUNNING
+                failed, evaluated = g.counters[k, 1] in _STEP_FAILURES, g.counters[k, 2] >= 0
+                if failed and evaluated and np.isnan(g.gram_diag_last[k, 0]):
+                    g.counters[k, 1] = _jit.STATUS_RUNNING
     out: list = [None] * n
     for g in groups:
         for k, i in enumerate(g.idx):
@@ -238,11 +241,11 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
     return out
 
 
-def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> dict:
-    step, code, last = (int(x) for x in g.st[k])
+def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:
+    step, code, last = (int(x) for x in g.counters[k])
     status = STATUS_NAMES[code]
-    m, L = g.Alast.shape[1:]
-    A, gram = g.Alast[k], g.glast[k]
+    m, L = g.A_last.shape[1:]
+    A, gram = g.A_last[k], g.gram_diag_last[k]
     with np.errstate(invalid="ignore", divide="ignore"):
         nrm = np.sqrt(gram)  # record_point's c = A / |w_j| (0 for a zero row)
         c = np.abs(np.where(nrm[:, None] > 0.0, A / nrm[:, None], 0.0))
@@ -255,50 +258,19 @@ def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> dict:
         l = int(np.argmax(c[j])) if np.all(np.isfinite(c[j])) else -1
         feats.append(l if l >= 0 and c[j, l] >= thr else None)
     capped = status == "max_steps" and train.steps is None
-    if status in ("diverged", "interrupted") or capped or any(f is None for f in feats):
-        outcome = "incomplete"
-    elif len(set(feats)) == 1 and m > 1:
-        outcome = "collapsed"
-    else:
-        outcome = "diverse"
+    outcome = outcome_from(feats, settled=not (status in ("diverged", "interrupted") or capped))
     peak = g.peak[k].copy()
     peak[peak < 0] = np.nan  # nothing evaluated
     np.fill_diagonal(peak, 0.0)
-    E = g.Elast[k].copy()
-    res = {"status": status, "steps": step, "flow_time": step * train.eta, **times,
-           "alignment": c, "features": feats, "peak_offdiag": peak, "E": E,
-           "head_distance": float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
-           "loss": float(g.loss[k]), "outcome": outcome}
-    if weights:
-        res["W"] = g.B[k] @ g.Q[k].T
-    return res
+    E = g.E_last[k].copy()
+    return RunSummary(status=status, steps=step, flow_time=step * train.eta, **times,
+                      alignment=c, features=feats, peak_offdiag=peak, E=E,
+                      head_distance=float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
+                      loss=float(g.loss_last[k]), outcome=outcome,
+                      W=g.B[k] @ g.Q[k].T if weights else None)
 
 
 def _phase_times(g: _Group, k: int, status: str, last: int, c: np.ndarray) -> dict:
     """``analysis.phase_times`` from the events tracked in the kernel (step resolution)."""
-    none = {"T1": None, "T2": None, "T3": None, "T4": None, "leader": None, "follower": None}
-    first1, c1, first2, t4 = g.first1[k], g.c1_at[k], g.first2[k], g.t4[k]
-    m, L = c.shape
-    hits = [(int(first1[j]), -float(c1[j]), j) for j in range(m) if first1[j] >= 0]
-    if not hits:
-        return none
-    T1, _, leader = min(hits)
-    others = [j for j in range(m) if j != leader]
-    if not others:
-        return none | {"T1": T1, "leader": leader}
-    follower, T3 = None, None
-    if L >= 2:
-        v2 = [(int(first2[j]), j) for j in others if first2[j] >= 0]
-        if v2:
-            T3, follower = min(v2)
-    if follower is None:
-        col = c[others, 1 if L >= 2 else 0]
-        follower = others[int(np.argmax(col))]
-    peak = float(g.peak[k, follower, leader])
-    at = int(g.peak_step[k, follower, leader])
-    T2 = None if peak <= 0.0 or (at == last and status != "converged") else at
-    T4 = None
-    if T3 is not None and t4[follower] >= 0:
-        T4 = int(t4[follower])
-    return {"T1": T1, "T2": T2, "T3": T3, "T4": T4, "leader": leader, "follower": follower}
-
+    return phase_times_from_events(g.first_v1[k], g.c_v1_at_first[k], g.first_v2[k], g.first_head_back[k],
+                                   g.peak[k], g.peak_step[k], c, status, last)

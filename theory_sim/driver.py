@@ -1,0 +1,283 @@
+"""Run any engine: ``Simulation``, ``simulate`` and ``resume`` (docs/model.md sections 3-8).
+
+The driver is engine-agnostic: it builds the run's constants, lets the engine from
+``engines.ENGINES`` advance in chunks (so a progress callback can report and Ctrl-C
+stops at a step boundary with a consistent partial result), checkpoints, and turns
+the kernels' status code into a ``Run.status`` and a message that names the fix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ._version import __version__
+from .core import _jit
+from .engines import ENGINES, step_inputs
+from .events import EVENT_ARRAYS, new_events
+from .model import check_weights, initial_weights
+from .objective import population_terms
+from .params import MAX_ELEMENTS, ModelParams, ParamError, TrainParams
+from .results import Run
+from .status import STATUS_NAMES, divergence_message
+
+ProgressFn = Callable[[int, int, dict], None]
+
+
+def check_memory(model: ModelParams, train: TrainParams) -> None:
+    """Refuse, with a message naming the fix, a run whose arrays would not fit in memory."""
+    m, L, cap = model.m, model.L, train.record
+    if cap * (m * L + 2 * m * m + 2 * m + 2) > MAX_ELEMENTS:
+        raise ParamError(f"record must be smaller: {cap} points of m={m} neurons would not fit in memory")
+    ENGINES[train.engine].check_memory(model, train)
+
+
+def config_dict(model: ModelParams, train: TrainParams) -> dict:
+    """Every parameter, the seed and the package version (stored with each run)."""
+    return {"model": model.to_dict(), "train": train.to_dict(), "version": __version__}
+
+
+_EVENT_KEYS = (*EVENT_ARRAYS, "last")
+CHECKPOINT_FORMAT = "theory-sim-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class Simulation:
+    """A run in progress. Its whole state lives in arrays, so it can be checkpointed
+    (:meth:`checkpoint`) and resumed (:meth:`from_checkpoint`) bit-identically: the
+    SGD engines' random numbers are counter-based (seed, step, sample), so the step
+    counter is the generator state.
+    """
+
+    def __init__(self, model: ModelParams, train: TrainParams, *, W0=None, E0=None, _state=None):
+        if not isinstance(model, ModelParams) or not isinstance(train, TrainParams):
+            raise TypeError("Simulation(model, train) takes a ModelParams and a TrainParams")
+        self.model, self.train = model, train
+        m, L, cap = model.m, model.L, train.record
+        check_memory(model, train)
+        self.inputs = step_inputs(model, train)
+        self.V = self.inputs.V
+        engine = ENGINES[train.engine]
+        if _state is not None:
+            self._restore(_state, engine)
+        else:
+            W0 = initial_weights(model, train.seed) if W0 is None else W0
+            self.W0, E = check_weights(W0, E0, model)
+            self.E = E.copy()
+            self.rec = (np.zeros(cap, np.int64), np.zeros((cap, m, L)), np.zeros((cap, m)),
+                        np.zeros((cap, m, m)), np.zeros(cap), np.zeros((cap, m)), np.zeros((cap, m, m)))
+            self.rec_state = np.array([0, 0, 1], dtype=np.int64)
+            if train.steps is not None:  # even spacing from the start
+                self.rec_state[2] = max(1, -(-train.max_steps // (cap - 1)))
+            self.code = _jit.STATUS_RUNNING
+            self.elapsed = 0.0
+            self.engine_state = engine.init_state(self.W0, self.inputs)
+            self.events, self.events_complete = new_events(m), True
+        self.engine = engine(model, train, self.inputs, self.engine_state)
+
+    @property
+    def step(self) -> int:
+        return int(self.rec_state[0])
+
+    @property
+    def done(self) -> bool:
+        return self.code != _jit.STATUS_RUNNING or self.step >= self.train.max_steps
+
+    def weights(self) -> np.ndarray:
+        """Current ``W`` (m x d)."""
+        return self.engine.weights()
+
+    def advance(self, n: int) -> int:
+        """Run at most ``n`` more steps (fewer if the run stops); return the status code."""
+        if self.code != _jit.STATUS_RUNNING:
+            return self.code
+        n = int(min(n, self.train.max_steps - self.step))
+        t0 = time.perf_counter()
+        if n > 0:
+            self.code = int(self.engine.advance(self.E, self.rec, self.rec_state, self.events, n))
+        self._observe_budget_end()
+        self.elapsed += time.perf_counter() - t0
+        return self.code
+
+    def _observe_budget_end(self) -> None:
+        """The final state at the step budget is evaluated too (once), as the ensemble does."""
+        at_budget = self.code == _jit.STATUS_RUNNING and self.step >= self.train.max_steps
+        if at_budget and self.events[-1][0] != self.step:
+            self.engine.observe_final(self.E, self.step, self.events)
+
+    def run(self, *, progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
+            checkpoint_every: int | None = None, on_checkpoint: Callable[[dict], None] | None = None) -> Run:
+        """Advance until done; see :func:`simulate`."""
+        max_steps = self.train.max_steps
+        chunk = self.engine.first_chunk
+        interrupted = False
+        next_ckpt = None
+        if checkpoint_every:
+            next_ckpt = (self.step // checkpoint_every + 1) * checkpoint_every
+        try:
+            while not self.done:
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    break
+                n = chunk if next_ckpt is None else min(chunk, next_ckpt - self.step)
+                t0 = time.perf_counter()
+                self.advance(n)
+                dt = time.perf_counter() - t0
+                # aim at ~0.25 s per kernel call: responsive progress and Ctrl-C
+                chunk = int(min(max(chunk * 0.25 / max(dt, 1e-6), 16), chunk * 8, 10**8))
+                if next_ckpt is not None and self.step >= next_ckpt and not self.done:
+                    on_checkpoint(self.checkpoint())
+                    next_ckpt += checkpoint_every
+                if progress is not None:
+                    progress(self.step, max_steps, _progress_info(self.rec, self.rec_state))
+        except KeyboardInterrupt:
+            interrupted = True
+        run = self.result(interrupted=interrupted)
+        if progress is not None:
+            progress(self.step, max_steps, _progress_info(self.rec, self.rec_state) | {"done": True})
+        return run
+
+    def result(self, *, interrupted: bool = False) -> Run:
+        """The :class:`Run` recorded so far (status ``interrupted`` if asked and not done)."""
+        self._observe_budget_end()
+        train, step, code = self.train, self.step, self.code
+        if interrupted and not self.done:
+            status, message = "interrupted", f"interrupted at step {step}: partial result"
+        elif code == _jit.STATUS_RUNNING:
+            status = "max_steps"
+            message = (f"stopped at the step budget ({train.max_steps} steps, "
+                       f"flow time {train.max_steps * train.eta:g})")
+        else:
+            status = STATUS_NAMES[code]
+            if status == "converged":
+                message = f"converged at step {step} (flow time {step * train.eta:g})"
+            else:
+                message = divergence_message(code, train, step, options=self.engine.options)
+        Wf = self.weights()
+        n = int(self.rec_state[1])
+        out = [a[:n].copy() for a in self.rec]
+        if status != "diverged" and (n == 0 or out[0][-1] != step):
+            out = _append_final(out, Wf, self.E, self.V, self.model, step)
+        return Run(steps=out[0], alignment=out[1], norms=out[2], E=out[3], loss=out[4], rho=out[5],
+                   gram=out[6], config=config_dict(self.model, self.train), status=status,
+                   message=message, W0=self.W0, W=Wf, E_final=self.E.copy(), elapsed=self.elapsed,
+                   events=self._events_record())
+
+    def _events_record(self) -> dict | None:
+        """The phase events for ``Run.events`` (``None`` if a checkpoint did not carry them)."""
+        if not self.events_complete:
+            return None
+        ev = {k: v.copy() for k, v in zip(EVENT_ARRAYS, self.events, strict=False)}
+        thr, _, head_tol = self.inputs.event_params
+        return ev | {"last": int(self.events[-1][0]), "align_threshold": thr, "head_tol": head_tol}
+
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict:
+        """The full state as a dict of arrays (plus JSON-able metadata under ``meta``)."""
+        names = ("steps", "alignment", "norms", "E", "loss", "rho", "gram")
+        state = {f"rec_{k}": v.copy() for k, v in zip(names, self.rec, strict=True)}
+        state.update(rec_state=self.rec_state.copy(), E_now=self.E.copy(), W0=self.W0.copy())
+        state.update({k: v.copy() for k, v in self.engine_state.items()})
+        if self.events_complete:
+            state.update({f"events_{k}": v.copy() for k, v in zip(_EVENT_KEYS, self.events, strict=True)})
+        state["meta"] = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+                         "config": config_dict(self.model, self.train), "code": self.code,
+                         "elapsed": self.elapsed}
+        return state
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> Simulation:
+        """Rebuild a run from :meth:`checkpoint`'s output; raises ``ValueError`` if it is not one."""
+        meta = state.get("meta")
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a theory-sim checkpoint")
+        if meta.get("format_version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint format version {meta.get('format_version')!r}; this theory-sim "
+                             f"reads version {CHECKPOINT_VERSION}")
+        cfg = meta["config"]
+        mdict = dict(cfg["model"])
+        mdict["alpha"], mdict["pi"] = tuple(mdict["alpha"]), tuple(mdict["pi"])
+        model, train = ModelParams(**mdict), TrainParams(**cfg["train"])
+        return cls(model, train, _state=state)
+
+    def _restore(self, state: dict, engine) -> None:
+        model, train = self.model, self.train
+        m, L, cap = model.m, model.L, train.record
+        names = ("steps", "alignment", "norms", "E", "loss", "rho", "gram")
+        shapes = ((cap,), (cap, m, L), (cap, m), (cap, m, m), (cap,), (cap, m), (cap, m, m))
+        try:
+            rec = []
+            for name, shape in zip(names, shapes, strict=True):
+                a = np.asarray(state[f"rec_{name}"])
+                if a.shape != shape:
+                    raise ValueError(f"rec_{name} has shape {a.shape}, expected {shape}")
+                rec.append(_owned(a, np.int64 if name == "steps" else np.float64))
+            self.rec = tuple(rec)
+            self.rec_state = _owned(state["rec_state"], np.int64)
+            self.engine_state = {k: _owned(state[k], np.float64) for k in engine.state_arrays}
+            self.events = new_events(m)
+            self.events_complete = all(f"events_{k}" in state for k in _EVENT_KEYS)
+            if self.events_complete:  # an older checkpoint without them: the Run carries none
+                fresh = self.events
+                self.events = tuple(_owned(state[f"events_{k}"], a.dtype) for k, a in
+                                    zip(_EVENT_KEYS, fresh, strict=True))
+                if any(a.shape != b.shape for a, b in zip(self.events, fresh, strict=True)):
+                    raise ValueError("checkpoint event arrays have inconsistent shapes")
+            self.E = _owned(state["E_now"], np.float64)
+            self.W0 = _owned(state["W0"], np.float64)
+        except KeyError as exc:
+            raise ValueError(f"checkpoint is missing {exc.args[0]}") from None
+        if self.rec_state.shape != (3,) or self.E.shape != (m, m) or self.W0.shape != (m, model.d):
+            raise ValueError("checkpoint arrays have inconsistent shapes")
+        self.code = int(state["meta"].get("code", _jit.STATUS_RUNNING))
+        self.elapsed = float(state["meta"].get("elapsed", 0.0))
+
+
+def _owned(a, dtype) -> np.ndarray:
+    """A C-contiguous copy: a restored run must not share memory with the caller's state."""
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
+def simulate(model: ModelParams, train: TrainParams, *, W0=None, E0=None,
+             progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
+             checkpoint_every: int | None = None,
+             on_checkpoint: Callable[[dict], None] | None = None) -> Run:
+    """Train the model of docs/model.md section 3 and return the recorded :class:`Run`.
+
+    ``W0`` (m x d) overrides the seeded ``N(0, 1/d)`` initialisation and ``E0`` the
+    identity head. ``progress(step, max_steps, info)`` is called between chunks of
+    work (a few times a second). Ctrl-C, or ``should_stop()`` turning true, stops at a
+    step boundary and returns the partial run with status ``interrupted``. With
+    ``checkpoint_every=N``, ``on_checkpoint(state)`` receives the full state every
+    ``N`` steps (:meth:`Simulation.from_checkpoint` resumes it exactly).
+    """
+    sim = Simulation(model, train, W0=W0, E0=E0)
+    return sim.run(progress=progress, should_stop=should_stop, checkpoint_every=checkpoint_every,
+                   on_checkpoint=on_checkpoint)
+
+
+def resume(state: dict, **run_options) -> Run:
+    """Continue a checkpointed run to the end (same options as :func:`simulate`)."""
+    return Simulation.from_checkpoint(state).run(**run_options)
+
+
+def _append_final(out, W, E, V, model, step):
+    A = W @ V
+    gram = W @ W.T
+    loss, rho = population_terms(W, E, model)
+    nrm = np.sqrt(np.diag(gram))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        align = np.where(nrm[:, None] > 0, A / nrm[:, None], 0.0)
+    point = (step, align, nrm, E, loss, rho, gram)
+    return [np.concatenate([a, np.asarray(p, dtype=a.dtype)[None]]) for a, p in zip(out, point, strict=True)]
+
+
+def _progress_info(rec, rec_state) -> dict:
+    n = int(rec_state[1])
+    if n == 0:
+        return {}
+    align = rec[1][n - 1]
+    return {"loss": float(rec[4][n - 1]), "alignment": np.abs(align).copy(),
+            "E": rec[3][n - 1].copy()}

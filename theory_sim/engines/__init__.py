@@ -1,0 +1,68 @@
+"""The engines: one module per engine behind one interface, and the one registry.
+
+``ENGINES`` maps each ``TrainParams.engine`` name to its class; ``params``, the CLI and
+the sweeps read the list of engines from here, and :class:`~theory_sim.driver.Simulation`
+drives any of them the same way (it never branches on the name).
+
+Adding an engine (e.g. ``flow``) means adding ``engines/flow.py`` and one entry below.
+The module defines a subclass of :class:`~theory_sim.engines.base.Engine` with:
+
+class attributes
+    ``name`` (str): the registry key and the ``--engine`` value.
+    ``help`` (str): one line for ``--help``.
+    ``options`` (tuple of str): the ``TrainParams`` fields it reads beyond the common
+        ones (eta, eta_E, head, steps, seed, record, tol, align_threshold, max_norm,
+        check_every, max_flow_time), e.g. ``("batch",)``; a divergence message suggests
+        ``--batch`` only for engines that list it.
+    ``first_chunk`` (int): steps in the first ``advance`` call; the driver then adapts the
+        chunk to ~0.25 s per call.
+    ``state_arrays`` (tuple of str): the keys of the checkpointed arrays, ``"coords"`` first
+        (the checkpoint stores them under these names).
+
+methods
+    ``check_memory(model, train)`` (classmethod, optional): raise ``ParamError`` naming
+        the fix if the engine's own arrays would not fit (the driver checks the record).
+    ``init_state(W0, inputs) -> dict[str, ndarray]`` (classmethod): the checkpointed
+        arrays at ``W(0) = W0`` ((m, d) float64, validated), keys ``state_arrays``.
+        ``inputs`` is the run's :class:`~theory_sim.engines.base.StepInputs`
+        ``(V, E_mask, model, rates, stop, event_params)``.
+    ``__init__(model, train, inputs, state)``: bind to ``state`` (owned C-contiguous
+        float64 arrays, advanced in place) and allocate scratch space; called for a fresh
+        run and for a restored checkpoint alike (call ``super().__init__``, which sets
+        ``self.model``, ``self.train``, ``self.inputs``, ``self.state``).
+    ``advance(E, rec, rec_state, events, n) -> int``: advance at most ``n`` steps in place
+        (``E`` (m, m) the head, also in place) and return a ``core._jit`` status code:
+        ``STATUS_RUNNING`` if it did all ``n``, else why it stopped. The kernel keeps
+        ``rec_state = [step, count, stride]`` and records points with
+        ``core.population.record_point(rec, rec_state, step, A, gram, E, loss, rho)`` at
+        steps that are multiples of the stride; ``rec_state[0]`` is the step reached. It
+        stops with ``core.population.convergence_status`` / ``step_status`` codes. At
+        every evaluated state (``A = W V``, ``gram = W W^T``) it calls
+        ``core.events.observe_run(step, A, gram, E, events, inputs.event_params)`` (in a
+        per-step loop, unpack ``events`` once and call ``core.events.observe`` as
+        ``population_advance`` does): the phase times then have step resolution whatever
+        ``record`` is (a continuous-time engine calls it at its own evaluation points, or
+        locates the crossings). ``events = (first_v1, c_v1_at_first, first_v2,
+        first_head_back, peak, peak_step, last_evaluated)`` (``theory_sim.events.new_events``);
+        ``rec = (steps, alignment, norms, E, loss, rho, gram)`` (``record_point``).
+    ``observe_final(E, step, events)``: evaluate the current state (the run reached its
+        step budget) and call ``observe_run`` on it, without stepping.
+    ``weights() -> ndarray``: the current ``W`` (m, d) as a new array.
+"""
+
+from __future__ import annotations
+
+from .base import Engine, StepInputs, step_inputs, stop_rule
+from .population import PopulationEngine
+from .sgd import SGDEngine
+from .sgd_fast import SGDFastEngine
+
+ENGINES: dict[str, type[Engine]] = {
+    PopulationEngine.name: PopulationEngine,
+    SGDEngine.name: SGDEngine,
+    SGDFastEngine.name: SGDFastEngine,
+}
+"""Engine name -> engine class: the one list of engines."""
+
+__all__ = ["ENGINES", "Engine", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs", "step_inputs",
+           "stop_rule"]
