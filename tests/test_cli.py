@@ -325,7 +325,7 @@ def _summary(out, argv, capsys):
 
 @pytest.mark.slow
 def test_default_model_collapses_without_head_and_diversifies_with_it(tmp_path, capsys):
-    """MODEL.md section 5 at the default model (d = 512, seed 1): with E frozen at I both
+    """docs/model.md section 5 at the default model (d = 512, seed 1): with E frozen at I both
     neurons learn v1; with the off-diagonal head one learns v1 (T1), the head entry
     peaks (T2), the other neuron then learns v2 (T3)."""
     frozen = _summary(tmp_path / "frozen", ["--head", "frozen", "--d", "512", "--eta", "1e-2"], capsys)

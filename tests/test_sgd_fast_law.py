@@ -1,5 +1,5 @@
 """The exact-in-distribution engine (``sgd-fast``) runs the same random process as
-the materialised ``sgd`` engine (issue 5, MODEL.md section 8).
+the materialised ``sgd`` engine (docs/model.md section 8).
 
 From one fixed start, ``N_SEEDS`` independent runs of each engine give samples of
 ``<w_j, v_l>`` and ``|w_j|`` after ``STEPS`` steps; two-sample Kolmogorov-Smirnov tests

@@ -1,6 +1,6 @@
 """Peer baselines: what a researcher would write instead of theory-sim.
 
-Two independent float64 implementations of the model in ``MODEL.md`` (the
+Two independent float64 implementations of the model in ``docs/model.md`` (the
 project's model specification), one in PyTorch (eager mode) and one in JAX (jit):
 
 * the population gradient step: autograd on section 6's closed-form loss, on the
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Constants:
-    """Plain-Python constants of MODEL.md sections 1-6 for the Bernoulli(1/2) split."""
+    """Plain-Python constants of docs/model.md sections 1-6 for the Bernoulli(1/2) split."""
 
     d: int
     m: int
@@ -46,7 +46,7 @@ class Constants:
 
 
 def constants(params) -> Constants:
-    """Constants of a ``ModelParams``-like object (MODEL.md section 6, derived here).
+    """Constants of a ``ModelParams``-like object (docs/model.md section 6, derived here).
 
     Only the paper's setting is supported by the peers: basis features
     ``v_l = e_l`` and the Bernoulli(1/2) view split.

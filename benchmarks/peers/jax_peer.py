@@ -24,7 +24,7 @@ DTYPE = jnp.float64
 # ---------------------------------------------------------------- population (section 6)
 
 def population_loss_j(W, E, c: Constants, target=None):
-    """Closed-form population loss with the stop-gradient of MODEL.md section 6.
+    """Closed-form population loss with the stop-gradient of docs/model.md section 6.
 
     ``target`` (default ``W``) are the target branch's weights, behind
     ``stop_gradient``: ``A3`` of ``G`` inside ``N_j`` and all of ``DG_j`` are constants.
@@ -123,7 +123,7 @@ def sgd_loss_grad(W, E, X, view1):
 
 
 def sample_batch(key, c: Constants, N: int):
-    """A fresh batch of MODEL.md sections 1-2: ``X`` (N, P, d) and ``view1`` (N, P) bool."""
+    """A fresh batch of docs/model.md sections 1-2: ``X`` (N, P, d) and ``view1`` (N, P) bool."""
     P, k, d = c.P, c.k, c.d
     k_lab, k_sign, k_perm, k_view, k_noise = jax.random.split(key, 5)
     label = jax.random.choice(k_lab, c.L, (N,), p=jnp.asarray(c.pi, dtype=DTYPE))

@@ -1,6 +1,6 @@
 """PyTorch (eager, float64, CPU) peer of theory-sim: see ``benchmarks/peers/__init__.py``.
 
-Written the way a researcher would: the closed-form population loss of MODEL.md
+Written the way a researcher would: the closed-form population loss of docs/model.md
 section 6 on the full ``W`` (m x d) differentiated by autograd, and a vectorised
 mini-batch SGD step of section 3 on materialised patches. No reduced coordinates,
 no hand-written gradients.
@@ -119,7 +119,7 @@ def sgd_loss_grad(W, E, X, view1):
 
 
 def sample_batch(c: Constants, N: int, gen: torch.Generator, alpha: torch.Tensor, pi: torch.Tensor):
-    """A fresh batch of MODEL.md sections 1-2: ``X`` (N, P, d) and ``view1`` (N, P) bool.
+    """A fresh batch of docs/model.md sections 1-2: ``X`` (N, P, d) and ``view1`` (N, P) bool.
 
     Feature index ``l ~ pi``, sign uniform, a uniform k-subset of feature patches
     carrying ``s alpha_l e_l``, the other patches ``N(0, sigma^2 I_d)``; each patch
