@@ -1,4 +1,4 @@
-"""Reliability (issue 6): exact resume, graceful interruption, hostile command lines."""
+"""Reliability: exact resume, graceful interruption, hostile command lines."""
 
 from __future__ import annotations
 
