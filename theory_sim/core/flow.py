@@ -156,12 +156,13 @@ RB_D = 1.0 / (2.0 + math.sqrt(2.0))
 RB_E32 = 6.0 + math.sqrt(2.0)
 
 
-@njit_inline
+@njit
 def _rhs(y, f, Vr, E_mask, model, ratio, Bb, Eb, ws):
     """``f = dy/dt`` at ``y``; returns ``(loss, speed_w, speed_e)``.
 
     The one place that calls the closed-form gradient (``population_step``): ``gB`` and the
-    already masked ``gE`` are read from its workspace.
+    already masked ``gE`` are read from its workspace. Not inlined: the solver calls it from
+    many places, and one compiled copy keeps the compile time short.
     """
     m, r = Bb.shape
     k = 0
