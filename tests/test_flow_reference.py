@@ -13,8 +13,8 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq, minimize_scalar
 
-from theory_sim import population_grad
 from theory_sim import flow_solver as fs
+from theory_sim import population_grad
 from theory_sim.params import ModelParams, TrainParams
 
 
@@ -52,7 +52,8 @@ def _peak(sol, idx):
     ts = sol.t
     vals = np.abs(sol.y[idx])
     i = int(np.argmax(vals))
-    res = minimize_scalar(lambda t: -abs(sol.sol(t)[idx]), bounds=(ts[max(i - 1, 0)], ts[min(i + 1, len(ts) - 1)]),
+    bounds = (ts[max(i - 1, 0)], ts[min(i + 1, len(ts) - 1)])
+    res = minimize_scalar(lambda t: -abs(sol.sol(t)[idx]), bounds=bounds,
                           method="bounded", options={"xatol": 1e-10})
     return res.x, -res.fun
 

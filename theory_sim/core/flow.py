@@ -14,9 +14,10 @@ Methods
   evaluations) and its quadratic dense output, for stiff stretches (a vanishing follower,
   section 10).
 * Switching, in the manner of LSODA: in explicit mode Hairer's estimate ``h |lambda|``
-  from the last two stages (both at ``t + h``) flags a step as stability-limited when it
-  exceeds ``STIFF_HLAMBDA``; ``STIFF_STEPS`` flagged accepted steps (without
-  ``NONSTIFF_RESET`` unflagged ones in between) switch to Rosenbrock. In Rosenbrock mode,
+  from the last two stages (both at ``t + h``) flags an attempt (accepted or rejected) as
+  near the stability boundary (``STIFF_HLAMBDA`` = 3.25 on the negative axis) when it
+  exceeds ``STIFF_FLAG_HLAMBDA``; ``STIFF_STEPS`` flagged attempts (without
+  ``NONSTIFF_RESET`` unflagged accepted ones in between) switch to Rosenbrock. In Rosenbrock mode,
   each fresh Jacobian gives the explicit method's stability limit
   ``h_stab = STIFF_HLAMBDA / spectral_radius(J)``; the kernel switches back when
   explicit steps would be at least ``SWITCH_BACK_GAIN`` times cheaper per unit time
@@ -70,7 +71,6 @@ import math
 import numpy as np
 
 from ._jit import (
-    STATUS_CONVERGED,
     STATUS_MAX_FLOW_TIME,
     STATUS_NONFINITE,
     STATUS_RUNNING,
@@ -79,8 +79,17 @@ from ._jit import (
     njit,
     njit_inline,
 )
-from .population import WS_A, WS_GB, WS_GE, WS_GRAM, WS_RHO, convergence_status, make_workspace
-from .population import population_step, step_status
+from .population import (
+    WS_A,
+    WS_GB,
+    WS_GE,
+    WS_GRAM,
+    WS_RHO,
+    convergence_status,
+    make_workspace,
+    population_step,
+    step_status,
+)
 
 # ---------------------------------------------------------------- layout of the state arrays
 # fst (float64): solver scalars
@@ -133,6 +142,7 @@ FACTOR_MAX = 10.0
 PCOEFF = 0.4
 ICOEFF = 0.3
 STIFF_HLAMBDA = 3.25
+STIFF_FLAG_HLAMBDA = 2.0
 STIFF_STEPS = 15
 NONSTIFF_RESET = 6
 SWITCH_BACK_GAIN = 2.0
@@ -213,7 +223,8 @@ def _interp(theta, dense, out):
 def _interp1(theta, dense, i):
     """One component of ``_interp``."""
     th1 = 1.0 - theta
-    return dense[0, i] + theta * (dense[1, i] + th1 * (dense[2, i] + theta * (dense[3, i] + th1 * dense[4, i])))
+    return dense[0, i] + theta * (dense[1, i] + th1 * (dense[2, i] + theta * (
+        dense[3, i] + th1 * dense[4, i])))
 
 
 @njit_inline
@@ -525,6 +536,24 @@ def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
 
 
 @njit
+def _count_stiffness(hlamb, accepted, ist, fst):
+    """Explicit mode: count stability-limited attempts; switch to Rosenbrock after enough."""
+    if hlamb > STIFF_FLAG_HLAMBDA:
+        ist[I_NNONSTIFF] = 0
+        ist[I_NSTIFF] += 1
+        if ist[I_NSTIFF] >= STIFF_STEPS:
+            ist[I_MODE] = MODE_ROSENBROCK
+            ist[I_NSWITCH] += 1
+            ist[I_NSTIFF] = 0
+            ist[I_JACAGE] = -1
+            fst[F_ERRPREV] = 1.0
+    elif accepted:
+        ist[I_NNONSTIFF] += 1
+        if ist[I_NNONSTIFF] >= NONSTIFF_RESET:
+            ist[I_NSTIFF] = 0
+
+
+@njit
 def _initial_step(y, f0, Vr, E_mask, model, ratio, Bb, Eb, ws, opts, ytmp, f1):
     """Hairer's starting step (one extra evaluation); returns ``(h, ok)``."""
     rtol, atol = opts[O_RTOL], opts[O_ATOL]
@@ -580,7 +609,8 @@ def flow_init(y, f0, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4, peak,
     fbuf = np.empty(n)
     k = ist[I_NREC]
     while k < t_rec.shape[0] and t_rec[k] <= t:
-        _record(k, t, y, Vr, E_mask, model, ratio, Bb, Eb, ws, fbuf, rec_A, rec_gram, rec_E, rec_loss, rec_rho)
+        _record(k, t, y, Vr, E_mask, model, ratio, Bb, Eb, ws, fbuf,
+                rec_A, rec_gram, rec_E, rec_loss, rec_rho)
         ist[I_NOUT] += 1
         k += 1
     ist[I_NREC] = k
@@ -756,6 +786,17 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
             ist[I_NREJECT] += 1
             fst[F_H] = h * 0.2
             continue
+        if mode == MODE_EXPLICIT:
+            # Hairer's stiffness estimate h |lambda| from the two stages at t + h, counted on
+            # rejected steps too (a stability-limited run rejects many)
+            num = 0.0
+            den = 0.0
+            for i in range(n):
+                num += (k[6, i] - k[5, i]) ** 2
+                den += (y1[i] - ysti[i]) ** 2
+            if den > 0.0:
+                hlamb = h * math.sqrt(num / den)
+            _count_stiffness(hlamb, err <= 1.0, ist, fst)
         if err > 1.0:
             ist[I_LASTFAIL] = STATUS_STEP_UNDERFLOW
             ist[I_REJECTED] = 1
@@ -771,14 +812,6 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
         if ist[I_REJECTED] == 1:
             fac = min(fac, 1.0)
         if mode == MODE_EXPLICIT:
-            # Hairer's stiffness estimate h |lambda| from the two stages at t + h
-            num = 0.0
-            den = 0.0
-            for i in range(n):
-                num += (k[6, i] - k[5, i]) ** 2
-                den += (y1[i] - ysti[i]) ** 2
-            if den > 0.0:
-                hlamb = h * math.sqrt(num / den)
             # dense output (Hairer's contd5)
             for i in range(n):
                 ydiff = y1[i] - y[i]
@@ -826,21 +859,7 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
         ist[I_NSTEPS] += 1
         ist[I_REJECTED] = 0
         h_next = h * fac
-        if mode == MODE_EXPLICIT:
-            if hlamb > STIFF_HLAMBDA:
-                ist[I_NNONSTIFF] = 0
-                ist[I_NSTIFF] += 1
-                if ist[I_NSTIFF] >= STIFF_STEPS:
-                    ist[I_MODE] = MODE_ROSENBROCK
-                    ist[I_NSWITCH] += 1
-                    ist[I_NSTIFF] = 0
-                    ist[I_JACAGE] = -1
-                    fst[F_ERRPREV] = 1.0
-            else:
-                ist[I_NNONSTIFF] += 1
-                if ist[I_NNONSTIFF] >= NONSTIFF_RESET:
-                    ist[I_NSTIFF] = 0
-        else:
+        if mode == MODE_ROSENBROCK:
             ist[I_NSTIFFSTEPS] += 1
             ist[I_JACAGE] += 1
             ros_cost = 2.0 + n / max(opts[O_JACEVERY], 1.0)
