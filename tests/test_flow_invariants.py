@@ -164,12 +164,18 @@ def test_vanishing_follower_is_recognised():
     assert later["status"] == "max_steps"
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_diverse_default_runs_are_never_flagged(seed):
+@pytest.mark.parametrize("seed", range(16))
+def test_runs_that_converge_within_the_cap_are_never_flagged(seed):
+    """At the defaults (cap 2e5): a run whose follower shrinks for a while and escapes
+    before the cap (seed 6 at 1.8e5, seed 2 at 1.98e5) must be left to converge."""
     model, train = ts.ModelParams(), ts.TrainParams()
     B, Vr = fs.reduced_start(model, seed)
-    res = fs.integrate_flow(model, train, B0=B, Vr=Vr)
-    assert res["status"] != "vanishing"
+    off = fs.integrate_flow(model, train, B0=B, Vr=Vr, vanish_persist=math.inf)
+    on = fs.integrate_flow(model, train, B0=B, Vr=Vr)
+    if off["status"] == "converged":
+        assert on["status"] == "converged" and on["t"] == off["t"]
+    else:
+        assert on["status"] in ("max_steps", "vanishing")
 
 
 def test_max_flow_time_ends_exactly_there():

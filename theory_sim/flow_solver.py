@@ -37,6 +37,8 @@ DEFAULT_VANISH_PERSIST = 10.0
 """Vanishing rule: the follower's decay must hold over this factor of flow time."""
 DEFAULT_VANISH_SHRINK = 0.75
 """Vanishing rule: ... and its norm fall by this factor meanwhile."""
+DEFAULT_VANISH_MARGIN = 10.0
+"""Vanishing rule: ... and no escape projected within this factor of the remaining time."""
 DEFAULT_JAC_EVERY = 20
 STEPS_PER_CALL = 2000
 
@@ -54,7 +56,8 @@ def reduced_start(model: ModelParams, seed: int, init: str = "materialised"):
     raise ParamError(f"init must be one of materialised, reduced (got {init!r})")
 
 
-def _opts(train: TrainParams, rtol, atol, t_max, head_tol, vanish_persist, vanish_shrink, h_max, jac_every):
+def _opts(train: TrainParams, rtol, atol, t_max, head_tol, vanish_persist, vanish_shrink, h_max, jac_every,
+          vanish_margin):
     o = np.empty(_flow.N_OPTS)
     o[_flow.O_RTOL] = rtol
     o[_flow.O_ATOL] = atol
@@ -67,13 +70,14 @@ def _opts(train: TrainParams, rtol, atol, t_max, head_tol, vanish_persist, vanis
     o[_flow.O_VSHRINK] = vanish_shrink
     o[_flow.O_HMAX] = h_max
     o[_flow.O_JACEVERY] = jac_every
+    o[_flow.O_VMARGIN] = vanish_margin
     return o
 
 
 def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=DEFAULT_RTOL,
               atol=None, t_record=None, t_max=None, head_tol=DEFAULT_HEAD_TOL,
               vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK,
-              h_max=math.inf, jac_every=DEFAULT_JAC_EVERY) -> dict:
+              h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, vanish_margin=DEFAULT_VANISH_MARGIN) -> dict:
     """Validate and allocate every array of a flow run, and evaluate its start."""
     if not isinstance(model, ModelParams) or not isinstance(train, TrainParams):
         raise TypeError("new_state(model, train, ...) takes a ModelParams and a TrainParams")
@@ -90,7 +94,7 @@ def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=D
     if not (np.all(np.isfinite(B0)) and np.all(np.isfinite(E0)) and np.all(np.isfinite(Vr))):
         raise ParamError("B0, Vr and E0 must be finite")
     for name, v in (("rtol", rtol), ("head_tol", head_tol), ("vanish_persist", vanish_persist),
-                    ("vanish_shrink", vanish_shrink), ("h_max", h_max)):
+                    ("vanish_shrink", vanish_shrink), ("h_max", h_max), ("vanish_margin", vanish_margin)):
         if not v > 0:
             raise ParamError(f"{name} must be > 0 (got {v!r})")
     if atol is None:
@@ -112,7 +116,8 @@ def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=D
         "f0": np.zeros(B0.size + m * m),
         "J": np.zeros((B0.size + m * m,) * 2),
         "Vr": Vr, "mask": mask, "ratio": float(ratio), "shape": B0.shape,
-        "opts": _opts(train, rtol, atol, t_max, head_tol, vanish_persist, vanish_shrink, h_max, jac_every),
+        "opts": _opts(train, rtol, atol, t_max, head_tol, vanish_persist, vanish_shrink, h_max, jac_every,
+                      vanish_margin),
         "fst": np.zeros(_flow.N_FST), "ist": np.zeros(_flow.N_IST, np.int64),
         "t1": -np.ones(m), "t2": -np.ones(m), "t4": -np.ones(m),
         "peak": np.zeros((m, m)), "peak_t": -np.ones((m, m)), "vstate": -np.ones((2, m)),
@@ -192,7 +197,8 @@ def result(st: dict) -> dict:
 def integrate_flow(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=DEFAULT_RTOL,
                    atol=None, t_record=None, t_max=None, head_tol=DEFAULT_HEAD_TOL,
                    vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK,
-                   h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, steps_per_call=STEPS_PER_CALL) -> dict:
+                   h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, vanish_margin=DEFAULT_VANISH_MARGIN,
+                   steps_per_call=STEPS_PER_CALL) -> dict:
     """Integrate the gradient flow from ``(B0, E0)`` until it stops; see :func:`result`.
 
     ``t_max`` defaults to ``train.max_flow_time``; ``t_record``: increasing flow times at
@@ -201,7 +207,8 @@ def integrate_flow(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, r
     """
     st = new_state(model, train, B0=B0, Vr=Vr, E0=E0, rtol=rtol, atol=atol, t_record=t_record,
                    t_max=t_max, head_tol=head_tol, vanish_persist=vanish_persist,
-                   vanish_shrink=vanish_shrink, h_max=h_max, jac_every=jac_every)
+                   vanish_shrink=vanish_shrink, h_max=h_max, jac_every=jac_every,
+                   vanish_margin=vanish_margin)
     while st["ist"][_flow.I_STATUS] == _jit.STATUS_RUNNING:
         advance(st, steps_per_call)
     return result(st)
