@@ -37,8 +37,9 @@ DEFAULT_VANISH_PERSIST = 10.0
 """Vanishing rule: the follower's decay must hold over this factor of flow time."""
 DEFAULT_VANISH_SHRINK = 0.75
 """Vanishing rule: ... and its norm fall by this factor meanwhile."""
-DEFAULT_VANISH_MARGIN = 10.0
-"""Vanishing rule: ... and no escape projected within this factor of the remaining time."""
+DEFAULT_VANISH_ACCEL = 1.5
+"""Vanishing rule: ... and the follower's log-log alignment slope has not grown by more than
+this factor meanwhile (an escape accelerates)."""
 DEFAULT_JAC_EVERY = 20
 STEPS_PER_CALL = 2000
 
@@ -57,7 +58,7 @@ def reduced_start(model: ModelParams, seed: int, init: str = "materialised"):
 
 
 def _opts(train: TrainParams, rtol, atol, t_max, head_tol, vanish_persist, vanish_shrink, h_max, jac_every,
-          vanish_margin):
+          vanish_accel):
     o = np.empty(_flow.N_OPTS)
     o[_flow.O_RTOL] = rtol
     o[_flow.O_ATOL] = atol
@@ -70,14 +71,14 @@ def _opts(train: TrainParams, rtol, atol, t_max, head_tol, vanish_persist, vanis
     o[_flow.O_VSHRINK] = vanish_shrink
     o[_flow.O_HMAX] = h_max
     o[_flow.O_JACEVERY] = jac_every
-    o[_flow.O_VMARGIN] = vanish_margin
+    o[_flow.O_VACCEL] = vanish_accel
     return o
 
 
 def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=DEFAULT_RTOL,
               atol=None, t_record=None, t_max=None, head_tol=DEFAULT_HEAD_TOL,
               vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK,
-              h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, vanish_margin=DEFAULT_VANISH_MARGIN) -> dict:
+              h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, vanish_accel=DEFAULT_VANISH_ACCEL) -> dict:
     """Validate and allocate every array of a flow run, and evaluate its start."""
     if not isinstance(model, ModelParams) or not isinstance(train, TrainParams):
         raise TypeError("new_state(model, train, ...) takes a ModelParams and a TrainParams")
@@ -94,7 +95,7 @@ def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=D
     if not (np.all(np.isfinite(B0)) and np.all(np.isfinite(E0)) and np.all(np.isfinite(Vr))):
         raise ParamError("B0, Vr and E0 must be finite")
     for name, v in (("rtol", rtol), ("head_tol", head_tol), ("vanish_persist", vanish_persist),
-                    ("vanish_shrink", vanish_shrink), ("h_max", h_max), ("vanish_margin", vanish_margin)):
+                    ("vanish_shrink", vanish_shrink), ("h_max", h_max), ("vanish_accel", vanish_accel)):
         if not v > 0:
             raise ParamError(f"{name} must be > 0 (got {v!r})")
     if atol is None:
@@ -117,10 +118,10 @@ def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=D
         "J": np.zeros((B0.size + m * m,) * 2),
         "Vr": Vr, "mask": mask, "ratio": float(ratio), "shape": B0.shape,
         "opts": _opts(train, rtol, atol, t_max, head_tol, vanish_persist, vanish_shrink, h_max, jac_every,
-                      vanish_margin),
+                      vanish_accel),
         "fst": np.zeros(_flow.N_FST), "ist": np.zeros(_flow.N_IST, np.int64),
         "t1": -np.ones(m), "t2": -np.ones(m), "t4": -np.ones(m),
-        "peak": np.zeros((m, m)), "peak_t": -np.ones((m, m)), "vstate": -np.ones((2, m)),
+        "peak": np.zeros((m, m)), "peak_t": -np.ones((m, m)), "vstate": -np.ones((3, m)),
         "t_rec": t_rec, "rec_A": np.zeros((K, m, L)), "rec_gram": np.zeros((K, m, m)),
         "rec_E": np.zeros((K, m, m)), "rec_loss": np.zeros(K), "rec_rho": np.zeros((K, m)),
         "elapsed": 0.0,
@@ -197,7 +198,7 @@ def result(st: dict) -> dict:
 def integrate_flow(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=DEFAULT_RTOL,
                    atol=None, t_record=None, t_max=None, head_tol=DEFAULT_HEAD_TOL,
                    vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK,
-                   h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, vanish_margin=DEFAULT_VANISH_MARGIN,
+                   h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, vanish_accel=DEFAULT_VANISH_ACCEL,
                    steps_per_call=STEPS_PER_CALL) -> dict:
     """Integrate the gradient flow from ``(B0, E0)`` until it stops; see :func:`result`.
 
@@ -208,7 +209,7 @@ def integrate_flow(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, r
     st = new_state(model, train, B0=B0, Vr=Vr, E0=E0, rtol=rtol, atol=atol, t_record=t_record,
                    t_max=t_max, head_tol=head_tol, vanish_persist=vanish_persist,
                    vanish_shrink=vanish_shrink, h_max=h_max, jac_every=jac_every,
-                   vanish_margin=vanish_margin)
+                   vanish_accel=vanish_accel)
     while st["ist"][_flow.I_STATUS] == _jit.STATUS_RUNNING:
         advance(st, steps_per_call)
     return result(st)
