@@ -45,7 +45,7 @@ def _crossing(sol, g, thr=0.9):
     vals = np.array([g(sol.sol(t)) - thr for t in ts])
     i = int(np.argmax(vals >= 0))
     assert vals[i] >= 0
-    return brentq(lambda t: g(sol.sol(t)) - thr, ts[i - 1], ts[i], xtol=1e-13, rtol=4e-16)
+    return brentq(lambda t: g(sol.sol(t)) - thr, ts[i - 1], ts[i], xtol=1e-13, rtol=1e-15)
 
 
 def _peak(sol, idx):
