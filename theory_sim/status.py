@@ -31,7 +31,7 @@ FAILURE_REASONS = {
     _jit.STATUS_NONFINITE: "the loss or gradient became NaN or infinite",
     _jit.STATUS_RUNAWAY: "a neuron's norm exceeded max_norm",
     _jit.STATUS_DEGENERATE: "a neuron's weights became exactly zero",
-    _jit.STATUS_STEP_UNDERFLOW: "the adaptive step size fell below 1e-13 of the flow time "
+    _jit.STATUS_STEP_UNDERFLOW: "the adaptive step became too small to change the state "
                                 "(the error control could not be met)",
 }
 """Kernel failure code -> what went wrong, in words."""

@@ -116,7 +116,8 @@ F_LOSS = 3       # loss at the current point
 F_SPEEDW = 4     # flow speed of W at the current point (population_step's speed_w)
 F_SPEEDE = 5     # |mask * dL/dE|_F^2 at the current point
 F_HSTAB = 6      # explicit stability limit from the last Jacobian (Rosenbrock mode)
-N_FST = 7
+F_TLO = 7        # Kahan compensation of F_T: steps far below eps * t still add up
+N_FST = 8
 # ist (int64): solver counters and flags
 I_STATUS = 0     # STATUS_RUNNING until the run stops
 I_MODE = 1       # MODE_EXPLICIT or MODE_ROSENBROCK
@@ -702,8 +703,13 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
         if t + h >= tmax:
             h = tmax - t
             last = True
-        hmin = 1e-13 * max(abs(t), 1e-3)
-        if h < hmin and not last:
+        # underflow: after a rejection, a step too small to change any component of y
+        # (flow time itself is compensated, so t may be far larger than h: an escape at
+        # d = 1e9 lasts O(1e-3) flow time around t ~ 1e13)
+        smax = 0.0
+        for i in range(n):
+            smax = max(smax, abs(f0[i]) / (abs(y[i]) + atol + 1e-300))
+        if ist[I_REJECTED] == 1 and h * smax < 16.0 * 2.220446049250313e-16 and not last:
             code = STATUS_NONFINITE if ist[I_LASTFAIL] == STATUS_NONFINITE else STATUS_STEP_UNDERFLOW
             ist[I_STATUS] = code
             return code
@@ -858,7 +864,13 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
                 dense[2, i] = -b
                 dense[3, i] = 0.0
                 dense[4, i] = 0.0
-        t_new = tmax if last else t + h
+        if last:
+            t_new = tmax
+            t_lo = 0.0
+        else:  # Kahan summation of the steps
+            yk = h - fst[F_TLO]
+            t_new = t + yk
+            t_lo = (t_new - t) - yk
         _observe_step(t, h, dense, y1, Vr, m, r, opts, t1, t2, t4, peak, peak_t, samples, A, nrm, tmp)
         # vanishing test needs f(y1) = k[6]
         vanish = _vanishing(t_new, y1, k[6], Vr, E_mask, m, r, opts, vstate, A, nrm)
@@ -880,6 +892,7 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
             y[i] = y1[i]
             f0[i] = k[6, i]
         fst[F_T] = t_new
+        fst[F_TLO] = t_lo
         fst[F_LOSS], fst[F_SPEEDW], fst[F_SPEEDE] = loss1, sw1, se1
         fst[F_ERRPREV] = errc
         ist[I_NSTEPS] += 1
