@@ -135,3 +135,19 @@ def test_records_are_the_interpolated_state():
         assert np.allclose(rec["A"][k], W[:, :2], rtol=1e-6, atol=1e-9)
         assert np.allclose(rec["gram"][k], W @ W.T, rtol=1e-6, atol=1e-9)
         assert np.allclose(rec["E"][k], y[m * r:].reshape(m, m), rtol=1e-6, atol=1e-9)
+
+
+def test_stiff_stretch_matches_radau():
+    """The Rosenbrock path: a vanishing follower (docs/model.md section 10) through its switch
+    to the stiff method, against Radau."""
+    model = ModelParams(d=10_000, alpha=(6.0, 0.651))
+    train = TrainParams(eta=1e-3, eta_E=1.09e-4)
+    B0, Vr = fs.reduced_start(model, 1, "reduced")
+    t_end = 1.0e6
+    ours = fs.integrate_flow(model, train, B0=B0, Vr=Vr, rtol=1e-9, t_max=t_end, vanish_persist=np.inf)
+    assert ours["n_stiff_steps"] > 50 and ours["n_switches"] >= 1  # the stiff method did the work
+    sol = reference(model, train, canonical(B0, Vr), t_end, method="Radau")
+    m, r = B0.shape
+    ref_B = sol.y[:m * r, -1].reshape(m, r)
+    assert np.allclose(canonical(ours["B"], Vr), ref_B, rtol=1e-5, atol=1e-8)
+    assert np.allclose(ours["E"], sol.y[m * r:, -1].reshape(m, m), rtol=1e-5, atol=1e-8)
