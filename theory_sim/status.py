@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from .core import _jit
 
-RUN_STATUSES = ("converged", "max_steps", "diverged", "interrupted")
-"""What ``Run.status`` may be: why the run stopped."""
+RUN_STATUSES = ("converged", "max_steps", "diverged", "interrupted", "vanishing")
+"""What ``Run.status`` may be: why the run stopped (``vanishing``: the flow engine's stop
+rule recognised a follower shrinking towards zero for ever, docs/model.md section 10)."""
 
 STATUS_NAMES = {
     _jit.STATUS_RUNNING: "interrupted",  # a run still running when asked for its result
@@ -20,6 +21,9 @@ STATUS_NAMES = {
     _jit.STATUS_NONFINITE: "diverged",
     _jit.STATUS_RUNAWAY: "diverged",
     _jit.STATUS_DEGENERATE: "diverged",
+    _jit.STATUS_MAX_FLOW_TIME: "max_steps",  # the flow engine's cap is in flow time
+    _jit.STATUS_STEP_UNDERFLOW: "diverged",
+    _jit.STATUS_VANISHING: "vanishing",
 }
 """Kernel status code -> ``Run.status``."""
 
@@ -27,6 +31,8 @@ FAILURE_REASONS = {
     _jit.STATUS_NONFINITE: "the loss or gradient became NaN or infinite",
     _jit.STATUS_RUNAWAY: "a neuron's norm exceeded max_norm",
     _jit.STATUS_DEGENERATE: "a neuron's weights became exactly zero",
+    _jit.STATUS_STEP_UNDERFLOW: "the adaptive step became too small to change the state "
+                                "(the error control could not be met)",
 }
 """Kernel failure code -> what went wrong, in words."""
 

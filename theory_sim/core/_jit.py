@@ -28,6 +28,10 @@ STATUS_MAX_STEPS = 2
 STATUS_NONFINITE = 3
 STATUS_RUNAWAY = 4
 STATUS_DEGENERATE = 5
+# flow engine (core/flow.py)
+STATUS_MAX_FLOW_TIME = 6
+STATUS_STEP_UNDERFLOW = 7
+STATUS_VANISHING = 8
 
 njit_inline = numba.njit(inline="always", **JIT_OPTIONS)
 """Decorator for small helpers of the inner loops: inlined at the numba IR level so

@@ -1,0 +1,921 @@
+"""Adaptive integration of the population gradient flow in reduced coordinates.
+
+docs/model.md sections 7 and 11: as ``eta -> 0`` the population engine follows the ODE
+``dB/dt = -dL/dB``, ``dE/dt = -(eta_E/eta) mask * dL/dE`` in flow time ``t = eta * steps``,
+with the closed-form gradient of ``population_step`` (section 6). The state is the flat
+vector ``y = (B.ravel(), E.ravel())`` of length ``n = m r + m^2``.
+
+Methods
+-------
+* Dormand-Prince 5(4) (explicit, FSAL, 6 evaluations per step) with Hairer's 4th-order
+  dense output, for the non-stiff phases I-IV.
+* Shampine's Rosenbrock 2(3) (``ode23s``; an L-stable Rosenbrock-W method, so the
+  Jacobian may be kept for several steps), with a forward-difference Jacobian (``n``
+  evaluations) and its quadratic dense output, for stiff stretches (a vanishing follower,
+  section 10).
+* Switching, in the manner of LSODA: in explicit mode Hairer's estimate ``h |lambda|``
+  from the last two stages (both at ``t + h``) flags an attempt (accepted or rejected) as
+  near the stability boundary (``STIFF_HLAMBDA`` = 3.25 on the negative axis) when it
+  exceeds ``STIFF_FLAG_HLAMBDA``; ``STIFF_STEPS`` flagged attempts (without
+  ``NONSTIFF_RESET`` unflagged accepted ones in between) switch to Rosenbrock. In Rosenbrock mode,
+  each fresh Jacobian gives the explicit method's stability limit
+  ``h_stab = STIFF_HLAMBDA / spectral_radius(J)``; the kernel switches back when
+  explicit steps would be at least ``SWITCH_BACK_GAIN`` times cheaper per unit time
+  (``6 / min(h_stab, 2 h)`` against the Rosenbrock cost per step ``/ h``).
+* Error norm: RMS of ``err_i / (atol + rtol max(|y_i|, |y_new_i|))``. PI step-size
+  controller (diffrax's ``PIDController`` design): ``factor = SAFETY err_n^(-(p+i)/k)
+  err_{n-1}^(p/k)`` with ``p = 0.4``, ``i = 0.3`` and ``k`` the order of the error
+  estimate plus one, clipped to ``[FACTOR_MIN, FACTOR_MAX]``, no growth right after a
+  rejection. A stage that fails (NaN, a zero row) rejects the step and divides ``h`` by 5.
+
+Events (same semantics as ``core.batched.observe``, in flow time, float64), located on the
+dense interpolant of each accepted step: it is sampled at ``N_SAMPLES`` equal sub-steps, the
+first sample where an event holds is bracketed and bisected to machine precision in
+``theta``; so times are as accurate as the interpolant (the solver tolerance):
+
+* ``t1[j]`` / ``t2[j]``: first time ``|c_j1| >= thr`` / ``|c_j2| >= thr``, ``c = A / |w_j|``;
+* ``t4[j]``: first time ``>= t2[j]`` with ``|E - I|_F < head_tol``;
+* ``peak[j, q]`` / ``peak_t[j, q]``: running maximum of ``|E_jq|`` (``j != q``) and when it
+  is first reached; within a step the sampled maximum is refined by golden-section search;
+* ``-1`` means never.
+
+Stop rules
+----------
+* converged: exactly ``core.population.convergence_status`` (every neuron aligned and the
+  flow-time speed below ``tol``), tested at each accepted step's end (runaway likewise);
+* max flow time: the last step is clipped to end exactly at ``t_max``;
+* a vanishing follower (docs/model.md section 10). From the closed form, once a leader
+  ``l`` has learned a feature and ``E_fl != 0``, the follower ``f``'s own output is mostly
+  noise and shrinking ``w_f`` raises ``rho_f``: ``|w_f|`` decays, algebraically in ``t``,
+  with both feature growth rates negative while ``|E_fl|`` keeps rising. The kernel
+  flags neuron ``f`` as *vanishing* at an accepted step end when, at every accepted step
+  end since some time ``t0``: (a) ``f`` is not aligned (``max_l |c_fl| < thr``) and some
+  other neuron is; (b) ``d|w_f|/dt < 0``; (c) ``d|A_fl|/dt < 0`` for every feature ``l``;
+  (d) ``d|E_fq|/dt > 0`` for some aligned ``q != f`` with ``mask[f, q] != 0``; and now
+  (g) the follower's alignment growth is not accelerating: with the log-log slope
+  ``kappa = t max_l d ln|c_fl|/dt`` (exact, from the RHS), the window restarts (``t0 = t``)
+  whenever ``kappa > vanish_accel * max(kappa(t0), KAPPA_FLAT)`` (default 1.5). The escape
+  of a cubic unit is a blow-up, whose ``kappa`` keeps growing; a vanishing follower's
+  alignments drift algebraically (``kappa`` steady or falling). And now (e)
+  ``t >= vanish_persist * t0`` (a decade at the default 10: the decay is slow, so one needs
+  a range of scales, not a time span) and (f) ``|w_f(t)| <= vanish_shrink |w_f(t0)|``
+  (default 0.75). ``vanish_persist = inf`` disables the rule.
+
+  What it means: at the defaults (alpha = (6, 3), eta_E/eta = 0.1) some followers shrink
+  for 1e4-1e6 flow time with ``|c_f2|`` almost flat and then escape along ``v_2`` after
+  all (seeds 6, 8, 10, 15 converge diverse at 1.8e5, 1.6e6, 2.4e5, 9.8e6); others were
+  still shrinking at 1e7 (seeds 0, 4, 9). The closed form alone does not say which will
+  never escape. Condition (g) keeps the rule off the late escapers whose ``|c_f2|`` slope
+  grows during the window (seeds 6 and 10 converge unflagged); seeds 8 and 15, whose
+  acceleration starts only after ~1e5, are flagged at ~1.2e4: beyond the default cap
+  (2e5) they are incomplete either way, but the rule is a heuristic, not a proof, and
+  ``vanishing`` should be read as "shrinking steadily, not escaping on the current
+  time scale". At d = 1e4, alpha = (6, 0.651), eta_E/eta = 0.109 all six seeds with a
+  T1 among 0..7 are flagged (at 20-600 T1).
+
+State
+-----
+Everything the solver carries between steps lives in the arrays passed in (see
+``flow_advance``), so a run split into many calls ends bit-identical to one call, and a
+checkpoint is a copy of those arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._jit import (
+    STATUS_MAX_FLOW_TIME,
+    STATUS_NONFINITE,
+    STATUS_RUNNING,
+    STATUS_STEP_UNDERFLOW,
+    STATUS_VANISHING,
+    njit,
+    njit_inline,
+)
+from .population import (
+    WS_A,
+    WS_GB,
+    WS_GE,
+    WS_GRAM,
+    WS_RHO,
+    convergence_status,
+    make_workspace,
+    population_step,
+    step_status,
+)
+
+# ---------------------------------------------------------------- layout of the state arrays
+# fst (float64): solver scalars
+F_T = 0          # current flow time
+F_H = 1          # next step size to try
+F_ERRPREV = 2    # previous accepted error norm (PI memory)
+F_LOSS = 3       # loss at the current point
+F_SPEEDW = 4     # flow speed of W at the current point (population_step's speed_w)
+F_SPEEDE = 5     # |mask * dL/dE|_F^2 at the current point
+F_HSTAB = 6      # explicit stability limit from the last Jacobian (Rosenbrock mode)
+F_TLO = 7        # Kahan compensation of F_T: steps far below eps * t still add up
+N_FST = 8
+# ist (int64): solver counters and flags
+I_STATUS = 0     # STATUS_RUNNING until the run stops
+I_MODE = 1       # MODE_EXPLICIT or MODE_ROSENBROCK
+I_NSTIFF = 2     # stability-limited explicit steps counted towards a switch
+I_NNONSTIFF = 3  # consecutive unflagged explicit steps
+I_NRHS = 4       # right-hand-side evaluations (Jacobian columns included)
+I_NSTEPS = 5     # accepted steps
+I_NREJECT = 6    # rejected steps
+I_NREC = 7       # records written (index of the next requested time)
+I_JACAGE = 8     # accepted steps since the Jacobian was computed (-1: none)
+I_NJAC = 9       # Jacobians computed
+I_REJECTED = 10  # 1 if the last attempt was rejected
+I_LASTFAIL = 11  # status code of the last failed stage (for the underflow diagnosis)
+I_NSWITCH = 12   # method switches
+I_NSTIFFSTEPS = 13  # accepted Rosenbrock steps
+I_NOUT = 14      # evaluations made for output records only (not in I_NRHS)
+I_INIT = 15      # 1 once flow_init has run
+N_IST = 16
+# opts (float64): tolerances and stop rules
+O_RTOL = 0
+O_ATOL = 1
+O_TMAX = 2
+O_TOL = 3           # convergence speed (core.population.convergence_status)
+O_ALIGN = 4         # alignment threshold
+O_MAXNORM = 5       # runaway norm
+O_HEADTOL = 6       # |E - I|_F tolerance of T4
+O_VPERSIST = 7      # vanishing rule: t >= persist * t0
+O_VSHRINK = 8       # vanishing rule: |w_f| <= shrink * |w_f(t0)|
+O_HMAX = 9          # largest step (inf: none)
+O_JACEVERY = 10     # Rosenbrock: recompute J after this many accepted steps
+O_VACCEL = 11       # vanishing rule: largest growth of the log-log alignment slope in the window
+N_OPTS = 12
+
+MODE_EXPLICIT = 0
+MODE_ROSENBROCK = 1
+
+SAFETY = 0.9
+FACTOR_MIN = 0.2
+FACTOR_MAX = 10.0
+PCOEFF = 0.4
+ICOEFF = 0.3
+STIFF_HLAMBDA = 3.25
+STIFF_FLAG_HLAMBDA = 2.0
+STIFF_STEPS = 15
+NONSTIFF_RESET = 6
+SWITCH_BACK_GAIN = 2.0
+N_SAMPLES = 8
+KAPPA_FLAT = 0.01
+"""Vanishing rule: a log-log alignment slope below this counts as flat (2.3 % per decade)."""
+EXPLICIT_COST = 6.0
+
+# Dormand-Prince 5(4)
+C2, C3, C4, C5 = 0.2, 0.3, 0.8, 8.0 / 9.0
+A21 = 0.2
+A31, A32 = 3.0 / 40.0, 9.0 / 40.0
+A41, A42, A43 = 44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0
+A51, A52, A53, A54 = 19372.0 / 6561.0, -25360.0 / 2187.0, 64448.0 / 6561.0, -212.0 / 729.0
+A61, A62, A63, A64, A65 = 9017.0 / 3168.0, -355.0 / 33.0, 46732.0 / 5247.0, 49.0 / 176.0, -5103.0 / 18656.0
+A71, A73, A74, A75, A76 = 35.0 / 384.0, 500.0 / 1113.0, 125.0 / 192.0, -2187.0 / 6784.0, 11.0 / 84.0
+E1, E3, E4, E5, E6, E7 = (71.0 / 57600.0, -71.0 / 16695.0, 71.0 / 1920.0, -17253.0 / 339200.0,
+                          22.0 / 525.0, -1.0 / 40.0)
+D1, D3, D4 = -12715105075.0 / 11282082432.0, 87487479700.0 / 32700410799.0, -10690763975.0 / 1880347072.0
+D5, D6, D7 = 701980252875.0 / 199316789632.0, -1453857185.0 / 822651844.0, 69997945.0 / 29380423.0
+# Rosenbrock 2(3) of Shampine & Reichelt (ode23s)
+RB_D = 1.0 / (2.0 + math.sqrt(2.0))
+RB_E32 = 6.0 + math.sqrt(2.0)
+
+
+@njit
+def _rhs(y, f, Vr, E_mask, model, ratio, Bb, Eb, ws):
+    """``f = dy/dt`` at ``y``; returns ``(loss, speed_w, speed_e)``.
+
+    The one place that calls the closed-form gradient (``population_step``): ``gB`` and the
+    already masked ``gE`` are read from its workspace. Not inlined: the solver calls it from
+    many places, and one compiled copy keeps the compile time short.
+    """
+    m, r = Bb.shape
+    k = 0
+    for j in range(m):
+        for i in range(r):
+            Bb[j, i] = y[k]
+            k += 1
+    for j in range(m):
+        for q in range(m):
+            Eb[j, q] = y[k]
+            k += 1
+    loss, speed_w, speed_e = population_step(Bb, Eb, Vr, E_mask, model, (1.0, ratio), ws)
+    gB = ws[WS_GB]
+    gE = ws[WS_GE]
+    k = 0
+    for j in range(m):
+        for i in range(r):
+            f[k] = -gB[j, i]
+            k += 1
+    for j in range(m):
+        for q in range(m):
+            f[k] = -ratio * gE[j, q]
+            k += 1
+    return loss, speed_w, speed_e
+
+
+@njit_inline
+def _err_norm(err, y0, y1, rtol, atol):
+    s = 0.0
+    n = err.shape[0]
+    for i in range(n):
+        sc = atol + rtol * max(abs(y0[i]), abs(y1[i]))
+        e = err[i] / sc
+        s += e * e
+    return math.sqrt(s / n)
+
+
+@njit_inline
+def _interp(theta, dense, out):
+    """Dense output ``r1 + th (r2 + (1-th) (r3 + th (r4 + (1-th) r5)))`` (both methods)."""
+    th1 = 1.0 - theta
+    for i in range(out.shape[0]):
+        out[i] = dense[0, i] + theta * (dense[1, i] + th1 * (dense[2, i] + theta * (
+            dense[3, i] + th1 * dense[4, i])))
+
+
+@njit_inline
+def _interp1(theta, dense, i):
+    """One component of ``_interp``."""
+    th1 = 1.0 - theta
+    return dense[0, i] + theta * (dense[1, i] + th1 * (dense[2, i] + theta * (
+        dense[3, i] + th1 * dense[4, i])))
+
+
+@njit_inline
+def _coords(y, Vr, m, r, A, nrm):
+    """``A = B Vr`` and row norms of ``B`` at the flat state ``y``."""
+    L = Vr.shape[1]
+    for j in range(m):
+        s2 = 0.0
+        for i in range(r):
+            b = y[j * r + i]
+            s2 += b * b
+        nrm[j] = math.sqrt(s2)
+        for l in range(L):
+            s = 0.0
+            for i in range(r):
+                s += y[j * r + i] * Vr[i, l]
+            A[j, l] = s
+
+
+@njit_inline
+def _head_dist(y, m, r):
+    s = 0.0
+    base = m * r
+    for j in range(m):
+        for q in range(m):
+            e = y[base + j * m + q]
+            if j == q:
+                e -= 1.0
+            s += e * e
+    return math.sqrt(s)
+
+
+@njit
+def _event_value(kind, j, l, y, Vr, m, r, thr, head_tol, A, nrm):
+    """>= 0 where the event holds: kind 0 ``|c_jl| - thr``, kind 1 ``head_tol - |E - I|_F``."""
+    if kind == 0:
+        _coords(y, Vr, m, r, A, nrm)
+        c = abs(A[j, l] / nrm[j]) if nrm[j] > 0.0 else 0.0
+        return c - thr
+    d = _head_dist(y, m, r)
+    if d < head_tol:
+        return 1.0
+    return head_tol - d - 1e-300  # strictly negative at d == head_tol (the rule is strict)
+
+
+@njit
+def _first_hit(kind, j, l, ta, dense, samples, y1, Vr, m, r, thr, head_tol, A, nrm, tmp):
+    """First ``theta`` in ``[ta, 1]`` where the event holds on the interpolant, or -1.
+
+    With ``ta == 0`` the step's start is known not to hold (it was the previous end);
+    the pre-computed ``samples`` (at ``k / N_SAMPLES``) are used.
+    """
+    if ta > 0.0:
+        _interp(ta, dense, tmp)
+        if _event_value(kind, j, l, tmp, Vr, m, r, thr, head_tol, A, nrm) >= 0.0:
+            return ta
+    prev = ta
+    hit = -1.0
+    for k in range(1, N_SAMPLES + 1):
+        if ta == 0.0:
+            th = k / N_SAMPLES
+            ys = samples[k]
+        else:
+            th = ta + (1.0 - ta) * k / N_SAMPLES
+            if k == N_SAMPLES:
+                th = 1.0
+                ys = y1
+            else:
+                _interp(th, dense, tmp)
+                ys = tmp
+        if _event_value(kind, j, l, ys, Vr, m, r, thr, head_tol, A, nrm) >= 0.0:
+            hit = th
+            break
+        prev = th
+    if hit < 0.0:
+        return -1.0
+    lo, hi = prev, hit
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if mid <= lo or mid >= hi:
+            break
+        _interp(mid, dense, tmp)
+        if _event_value(kind, j, l, tmp, Vr, m, r, thr, head_tol, A, nrm) >= 0.0:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@njit
+def _observe_step(t0, h, dense, y1, Vr, m, r, opts, t1, t2, t4, peak, peak_t, samples, A, nrm, tmp):
+    """Locate this accepted step's events on its interpolant (see the module docstring)."""
+    thr = opts[O_ALIGN]
+    head_tol = opts[O_HEADTOL]
+    L = Vr.shape[1]
+    base = m * r
+    for k in range(N_SAMPLES + 1):
+        if k == N_SAMPLES:
+            samples[k, :] = y1
+        else:
+            _interp(k / N_SAMPLES, dense, samples[k])
+    for j in range(m):
+        if t1[j] < 0.0:
+            th = _first_hit(0, j, 0, 0.0, dense, samples, y1, Vr, m, r, thr, head_tol, A, nrm, tmp)
+            if th >= 0.0:
+                t1[j] = t0 + th * h
+        if L >= 2 and t2[j] < 0.0:
+            th = _first_hit(0, j, 1, 0.0, dense, samples, y1, Vr, m, r, thr, head_tol, A, nrm, tmp)
+            if th >= 0.0:
+                t2[j] = t0 + th * h
+    for j in range(m):
+        if t2[j] >= 0.0 and t4[j] < 0.0:
+            ta = max(0.0, (t2[j] - t0) / h)
+            th = _first_hit(1, j, 0, ta, dense, samples, y1, Vr, m, r, thr, head_tol, A, nrm, tmp)
+            if th >= 0.0:
+                t4[j] = max(t0 + th * h, t2[j])
+    invphi = (math.sqrt(5.0) - 1.0) / 2.0
+    for j in range(m):
+        for q in range(m):
+            if j == q:
+                continue
+            idx = base + j * m + q
+            best_k = 0
+            best = abs(samples[0, idx])
+            for k in range(1, N_SAMPLES + 1):
+                v = abs(samples[k, idx])
+                if v > best:
+                    best, best_k = v, k
+            best_th = best_k / N_SAMPLES
+            # golden-section search around an interior best sample, unless it cannot beat the
+            # running peak (the interpolant's excess over the samples is below their spread)
+            if 0 < best_k < N_SAMPLES:
+                spread = (abs(abs(samples[best_k - 1, idx]) - best)
+                          + abs(abs(samples[best_k + 1, idx]) - best))
+                if best + spread >= peak[j, q]:
+                    lo = (best_k - 1) / N_SAMPLES
+                    hi = (best_k + 1) / N_SAMPLES
+                    x1 = hi - invphi * (hi - lo)
+                    x2 = lo + invphi * (hi - lo)
+                    f1 = abs(_interp1(x1, dense, idx))
+                    f2 = abs(_interp1(x2, dense, idx))
+                    while hi - lo > 1e-10:
+                        if f1 >= f2:
+                            hi, x2, f2 = x2, x1, f1
+                            x1 = hi - invphi * (hi - lo)
+                            f1 = abs(_interp1(x1, dense, idx))
+                        else:
+                            lo, x1, f1 = x1, x2, f2
+                            x2 = lo + invphi * (hi - lo)
+                            f2 = abs(_interp1(x2, dense, idx))
+                    if max(f1, f2) > best:
+                        if f1 >= f2:
+                            best, best_th = f1, x1
+                        else:
+                            best, best_th = f2, x2
+            if best > peak[j, q]:
+                peak[j, q] = best
+                peak_t[j, q] = t0 + best_th * h
+
+
+@njit
+def _observe_point(t, y, Vr, m, r, opts, t1, t2, t4, peak, peak_t, A, nrm):
+    """Events at a single point (the start of the run)."""
+    thr = opts[O_ALIGN]
+    L = Vr.shape[1]
+    _coords(y, Vr, m, r, A, nrm)
+    for j in range(m):
+        c1 = abs(A[j, 0] / nrm[j]) if nrm[j] > 0.0 else 0.0
+        if t1[j] < 0.0 and c1 >= thr:
+            t1[j] = t
+        if L >= 2 and t2[j] < 0.0:
+            c2 = abs(A[j, 1] / nrm[j]) if nrm[j] > 0.0 else 0.0
+            if c2 >= thr:
+                t2[j] = t
+    d = _head_dist(y, m, r)
+    for j in range(m):
+        if t2[j] >= 0.0 and t4[j] < 0.0 and d < opts[O_HEADTOL]:
+            t4[j] = t
+    base = m * r
+    for j in range(m):
+        for q in range(m):
+            if j != q:
+                a = abs(y[base + j * m + q])
+                if a > peak[j, q]:
+                    peak[j, q] = a
+                    peak_t[j, q] = t
+
+
+@njit
+def _record(k, t, y, Vr, E_mask, model, ratio, Bb, Eb, ws, fbuf, rec_A, rec_gram, rec_E, rec_loss, rec_rho):
+    """Write record ``k`` at state ``y`` (an extra gradient evaluation, not counted in n_rhs)."""
+    m, r = Bb.shape
+    L = Vr.shape[1]
+    loss, _, _ = _rhs(y, fbuf, Vr, E_mask, model, ratio, Bb, Eb, ws)
+    A, gram, rho = ws[WS_A], ws[WS_GRAM], ws[WS_RHO]
+    for j in range(m):
+        for l in range(L):
+            rec_A[k, j, l] = A[j, l]
+        for q in range(m):
+            rec_gram[k, j, q] = gram[j, q]
+            rec_E[k, j, q] = Eb[j, q]
+        rec_rho[k, j] = rho[j]
+    rec_loss[k] = loss
+
+
+@njit
+def _lu_factor(W, piv):
+    n = W.shape[0]
+    for k in range(n):
+        p = k
+        big = abs(W[k, k])
+        for i in range(k + 1, n):
+            if abs(W[i, k]) > big:
+                big, p = abs(W[i, k]), i
+        piv[k] = p
+        if p != k:
+            for c in range(n):
+                W[k, c], W[p, c] = W[p, c], W[k, c]
+        if W[k, k] == 0.0:
+            return False
+        for i in range(k + 1, n):
+            W[i, k] /= W[k, k]
+            f = W[i, k]
+            if f != 0.0:
+                for c in range(k + 1, n):
+                    W[i, c] -= f * W[k, c]
+    return True
+
+
+@njit
+def _lu_solve(W, piv, b):
+    """Solve in place: ``b <- W^-1 b`` with ``W`` from ``_lu_factor``."""
+    n = W.shape[0]
+    for k in range(n):
+        p = piv[k]
+        if p != k:
+            b[k], b[p] = b[p], b[k]
+    for i in range(n):
+        s = b[i]
+        for c in range(i):
+            s -= W[i, c] * b[c]
+        b[i] = s
+    for i in range(n - 1, -1, -1):
+        s = b[i]
+        for c in range(i + 1, n):
+            s -= W[i, c] * b[c]
+        b[i] = s / W[i, i]
+
+
+@njit
+def _spectral_radius(J):
+    ev = np.linalg.eigvals(J.astype(np.complex128))
+    rad = 0.0
+    for v in ev:
+        rad = max(rad, abs(v))
+    return rad
+
+
+@njit
+def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
+    """Update the vanishing-follower test at an accepted step end; True when it fires."""
+    thr = opts[O_ALIGN]
+    L = Vr.shape[1]
+    _coords(y, Vr, m, r, A, nrm)
+    base = m * r
+    fired = False
+    for fo in range(m):
+        ok = True
+        aligned_f = False
+        for l in range(L):
+            if nrm[fo] > 0.0 and abs(A[fo, l]) / nrm[fo] >= thr:
+                aligned_f = True
+        if aligned_f or nrm[fo] == 0.0:
+            ok = False
+        if ok:  # (b) the norm shrinks
+            s = 0.0
+            for i in range(r):
+                s += y[fo * r + i] * f[fo * r + i]
+            ok = s < 0.0
+        kappa = 0.0
+        if ok:  # (c) every feature coefficient shrinks; (g) the log-log alignment slope
+            dlog_norm = s / (nrm[fo] * nrm[fo])
+            rate = 0.0
+            for l in range(L):
+                dA = 0.0
+                for i in range(r):
+                    dA += f[fo * r + i] * Vr[i, l]
+                if not A[fo, l] * dA < 0.0:
+                    ok = False
+                rate = max(rate, dA / A[fo, l] - dlog_norm)  # d ln|c_fl| / dt
+            kappa = t * rate  # log-log slope d ln|c_fl| / d ln t
+        if ok:  # (a) + (d): some aligned neuron q, and |E_fq| rising
+            rising = False
+            for q in range(m):
+                if q == fo or E_mask[fo, q] == 0.0 or nrm[q] == 0.0:
+                    continue
+                best = 0.0
+                for l in range(L):
+                    best = max(best, abs(A[q, l]) / nrm[q])
+                if best >= thr:
+                    e = y[base + fo * m + q]
+                    if e * f[base + fo * m + q] > 0.0:
+                        rising = True
+            ok = rising
+        if not ok:
+            vstate[0, fo] = -1.0
+            continue
+        if vstate[0, fo] < 0.0 or kappa > opts[O_VACCEL] * max(vstate[2, fo], KAPPA_FLAT):
+            # (re)start the window: first hold, or the alignment growth is accelerating
+            vstate[0, fo] = t
+            vstate[1, fo] = nrm[fo]
+            vstate[2, fo] = kappa
+        elif t >= opts[O_VPERSIST] * vstate[0, fo] and nrm[fo] <= opts[O_VSHRINK] * vstate[1, fo]:
+            fired = True
+    return fired
+
+
+@njit
+def _count_stiffness(hlamb, accepted, ist, fst):
+    """Explicit mode: count stability-limited attempts; switch to Rosenbrock after enough."""
+    if hlamb > STIFF_FLAG_HLAMBDA:
+        ist[I_NNONSTIFF] = 0
+        ist[I_NSTIFF] += 1
+        if ist[I_NSTIFF] >= STIFF_STEPS:
+            ist[I_MODE] = MODE_ROSENBROCK
+            ist[I_NSWITCH] += 1
+            ist[I_NSTIFF] = 0
+            ist[I_JACAGE] = -1
+            fst[F_ERRPREV] = 1.0
+    elif accepted:
+        ist[I_NNONSTIFF] += 1
+        if ist[I_NNONSTIFF] >= NONSTIFF_RESET:
+            ist[I_NSTIFF] = 0
+
+
+@njit
+def _initial_step(y, f0, Vr, E_mask, model, ratio, Bb, Eb, ws, opts, ytmp, f1):
+    """Hairer's starting step (one extra evaluation); returns ``(h, ok)``."""
+    rtol, atol = opts[O_RTOL], opts[O_ATOL]
+    n = y.shape[0]
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(y[i])
+        d0 += (y[i] / sc) ** 2
+        d1 += (f0[i] / sc) ** 2
+    d0 = math.sqrt(d0 / n)
+    d1 = math.sqrt(d1 / n)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    for i in range(n):
+        ytmp[i] = y[i] + h0 * f0[i]
+    loss, sw, se = _rhs(ytmp, f1, Vr, E_mask, model, ratio, Bb, Eb, ws)
+    if step_status(loss, sw, se) != STATUS_RUNNING:
+        return h0 * 1e-3, True
+    d2 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(y[i])
+        d2 += ((f1[i] - f0[i]) / sc) ** 2
+    d2 = math.sqrt(d2 / n) / h0
+    dm = max(d1, d2)
+    h1 = max(1e-6, h0 * 1e-3) if dm <= 1e-15 else (0.01 / dm) ** 0.2
+    return min(100.0 * h0, h1, opts[O_HMAX]), True
+
+
+@njit
+def flow_init(y, f0, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4, peak, peak_t,
+              t_rec, rec_A, rec_gram, rec_E, rec_loss, rec_rho):
+    """Evaluate the start: derivative (FSAL), events, records at ``t_rec <= t``, first step.
+
+    ``fst[F_T]`` must hold the start time. Returns the status code.
+    """
+    m = E_mask.shape[0]
+    n = y.shape[0]
+    r = (n - m * m) // m
+    L = Vr.shape[1]
+    Bb, Eb = np.empty((m, r)), np.empty((m, m))
+    ws = make_workspace(m, r, L)
+    A, nrm = np.empty((m, L)), np.empty(m)
+    loss, sw, se = _rhs(y, f0, Vr, E_mask, model, ratio, Bb, Eb, ws)
+    ist[I_NRHS] += 1
+    ist[I_INIT] = 1
+    code = step_status(loss, sw, se)
+    if code != STATUS_RUNNING:
+        ist[I_STATUS] = code
+        return code
+    fst[F_LOSS], fst[F_SPEEDW], fst[F_SPEEDE] = loss, sw, se
+    t = fst[F_T]
+    _observe_point(t, y, Vr, m, r, opts, t1, t2, t4, peak, peak_t, A, nrm)
+    fbuf = np.empty(n)
+    k = ist[I_NREC]
+    while k < t_rec.shape[0] and t_rec[k] <= t:
+        _record(k, t, y, Vr, E_mask, model, ratio, Bb, Eb, ws, fbuf,
+                rec_A, rec_gram, rec_E, rec_loss, rec_rho)
+        ist[I_NOUT] += 1
+        k += 1
+    ist[I_NREC] = k
+    if fst[F_H] <= 0.0:
+        h, _ = _initial_step(y, f0, Vr, E_mask, model, ratio, Bb, Eb, ws, opts, np.empty(n), fbuf)
+        ist[I_NRHS] += 1
+        fst[F_H] = h
+    fst[F_ERRPREV] = 1.0
+    ist[I_JACAGE] = -1
+    if t >= opts[O_TMAX]:
+        ist[I_STATUS] = STATUS_MAX_FLOW_TIME
+        return STATUS_MAX_FLOW_TIME
+    return STATUS_RUNNING
+
+
+@njit
+def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4, peak, peak_t,
+                 vstate, t_rec, rec_A, rec_gram, rec_E, rec_loss, rec_rho, n_steps):
+    """Attempt at most ``n_steps`` solver steps; return the status code (``ist[I_STATUS]``).
+
+    Arguments (all arrays are read and updated in place; see the ``F_*``, ``I_*``, ``O_*``
+    indices at the top of the module):
+
+    * ``y`` (n,): state ``(B.ravel(), E.ravel())``; ``f0`` (n,): ``dy/dt`` at ``y`` (FSAL);
+      ``J`` (n, n): the Jacobian kept by Rosenbrock mode;
+    * ``Vr`` (r, L): features in the reduced basis; ``E_mask`` (m, m): trained entries of E;
+      ``model = (lam, kx, k2, mu, sigma2)``; ``ratio = eta_E / eta``;
+    * ``opts`` (N_OPTS,): tolerances and stop rules; ``fst`` (N_FST,), ``ist`` (N_IST,):
+      solver state;
+    * events ``t1, t2, t4`` (m,), ``peak, peak_t`` (m, m); ``vstate`` (3, m): the vanishing
+      test's ``(t0, |w_f(t0)|, kappa(t0))`` per neuron (``t0 < 0``: not holding);
+    * ``t_rec`` (K,): increasing flow times to record at; ``rec_A`` (K, m, L),
+      ``rec_gram`` (K, m, m), ``rec_E`` (K, m, m), ``rec_loss`` (K,), ``rec_rho`` (K, m).
+
+    ``flow_init`` must have been called first.
+    """
+    if ist[I_STATUS] != STATUS_RUNNING:
+        return ist[I_STATUS]
+    m = E_mask.shape[0]
+    n = y.shape[0]
+    r = (n - m * m) // m
+    L = Vr.shape[1]
+    Bb, Eb = np.empty((m, r)), np.empty((m, m))
+    ws = make_workspace(m, r, L)
+    A, nrm = np.empty((m, L)), np.empty(m)
+    k = np.empty((7, n))
+    ytmp = np.empty(n)
+    ysti = np.empty(n)
+    y1 = np.empty(n)
+    errv = np.empty(n)
+    dense = np.zeros((5, n))
+    samples = np.empty((N_SAMPLES + 1, n))
+    tmp = np.empty(n)
+    fbuf = np.empty(n)
+    Wm = np.empty((n, n))
+    piv = np.empty(n, np.int64)
+    rtol, atol, tmax = opts[O_RTOL], opts[O_ATOL], opts[O_TMAX]
+    stop = (opts[O_TOL], opts[O_ALIGN], opts[O_MAXNORM], 1)
+    for _ in range(n_steps):
+        t = fst[F_T]
+        h = min(fst[F_H], opts[O_HMAX])
+        last = False
+        if t + h >= tmax:
+            h = tmax - t
+            last = True
+        # underflow: after a rejection, a step too small to change any component of y
+        # (flow time itself is compensated, so t may be far larger than h: an escape at
+        # d = 1e9 lasts O(1e-3) flow time around t ~ 1e13)
+        smax = 0.0
+        for i in range(n):
+            smax = max(smax, abs(f0[i]) / (abs(y[i]) + atol + 1e-300))
+        if ist[I_REJECTED] == 1 and h * smax < 16.0 * 2.220446049250313e-16 and not last:
+            code = STATUS_NONFINITE if ist[I_LASTFAIL] == STATUS_NONFINITE else STATUS_STEP_UNDERFLOW
+            ist[I_STATUS] = code
+            return code
+        mode = ist[I_MODE]
+        failed = False
+        res = (0.0, 0.0, 0.0)
+        hlamb = 0.0
+        if mode == MODE_EXPLICIT:
+            kord = 5.0
+            for i in range(n):
+                k[0, i] = f0[i]
+                ytmp[i] = y[i] + h * A21 * k[0, i]
+            res = _rhs(ytmp, k[1], Vr, E_mask, model, ratio, Bb, Eb, ws)
+            failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
+            if not failed:
+                for i in range(n):
+                    ytmp[i] = y[i] + h * (A31 * k[0, i] + A32 * k[1, i])
+                res = _rhs(ytmp, k[2], Vr, E_mask, model, ratio, Bb, Eb, ws)
+                failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
+            if not failed:
+                for i in range(n):
+                    ytmp[i] = y[i] + h * (A41 * k[0, i] + A42 * k[1, i] + A43 * k[2, i])
+                res = _rhs(ytmp, k[3], Vr, E_mask, model, ratio, Bb, Eb, ws)
+                failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
+            if not failed:
+                for i in range(n):
+                    ytmp[i] = y[i] + h * (A51 * k[0, i] + A52 * k[1, i] + A53 * k[2, i] + A54 * k[3, i])
+                res = _rhs(ytmp, k[4], Vr, E_mask, model, ratio, Bb, Eb, ws)
+                failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
+            if not failed:
+                for i in range(n):
+                    ysti[i] = y[i] + h * (A61 * k[0, i] + A62 * k[1, i] + A63 * k[2, i] + A64 * k[3, i]
+                                          + A65 * k[4, i])
+                res = _rhs(ysti, k[5], Vr, E_mask, model, ratio, Bb, Eb, ws)
+                failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
+            if not failed:
+                for i in range(n):
+                    y1[i] = y[i] + h * (A71 * k[0, i] + A73 * k[2, i] + A74 * k[3, i] + A75 * k[4, i]
+                                        + A76 * k[5, i])
+                res = _rhs(y1, k[6], Vr, E_mask, model, ratio, Bb, Eb, ws)
+                failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
+            ist[I_NRHS] += 6
+            if not failed:
+                for i in range(n):
+                    errv[i] = h * (E1 * k[0, i] + E3 * k[2, i] + E4 * k[3, i] + E5 * k[4, i]
+                                   + E6 * k[5, i] + E7 * k[6, i])
+        else:
+            kord = 3.0
+            if ist[I_JACAGE] < 0 or ist[I_JACAGE] >= opts[O_JACEVERY] or ist[I_REJECTED] == 1:
+                # forward differences around y (f0 = f(y) is known)
+                for c in range(n):
+                    dy = 1.4901161193847656e-08 * max(abs(y[c]), 1e-6)
+                    for i in range(n):
+                        ytmp[i] = y[i]
+                    ytmp[c] = y[c] + dy
+                    dy = ytmp[c] - y[c]
+                    _rhs(ytmp, fbuf, Vr, E_mask, model, ratio, Bb, Eb, ws)
+                    for i in range(n):
+                        J[i, c] = (fbuf[i] - f0[i]) / dy
+                ist[I_NRHS] += n
+                ist[I_NJAC] += 1
+                ist[I_JACAGE] = 0
+                rad = _spectral_radius(J)
+                fst[F_HSTAB] = STIFF_HLAMBDA / rad if rad > 0.0 else np.inf
+            for i in range(n):
+                for c in range(n):
+                    Wm[i, c] = -h * RB_D * J[i, c]
+                Wm[i, i] += 1.0
+            if not _lu_factor(Wm, piv):
+                failed = True
+            if not failed:
+                for i in range(n):
+                    k[0, i] = f0[i]
+                _lu_solve(Wm, piv, k[0])                       # k1
+                for i in range(n):
+                    ytmp[i] = y[i] + 0.5 * h * k[0, i]
+                res = _rhs(ytmp, k[3], Vr, E_mask, model, ratio, Bb, Eb, ws)   # F1
+                ist[I_NRHS] += 1
+                failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
+            if not failed:
+                for i in range(n):
+                    k[1, i] = k[3, i] - k[0, i]
+                _lu_solve(Wm, piv, k[1])
+                for i in range(n):
+                    k[1, i] += k[0, i]                         # k2
+                    y1[i] = y[i] + h * k[1, i]
+                res = _rhs(y1, k[6], Vr, E_mask, model, ratio, Bb, Eb, ws)     # F2 = f(y_new)
+                ist[I_NRHS] += 1
+                failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
+            if not failed:
+                for i in range(n):
+                    k[2, i] = k[6, i] - RB_E32 * (k[1, i] - k[3, i]) - 2.0 * (k[0, i] - f0[i])
+                _lu_solve(Wm, piv, k[2])                       # k3
+                for i in range(n):
+                    errv[i] = h / 6.0 * (k[0, i] - 2.0 * k[1, i] + k[2, i])
+        if failed:
+            ist[I_LASTFAIL] = STATUS_NONFINITE
+            ist[I_REJECTED] = 1
+            ist[I_NREJECT] += 1
+            fst[F_H] = h * 0.2
+            continue
+        err = _err_norm(errv, y, y1, rtol, atol)
+        if not math.isfinite(err):
+            ist[I_LASTFAIL] = STATUS_NONFINITE
+            ist[I_REJECTED] = 1
+            ist[I_NREJECT] += 1
+            fst[F_H] = h * 0.2
+            continue
+        if mode == MODE_EXPLICIT:
+            # Hairer's stiffness estimate h |lambda| from the two stages at t + h, counted on
+            # rejected steps too (a stability-limited run rejects many)
+            num = 0.0
+            den = 0.0
+            for i in range(n):
+                num += (k[6, i] - k[5, i]) ** 2
+                den += (y1[i] - ysti[i]) ** 2
+            if den > 0.0:
+                hlamb = h * math.sqrt(num / den)
+            _count_stiffness(hlamb, err <= 1.0, ist, fst)
+        if err > 1.0:
+            ist[I_LASTFAIL] = STATUS_STEP_UNDERFLOW
+            ist[I_REJECTED] = 1
+            ist[I_NREJECT] += 1
+            fst[F_H] = h * max(FACTOR_MIN, SAFETY * err ** (-1.0 / kord))
+            continue
+        # ---- accepted: the last evaluation was at y1, so ws holds A, gram there
+        loss1, sw1, se1 = res
+        code = convergence_status(ws[WS_A], ws[WS_GRAM], sw1, se1, ratio, stop)
+        errc = max(err, 1e-10)
+        fac = SAFETY * errc ** (-(PCOEFF + ICOEFF) / kord) * fst[F_ERRPREV] ** (PCOEFF / kord)
+        fac = min(FACTOR_MAX, max(FACTOR_MIN, fac))
+        if ist[I_REJECTED] == 1:
+            fac = min(fac, 1.0)
+        if mode == MODE_EXPLICIT:
+            # dense output (Hairer's contd5)
+            for i in range(n):
+                ydiff = y1[i] - y[i]
+                bspl = h * k[0, i] - ydiff
+                dense[0, i] = y[i]
+                dense[1, i] = ydiff
+                dense[2, i] = bspl
+                dense[3, i] = ydiff - h * k[6, i] - bspl
+                dense[4, i] = h * (D1 * k[0, i] + D3 * k[2, i] + D4 * k[3, i] + D5 * k[4, i]
+                                   + D6 * k[5, i] + D7 * k[6, i])
+        else:
+            # y(t + s h) = y + s a + s^2 b
+            for i in range(n):
+                a = h * (k[0, i] - 2.0 * RB_D * k[1, i]) / (1.0 - 2.0 * RB_D)
+                b = h * (k[1, i] - k[0, i]) / (1.0 - 2.0 * RB_D)
+                dense[0, i] = y[i]
+                dense[1, i] = a + b
+                dense[2, i] = -b
+                dense[3, i] = 0.0
+                dense[4, i] = 0.0
+        if last:
+            t_new = tmax
+            t_lo = 0.0
+        else:  # Kahan summation of the steps
+            yk = h - fst[F_TLO]
+            t_new = t + yk
+            t_lo = (t_new - t) - yk
+        _observe_step(t, h, dense, y1, Vr, m, r, opts, t1, t2, t4, peak, peak_t, samples, A, nrm, tmp)
+        # vanishing test needs f(y1) = k[6]
+        vanish = _vanishing(t_new, y1, k[6], Vr, E_mask, m, r, opts, vstate, A, nrm)
+        # records in (t, t_new]
+        kr = ist[I_NREC]
+        while kr < t_rec.shape[0] and t_rec[kr] <= t_new:
+            if t_rec[kr] == t_new:
+                ys = y1
+            else:
+                _interp((t_rec[kr] - t) / h, dense, tmp)
+                ys = tmp
+            _record(kr, t_rec[kr], ys, Vr, E_mask, model, ratio, Bb, Eb, ws, fbuf,
+                    rec_A, rec_gram, rec_E, rec_loss, rec_rho)
+            ist[I_NOUT] += 1
+            kr += 1
+        ist[I_NREC] = kr
+        # commit the step
+        for i in range(n):
+            y[i] = y1[i]
+            f0[i] = k[6, i]
+        fst[F_T] = t_new
+        fst[F_TLO] = t_lo
+        fst[F_LOSS], fst[F_SPEEDW], fst[F_SPEEDE] = loss1, sw1, se1
+        fst[F_ERRPREV] = errc
+        ist[I_NSTEPS] += 1
+        ist[I_REJECTED] = 0
+        h_next = h * fac
+        if mode == MODE_ROSENBROCK:
+            ist[I_NSTIFFSTEPS] += 1
+            ist[I_JACAGE] += 1
+            ros_cost = 2.0 + n / max(opts[O_JACEVERY], 1.0)
+            h_exp = min(fst[F_HSTAB], 2.0 * h_next)
+            if EXPLICIT_COST / h_exp * SWITCH_BACK_GAIN <= ros_cost / h_next:
+                ist[I_MODE] = MODE_EXPLICIT
+                ist[I_NSWITCH] += 1
+                ist[I_NSTIFF] = 0
+                ist[I_NNONSTIFF] = 0
+                fst[F_ERRPREV] = 1.0
+                h_next = min(h_next, fst[F_HSTAB])
+        fst[F_H] = h_next
+        if code == STATUS_RUNNING and vanish:
+            code = STATUS_VANISHING
+        if code == STATUS_RUNNING and last:
+            code = STATUS_MAX_FLOW_TIME
+        if code != STATUS_RUNNING:
+            ist[I_STATUS] = code
+            return code
+    return STATUS_RUNNING
