@@ -105,7 +105,7 @@ def test_small_d_has_fewer_perp_coordinates():
 def test_reduced_start_dispatch():
     model = ModelParams(d=64)
     B, Vr = fs.reduced_start(model, 3, "materialised")
-    from theory_sim.simulate import initial_weights
+    from theory_sim.model import initial_weights
     W0 = initial_weights(model, 3)
     assert np.allclose(B @ Vr, W0[:, :2])  # basis features: A = first two columns
     with pytest.raises(ValueError, match="init must be"):

@@ -17,10 +17,10 @@ import numpy as np
 from . import initial_law
 from .core import _jit
 from .core import flow as _flow
-from .params import ModelParams, ParamError, TrainParams
 
 # names that the restructure may move: imported here only
-from .simulate import _model_tuple, head_mask  # noqa: E402
+from .model import head_mask, model_constants  # noqa: E402
+from .params import ModelParams, ParamError, TrainParams
 from .status import STATUS_NAMES
 
 DEFAULT_RTOL = 1e-7
@@ -126,7 +126,7 @@ def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=D
         "rec_E": np.zeros((K, m, m)), "rec_loss": np.zeros(K), "rec_rho": np.zeros((K, m)),
         "elapsed": 0.0,
     }
-    st["model"] = _model_tuple(model)
+    st["model"] = model_constants(model)
     t0 = time.perf_counter()
     _flow.flow_init(st["y"], st["f0"], st["Vr"], st["mask"], st["model"], st["ratio"], st["opts"],
                     st["fst"], st["ist"], st["t1"], st["t2"], st["t4"], st["peak"], st["peak_t"],

@@ -26,8 +26,8 @@ import math
 
 import numpy as np
 
+from .model import feature_vectors, initial_weights
 from .params import ModelParams
-from .simulate import feature_vectors, initial_weights  # may move (restructure): one import line
 
 REDUCED_STREAM = 0x0F10
 """Second word of the reduced law's seed, so that it never shares a stream with ``W(0)``."""
