@@ -192,7 +192,7 @@ def parse_values(name: str, text: str) -> tuple:
             raise SweepError(f"{name}={text}: log spacing needs START, STOP > 0")
         pts = np.linspace(a, b, n) if how == "lin" else np.geomspace(a, b, n)
         # 15 significant digits: lin:0.1:0.3:3 gives 0.2, not linspace's 0.20000000000000001
-        values = tuple(parse_value(name, float(f"{v:.15g}")) for v in pts)
+        values = tuple(parse_value(name, _round15(v)) for v in pts)
     else:
         parts = [p for p in (s.strip() for s in text.split(",")) if p != ""]
         if not parts:
@@ -202,6 +202,11 @@ def parse_values(name: str, text: str) -> tuple:
                              f"values per grid key", param="grid")
         values = tuple(parse_value(name, p) for p in parts)
     return _unique(name, values)
+
+
+def _round15(x: float) -> float:
+    """``x`` to 15 significant digits: drops the float noise of a product or a linspace."""
+    return float(f"{x:.15g}")
 
 
 def _unique(name, values):
@@ -448,7 +453,9 @@ def _resolve(base: dict, values: dict, seed: int):
         ratio = p["eta_E_ratio"]
         if ratio < 0:
             raise ParamError(f"eta_E_ratio must be >= 0 (got {ratio!r})")
-        train_kw["eta_E"] = ratio * train_kw.get("eta", TrainParams().eta)
+        # 15 significant digits: 0.003 * 0.05 is 0.00015, not 0.00015000000000000001 (the run
+        # uses, and the table shows, the round number; the product is exact to 1e-15)
+        train_kw["eta_E"] = _round15(ratio * train_kw.get("eta", TrainParams().eta))
     train = TrainParams(**train_kw, seed=seed)
     head_tol = p.get("head_tol", DEFAULT_HEAD_TOL)
     if not head_tol > 0:

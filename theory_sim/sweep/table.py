@@ -34,10 +34,11 @@ def _shape(cells: list[Cell]):
     return m, L
 
 
+_SHAPE_COLUMNS = ("d", "P", "k")
 _PARAM_COLUMNS = ("sigma", "m", "features", "feature_seed", "split", "eta", "eta_E", "eta_E_ratio", "head",
                   "steps", "max_steps", "tol", "align_threshold", "max_flow_time", "max_norm", "check_every",
                   "head_tol")
-"""The parameter columns of every table (format version 1)."""
+"""The parameter columns of every table (format version 1), after the alpha / pi entries."""
 
 
 def _extra_columns(cells: list[Cell]) -> list[str]:
@@ -46,7 +47,7 @@ def _extra_columns(cells: list[Cell]) -> list[str]:
     sets it away from its default, so that the tables of earlier sweeps keep their columns."""
     out = []
     for key in KEYS.values():
-        if key.target == "sweep" or key.name in _PARAM_COLUMNS:
+        if key.target == "sweep" or key.name in _SHAPE_COLUMNS or key.name in _PARAM_COLUMNS:
             continue
         default = getattr(TrainParams() if key.target == "train" else ModelParams(), key.name)
         if any(getattr(c.train if key.target == "train" else c.model, key.name) != default for c in cells):
@@ -57,7 +58,7 @@ def _extra_columns(cells: list[Cell]) -> list[str]:
 def columns(cells: list[Cell]) -> list[str]:
     """The table's columns for these runs (entries up to the largest m and L)."""
     m, L = _shape(cells)
-    cols = ["run_id", "cell", "seed", "d", "P", "k"]
+    cols = ["run_id", "cell", "seed", *_SHAPE_COLUMNS]
     cols += [f"alpha{l + 1}" for l in range(L)] + [f"pi{l + 1}" for l in range(L)]
     cols += [*_PARAM_COLUMNS, *_extra_columns(cells)]
     cols += ["status", "n_steps", "flow_time", "T1", "T2", "T3", "T4",
