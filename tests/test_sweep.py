@@ -508,3 +508,11 @@ def test_phase_diagram_fractions():
     np.testing.assert_array_equal(frac[2], [[0.0, 0.0], [np.nan, 1.0]])  # incomplete
     assert isinstance(phase_diagram(table, "alpha1", "eta_E_ratio"), Figure)
     assert isinstance(phase_diagram(table, "alpha1"), Figure)
+
+
+@pytest.mark.parametrize("option", ["workers", "threads_per_worker"])
+def test_a_huge_local_cluster_is_refused_before_it_starts(option, tmp_path):
+    spec = sw.build_spec(base={"d": "16", "steps": "3"}, seeds="1")
+    with pytest.raises(sw.SweepError, match=f"{option} must be at most") as err:
+        sw.run_sweep(spec, tmp_path / "s", executor="dask", **{option: 10**20})
+    assert err.value.param == option and not (tmp_path / "s").exists()

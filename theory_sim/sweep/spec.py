@@ -53,9 +53,9 @@ class Key:
     nullable: bool = False  # "none" gives the default (None) of TrainParams
 
 
-_SWEEP_ONLY = {  # keys of the sweep itself, placed after the parameter they belong with
-    "eta_E": Key("eta_E_ratio", float, "sweep", "eta_E / eta (instead of eta_E)"),
-    None: Key("head_tol", float, "sweep", "T4: |E - I|_F below this after T3"),
+_SWEEP_KEYS_AFTER = {  # the sweep's own keys, each after the parameter it belongs with
+    "eta_E": (Key("eta_E_ratio", float, "sweep", "eta_E / eta (instead of eta_E)"),),
+    "check_every": (Key("head_tol", float, "sweep", "T4: |E - I|_F below this after T3"),),
 }
 _NOT_GRID_WHY = {
     "seed": "the seeds of a sweep are its own parameter, seeds",
@@ -74,15 +74,16 @@ def batched_engines() -> tuple:
 
 def _keys() -> dict:
     """The sweep keys, generated from the parameter registry (``params.PARAMETERS``): every
-    sweepable scalar parameter, plus the sweep's own keys (:data:`_SWEEP_ONLY`)."""
+    sweepable scalar parameter, plus the sweep's own keys (:data:`_SWEEP_KEYS_AFTER`)."""
     keys = {}
     for par in PARAMETERS:
         if par.sweepable and par.kind != "floats":
             keys[par.name] = Key(par.name, par.kind, par.owner, par.help,
                                  tuple(par.choice_list or ()), nullable=par.default is None)
-        if par.name in _SWEEP_ONLY:
-            keys[_SWEEP_ONLY[par.name].name] = _SWEEP_ONLY[par.name]
-    keys[_SWEEP_ONLY[None].name] = _SWEEP_ONLY[None]
+        keys.update((k.name, k) for k in _SWEEP_KEYS_AFTER.get(par.name, ()))
+    for own in _SWEEP_KEYS_AFTER.values():  # whatever becomes of their neighbours
+        for k in own:
+            keys.setdefault(k.name, k)
     return keys
 
 
