@@ -674,11 +674,24 @@ def test_first_run_in_a_cold_cache_announces_the_compile_and_doctor_tells_engine
     assert rows == {"population": "warm", "sgd": "cold", "sgd-fast": "cold"}, doc.stdout
 
 
-def test_divergence_at_the_first_step_still_writes_a_summary(tmp_path, capsys):
-    """Found by the fuzzer: a run that diverges before recording a point (alpha^6 overflows)."""
-    with np.errstate(over="ignore"):
-        code, out, err = run_cli(["run", "--d", "8", "--steps", "5", "--quiet", "--alpha", "1e308,1",
-                                  "--out", str(tmp_path / "r")], capsys)
+def test_divergence_at_the_first_step_still_writes_a_summary(tmp_path, capsys, monkeypatch):
+    """Found by the fuzzer: a run that diverges before recording a point. ``--alpha 1e308,1``
+    (alpha^6 overflows) did it and is now refused up front; the data constants are made
+    infinite by hand instead."""
+    code, out, err = run_cli(["run", "--d", "8", "--steps", "5", "--quiet", "--alpha", "1e308,1",
+                              "--out", str(tmp_path / "refused")], capsys)
+    assert code == 2 and err.splitlines() == [err.strip()] and "alpha[0] must be at most" in err
+    assert not (tmp_path / "refused").exists()
+    from theory_sim.engines import base
+    from theory_sim.model import model_constants
+
+    def overflowing(model):
+        lam, *rest = model_constants(model)
+        return (lam * np.inf, *rest)
+
+    monkeypatch.setattr(base, "model_constants", overflowing)
+    code, out, err = run_cli(["run", "--d", "8", "--steps", "5", "--quiet", "--out", str(tmp_path / "r")],
+                             capsys)
     assert code == 3
     assert "Traceback" not in err and err.splitlines()[-1].startswith("theory-sim: error: diverged at step 0")
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())

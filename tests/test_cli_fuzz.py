@@ -56,14 +56,19 @@ PATHS = ["out", ".", "..", "", " ", "/", "keep.txt", "keep.txt/sub", "existing",
          "with space", "\u00fcn\u00efc\u00f8d\u00e9", "\u65e5\u672c", "a" * 300, "nul\x00byte", "./",
          "sub/..", "out.partial", "-dash", "~", "interrupted", "nowhere/deeper/still"]
 _TINY_SWEEP = ["sweep", "--grid", "alpha1=4,8", "--d", "8", "--steps", "5", "--serial", "--quiet"]
-KNOWN_SWEEP_FAILURES = [  # tracebacks of the sweep layer found by this fuzzer (cli/sweep.py, sweep.py)
+FORMER_SWEEP_FAILURES = [  # tracebacks (or a hang) of the sweep layer this fuzzer found; now one-line errors
     ["plot-sweep", "a" * 300],
+    ["plot-sweep", "nul\x00byte"],
     [*_TINY_SWEEP, "--out", "a" * 300],
     [*_TINY_SWEEP, "--out", "nul\x00byte"],
     [*_TINY_SWEEP, "--seeds", "99999999999999999999", "--out", "out"],
+    [*_TINY_SWEEP, "--seeds", "1:99999999999", "--out", "out"],
+    [*_TINY_SWEEP[:2], "alpha1=lin:4:8:100000000", *_TINY_SWEEP[3:], "--out", "out"],
+    [*_TINY_SWEEP, "--grid", "eta=log:1e-3:1e-2:10001", "--out", "out"],
+    [*_TINY_SWEEP, "--alpha", "3,1e60", "--out", "out"],
 ]
-"""Not drawn by the fuzzer until fixed; ``test_known_sweep_failures`` (strict xfail) flips when they are."""
-SWEEP_PATHS = [p for p in PATHS if len(p) < 255 and "\x00" not in p]
+"""Each must exit 2 with one ``theory-sim: error:`` line (``test_former_sweep_failures``); the
+fuzzer draws them too."""
 OTHER = [["--nope"], ["-x"], ["--force"], ["--d=8"], ["extra-positional"], ["--"], ["--quiet"],
          ["--out"], ["--resume"], ["--d"]]
 RUN_BASE = ["run", "--d", "8", "--steps", "5", "--quiet"]
@@ -93,20 +98,25 @@ def other_argvs(draw):
     if kind == "top":
         return draw(st.sampled_from(OTHER_COMMANDS))
     if kind == "plot-sweep":
-        return ["plot-sweep", draw(st.sampled_from(SWEEP_PATHS))] + (
+        return ["plot-sweep", draw(st.sampled_from(PATHS))] + (
             ["--out", draw(st.sampled_from(PATHS))] if draw(st.booleans()) else [])
     if kind == "figures":  # never a valid --only: the figures themselves take minutes
         return ["figures", "--quick", "--quiet", "--only", draw(st.sampled_from(
             ["0", "8", "x", "", "1-", "99999999999999999999", "\u0669", ",", "-1"])),
             "--out", draw(st.sampled_from(PATHS))]
-    # sweep: tiny, serial; counts bounded (huge seed counts and grid sizes are listed in
-    # the report as open problems of the sweep layer, not drawn here)
+    if kind == "sweep" and draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from(FORMER_SWEEP_FAILURES))
+    # sweep: tiny, serial; huge seed counts and grid sizes must be refused before anything is made
     grid = draw(st.sampled_from(["alpha1=4,8", "alpha1=lin:4:8", "alpha1=lin:4:8:2", "eta=log:0:1:3",
                                  "alpha1=1e400", "nokey=1", "alpha1=", "=", "", "alpha1", "seeds=1",
-                                 "alpha1=nan", "alpha1=lin:4:8:0", "alpha1=lin:4:8:-1"]))
-    seeds = draw(st.sampled_from(["1", "0", "-1", "1:3", "a:b", "1,1", "", "nan"]))
+                                 "alpha1=nan", "alpha1=lin:4:8:0", "alpha1=lin:4:8:-1",
+                                 "alpha1=lin:4:8:100000000", "alpha1=lin:4:8:1e400", "alpha1=1e60",
+                                 "engine=sgd", "engine=population", "pi2=0.03", "eta_E_ratio=0.03",
+                                 "batch=4"]))
+    seeds = draw(st.sampled_from(["1", "0", "-1", "1:3", "a:b", "1,1", "", "nan", "99999999999999999999",
+                                  "1:99999999999", "0:1000001", "9223372036854775808", "1e3"]))
     return ["sweep", "--grid", grid, "--seeds", seeds, "--d", "8", "--steps", "5", "--serial",
-            "--quiet", "--out", draw(st.sampled_from(SWEEP_PATHS))]
+            "--quiet", "--out", draw(st.sampled_from(PATHS))]
 
 
 def _prepare(root: Path, checkpoint: Path) -> None:
@@ -212,11 +222,10 @@ def test_hostile_invocations_in_process(checkpoint):
     print(f"\n{len(seen)} hostile invocations in {elapsed:.1f} s; exit codes {dict(sorted(codes.items()))}")
 
 
-@pytest.mark.xfail(strict=True, reason="traceback in the sweep layer (reported; not fixed on this branch)")
-@pytest.mark.parametrize("argv", KNOWN_SWEEP_FAILURES, ids=lambda a: f"{a[0]}-{a[-1][:12]!r}")
-def test_known_sweep_failures(argv, checkpoint, tmp_path):
+@pytest.mark.parametrize("argv", FORMER_SWEEP_FAILURES, ids=lambda a: f"{a[0]}-{a[-1][:12]!r}")
+def test_former_sweep_failures(argv, checkpoint, tmp_path):
     _prepare(tmp_path, checkpoint)
-    check_invocation(argv, tmp_path)
+    assert check_invocation(argv, tmp_path) == 2
 
 
 SCRIPT = Path(sys.executable).with_name("theory-sim")

@@ -116,6 +116,31 @@ def test_the_table_stores_eta_E_ratio_as_written(tmp_path):
     assert [r for _, r in task_rows] == rows
 
 
+def test_numbers_are_stored_as_written(tmp_path, capsys):
+    """0.03 from a TOML config, a command-line fixed value, a lin grid and a list is 0.03 in the
+    table; eta_E = eta_E_ratio * eta too (0.03 * 0.7 is 0.021, not 0.020999999999999998)."""
+    assert repr(0.03 * 0.7) != "0.021" and repr(0.03 * 0.003) != "9e-05"  # the noise not to show
+    config = tmp_path / "sweep.toml"
+    config.write_text("seeds = [1]\n[base]\ntol = 0.03\nmax_flow_time = 0.03\n"
+                      "[grid]\nalpha2 = [0.03, 0.7]\n")
+    out = tmp_path / "s"
+    code = main(["sweep", "--config", str(config), "--grid", "eta=lin:0.01:0.05:5", "--grid",
+                 "eta_E_ratio=0.003,0.7", "--sigma", "0.03", "--pi", "0.97,0.03", "--d", "8",
+                 "--serial", "--quiet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rows = rows_of(out / sw.TABLE)
+    assert len(rows) == 20
+    for column in ("tol", "max_flow_time", "sigma", "pi2"):
+        assert {r[column] for r in rows} == {"0.03"}
+    assert {r["alpha2"] for r in rows} == {"0.03", "0.7"}
+    assert {r["eta"] for r in rows} == {"0.01", "0.02", "0.03", "0.04", "0.05"}
+    assert {r["eta_E_ratio"] for r in rows} == {"0.003", "0.7"}
+    product = {(r["eta"], r["eta_E_ratio"]): r["eta_E"] for r in rows}
+    assert product[("0.03", "0.7")] == "0.021" and product[("0.03", "0.003")] == "9e-05"
+    for (eta, ratio), eta_E in product.items():  # the value the run used, exact to 15 digits
+        assert float(eta_E) == pytest.approx(float(eta) * float(ratio), rel=1e-15, abs=0)
+
+
 def test_seeds():
     assert sw.parse_seeds("3") == (0, 1, 2)
     assert sw.parse_seeds("5:8") == (5, 6, 7)
@@ -125,6 +150,124 @@ def test_seeds():
     for bad in ("0", "x", "3:1", "1,1", "-1,2", True):
         with pytest.raises(sw.SweepError):
             sw.parse_seeds(bad)
+
+
+def test_keys_are_generated_from_the_parameter_registry(monkeypatch):
+    from theory_sim.params import PARAMETERS
+    from theory_sim.sweep import spec
+
+    scalars = [p.name for p in PARAMETERS if p.sweepable and p.kind != "floats"]
+    assert [k for k in sw.KEYS if sw.KEYS[k].target != "sweep"] == scalars
+    assert {k for k in sw.KEYS if sw.KEYS[k].target == "sweep"} == {"eta_E_ratio", "head_tol"}
+    assert sw.VECTOR_KEYS == tuple(p.name for p in PARAMETERS if p.kind == "floats")
+    assert {p.name for p in PARAMETERS if not p.sweepable} <= set(sw.NOT_GRID)
+    for p in PARAMETERS:
+        if p.name in sw.KEYS:
+            assert (sw.KEYS[p.name].kind, sw.KEYS[p.name].target) == (p.kind, p.owner)
+            assert sw.KEYS[p.name].nullable == (p.default is None)
+    # a parameter made sweepable in params is a sweep key, with no edit of sweep/
+    batch = next(p for p in PARAMETERS if p.name == "batch")
+    patched = tuple(dataclasses.replace(p, sweepable=True) if p is batch else p for p in PARAMETERS)
+    monkeypatch.setattr(spec, "PARAMETERS", patched)
+    keys = spec._keys()
+    assert keys["batch"].kind is int and keys["batch"].target == "train"
+
+
+def test_a_new_parameter_key_gets_a_column_when_it_is_set(monkeypatch):
+    """A key that is not one of the format's columns (here ``batch``, made a key) is a column
+    of the tables whose runs set it, holding the value of each run."""
+    from theory_sim.sweep import spec, table
+
+    keys = dict(sw.KEYS, batch=sw.Key("batch", int, "train", "batch size"))
+    monkeypatch.setattr(spec, "KEYS", keys)
+    monkeypatch.setattr(table, "KEYS", keys)
+    plain = sw.expand(sw.build_spec(base={"d": "16"}, grid=[("alpha1", (4.0, 5.0))], seeds="1"))
+    assert "batch" not in sw.columns(plain)  # the earlier tables keep their columns
+    cells = sw.expand(sw.build_spec(base={"d": "16", "steps": "3"}, grid=[("batch", (8, 16))], seeds="1"))
+    cols = sw.columns(cells)
+    assert cols[cols.index("head_tol") + 1] == "batch"
+    _, rows = sw.run_chunk(sw.execute._payload(cells), cols)
+    assert [r["batch"] for _, r in rows] == ["8", "16"]
+
+
+def test_the_engines_are_those_of_the_batched_kernel(monkeypatch):
+    from theory_sim import ensemble
+    from theory_sim.engines import ENGINES
+
+    assert sw.batched_engines() == tuple(e for e in ENGINES if e in ensemble.BATCHED_ENGINES)
+    assert sw.parse_value("engine", "population") == "population"
+    for name in ENGINES:
+        if name not in ensemble.BATCHED_ENGINES:
+            with pytest.raises(sw.SweepError, match="batched kernel"):
+                sw.parse_grid_arg(f"engine=population,{name}")
+    with pytest.raises(sw.SweepError, match="one of population"):
+        sw.parse_value("engine", "gpu")
+    monkeypatch.setattr(ensemble, "BATCHED_ENGINES", (*ensemble.BATCHED_ENGINES, "sgd"))
+    assert sw.parse_value("engine", "sgd") == "sgd"  # read from ensemble, not a copy
+
+
+def test_default_pi_is_the_params_rule():
+    from theory_sim.params import uniform_pi
+
+    cells = sw.expand(sw.build_spec(base={"alpha": "6,3,1", "d": "16"}, grid=[("alpha1", (5.0, 7.0))]))
+    assert all(c.model.pi == uniform_pi(3) == ModelParams(alpha=(6, 3, 1)).pi for c in cells)
+    cells = sw.expand(sw.build_spec(base={"d": "16"}, grid=[("pi2", (0.5,))]))
+    assert cells[0].model.pi == (0.5, 0.5)  # the other entries start from the default
+
+
+@pytest.mark.parametrize("seeds", ["99999999999999999999", "1:99999999999", "0:1000001", 10**20,
+                                   "9223372036854775807"])
+def test_too_many_seeds_are_refused_before_they_are_made(seeds):
+    with pytest.raises(sw.SweepError, match=f"at most {sw.MAX_RUNS} runs"):
+        sw.parse_seeds(seeds)
+
+
+def test_seeds_beyond_the_largest_seed_are_refused():
+    with pytest.raises(sw.SweepError, match="seeds must be integers in"):
+        sw.parse_seeds("9223372036854775807:9223372036854775809")
+
+
+@pytest.mark.parametrize("text", ["alpha1=lin:4:8:100000000", "eta=log:1e-3:1:10001",
+                                  "alpha1=lin:4:8:1e30"])
+def test_too_many_grid_points_are_refused_before_they_are_made(text):
+    with pytest.raises(sw.SweepError, match=f"the limit is {sw.MAX_GRID_POINTS} points"):
+        sw.parse_grid_arg(text)
+
+
+def test_too_many_runs_are_refused_before_expanding():
+    grid = [("alpha1", tuple(range(1, 1001))), ("sigma", tuple(range(1, 1001)))]
+    with pytest.raises(sw.SweepError, match=f"2000000 runs .* the limit is {sw.MAX_RUNS}"):
+        sw.build_spec(grid=grid, seeds="2")
+    spec = sw.SweepSpec(grid=tuple(grid), seeds=(0, 1))  # built by hand: expand checks too
+    with pytest.raises(sw.SweepError, match="2000000 runs"):
+        sw.expand(spec)
+
+
+@pytest.mark.parametrize("bad, message", [("a" * 300, "File name too long"), ("x\x00y", "NUL byte")])
+def test_paths_the_system_cannot_look_up_are_one_line_errors(bad, message, tmp_path):
+    spec = sw.build_spec(base={"d": "16", "steps": "3"}, seeds="1")
+    with pytest.raises(sw.SweepError, match=message) as err:
+        sw.run_sweep(spec, tmp_path / bad, executor="serial")
+    assert err.value.param == "out" and "\n" not in str(err.value)
+    with pytest.raises(sw.SweepError, match=message):
+        sw.load_sweep(tmp_path / bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_alpha_whose_sixth_power_overflows_is_refused():
+    """``pi * alpha^6`` (the kernels' lam) must be finite: compared with numpy's own float64."""
+    from theory_sim.model import model_constants
+    from theory_sim.params import MAX_ALPHA, ParamError
+
+    above = np.nextafter(MAX_ALPHA, np.inf) * (1 + 1e-12)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float64(above) ** 6)
+    for alpha in ((above, 1.0), (3.0, 1e60)):
+        with pytest.raises(ParamError, match=r"alpha\[[01]\] must be at most 2.376e\+51"):
+            ModelParams(d=8, alpha=alpha)
+    with np.errstate(over="raise"):
+        lam = model_constants(ModelParams(d=8, alpha=(MAX_ALPHA, 1.0), pi=(1.0, 0.0)))[0]
+    assert np.all(np.isfinite(lam))
 
 
 def test_expand_resolves_every_cell():
@@ -365,3 +508,11 @@ def test_phase_diagram_fractions():
     np.testing.assert_array_equal(frac[2], [[0.0, 0.0], [np.nan, 1.0]])  # incomplete
     assert isinstance(phase_diagram(table, "alpha1", "eta_E_ratio"), Figure)
     assert isinstance(phase_diagram(table, "alpha1"), Figure)
+
+
+@pytest.mark.parametrize("option", ["workers", "threads_per_worker"])
+def test_a_huge_local_cluster_is_refused_before_it_starts(option, tmp_path):
+    spec = sw.build_spec(base={"d": "16", "steps": "3"}, seeds="1")
+    with pytest.raises(sw.SweepError, match=f"{option} must be at most") as err:
+        sw.run_sweep(spec, tmp_path / "s", executor="dask", **{option: 10**20})
+    assert err.value.param == option and not (tmp_path / "s").exists()

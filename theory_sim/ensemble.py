@@ -37,7 +37,9 @@ from .params import DEFAULT_HEAD_TOL, ModelParams, ParamError, TrainParams
 from .results import RunSummary
 from .status import OUTCOMES, STATUS_NAMES, outcome_from
 
-__all__ = ["OUTCOMES", "STATUS_NAMES", "RunSummary", "simulate_many"]
+__all__ = ["BATCHED_ENGINES", "OUTCOMES", "STATUS_NAMES", "RunSummary", "simulate_many"]
+BATCHED_ENGINES = ("population",)
+"""The engines (names in ``engines.ENGINES``) that :func:`simulate_many` runs; the sweeps read it."""
 _STEP_FAILURES = (_jit.STATUS_NONFINITE, _jit.STATUS_DEGENERATE)
 """Failures found by ``population_step`` itself (after the last evaluated step)."""
 TARGET_CALL_SECONDS = 0.25
@@ -74,8 +76,9 @@ def _broadcast(models, trains, head_tol):
     if not np.all(np.isfinite(tols)) or np.any(tols <= 0):
         raise ParamError(f"head_tol must be > 0 and finite (got {head_tol!r})")
     for i, t in enumerate(trains):
-        if t.engine != "population":
-            raise ParamError(f"simulate_many runs the population engine only "
+        if t.engine not in BATCHED_ENGINES:
+            plural = "s" if len(BATCHED_ENGINES) > 1 else ""
+            raise ParamError(f"simulate_many runs the {' / '.join(BATCHED_ENGINES)} engine{plural} only "
                              f"(run {i} has engine={t.engine!r})")
     return models, trains, tols
 

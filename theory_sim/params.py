@@ -8,6 +8,7 @@ and the value received, which the CLI prints as is.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import KW_ONLY, asdict, dataclass, fields
 from numbers import Integral, Real
 
@@ -28,6 +29,9 @@ MAX_ELEMENTS = 10**9
 up front with a clear message instead of failing inside numpy or numba."""
 DEFAULT_ALIGN_THRESHOLD = 0.9
 """A neuron has learned feature l when ``|c_jl| >= 0.9`` (docs/model.md section 9)."""
+MAX_ALPHA = sys.float_info.max ** (1.0 / 6.0)
+"""Largest feature strength: the kernels take ``lam_l = pi_l alpha_l^6`` (docs/model.md
+section 6), which must be a finite float64 (about 2.38e51)."""
 DEFAULT_HEAD_TOL = 0.01
 """T4: the head has returned to identity when ``|E - I|_F`` is below this (docs/model.md section 9)."""
 
@@ -132,6 +136,9 @@ class ModelParams:
         if len(alpha) < 1:
             _fail("alpha", "a non-empty sequence", self.alpha)
         alpha = tuple(_real(f"alpha[{i}]", a, positive=True) for i, a in enumerate(alpha))
+        for i, a in enumerate(alpha):  # pi * alpha^6 overflows beyond: inf, then NaN in the kernels
+            if a > MAX_ALPHA:
+                _fail(f"alpha[{i}]", f"at most {MAX_ALPHA:.4g} (pi * alpha^6 must fit in float64)", a)
         set_(self, "alpha", alpha)
         pi = uniform_pi(len(alpha)) if self.pi is None else _vector("pi", self.pi)
         if len(pi) != len(alpha):

@@ -23,6 +23,8 @@ _EXTRA_HELP = {
     "head": "the prediction head: offdiag (the paper), frozen (E = I), full",
     "features": "basis or random orthonormal features",
     "split": "view split: bernoulli (each patch w.p. 1/2) or half",
+    "engine": "the engine: one of those the batched kernel runs (ensemble.BATCHED_ENGINES; "
+              "default population)",
 }
 
 
@@ -62,7 +64,8 @@ def add_parser(sub) -> None:
         b.add_argument(_flag(name), dest=f"base_{name}", default=None, metavar="V1,V2",
                        help=_VECTOR_HELP[name])
     for key in sw.KEYS.values():
-        metavar = "|".join(key.choices) if key.choices else key.kind.__name__.upper()
+        metavar = "NAME" if key.name == "engine" else "|".join(key.choices) if key.choices \
+            else key.kind.__name__.upper()
         b.add_argument(_flag(key.name), dest=f"base_{key.name}", default=None, metavar=metavar,
                        help=_EXTRA_HELP.get(key.name, key.help))
     e = p.add_argument_group("execution")
@@ -164,11 +167,14 @@ def plot_sweep(directory, *, x=None, y=None):
 
 
 def _save_figure(fig, path) -> Path:
-    """Save ``fig`` as PNG atomically (temp file, fsync, rename)."""
+    """Save ``fig`` as PNG atomically (temp file, fsync, rename); a one-line error if it cannot."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
-    with atomic_write(Path(path), "wb") as fh:
-        fh.write(buf.getvalue())
+    try:
+        with atomic_write(Path(path), "wb") as fh:
+            fh.write(buf.getvalue())
+    except OSError as exc:
+        raise UsageError(f"cannot write the image {path} ({exc.strerror or exc})") from None
     return Path(path)
 
 
@@ -183,7 +189,10 @@ def _outcome_summary(path) -> str:
 
 def cmd_plot_sweep(args) -> int:
     try:
-        target = Path(args.out) if args.out else Path(args.dir) / sw.PLOT
+        if args.out:
+            target = sw.checked_path(args.out, "out", param="out")
+        else:
+            target = sw.checked_path(args.dir, "sweep directory") / sw.PLOT
         fig = plot_sweep(args.dir, x=args.x, y=args.y)
         if not target.parent.is_dir():
             raise UsageError(f"--out {target}: directory {target.parent} does not exist")

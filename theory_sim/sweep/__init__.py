@@ -17,9 +17,10 @@ Execution: in this process (``executor="serial"``; the kernel still spreads the
 runs over numba's threads) or on Dask distributed, where each task is a chunk of
 runs of one shape, advanced by the batched kernel on the worker's thread.
 
-Grid keys: every scalar of ``ModelParams`` and ``TrainParams`` (except ``seed``,
-which ``seeds`` sets, and ``batch`` / ``record``, which do nothing for the
-population engine), ``alpha1``, ``alpha2``, ... / ``pi1``, ... (one entry of
+Grid keys: every sweepable scalar of the parameter registry ``params.PARAMETERS``
+(generated from it: not ``seed``, which ``seeds`` sets, nor ``batch`` / ``record``,
+which do nothing for the population engine; ``engine`` only among the engines the
+batched kernel runs, :func:`batched_engines`), ``alpha1``, ``alpha2``, ... / ``pi1``, ... (one entry of
 ``alpha`` / ``pi``, numbered from 1 as in the paper), ``eta_E_ratio`` (``eta_E =
 ratio * eta``) and ``head_tol`` (T4's tolerance on ``|E - I|_F``).
 
@@ -40,6 +41,7 @@ from .execute import (
 )
 from .spec import (
     KEYS,
+    MAX_GRID_POINTS,
     MAX_RUNS,
     NOT_GRID,
     VECTOR_KEYS,
@@ -47,8 +49,10 @@ from .spec import (
     Key,
     SweepError,
     SweepSpec,
+    batched_engines,
     build_spec,
     canonical_key,
+    check_size,
     expand,
     parse_grid_arg,
     parse_seeds,
@@ -66,6 +70,7 @@ from .table import (
     RESULT_DOC,
     TABLE,
     Store,
+    checked_path,
     columns,
     load_sweep,
     make_row,
@@ -75,9 +80,10 @@ from .table import (
     write_table,
 )
 
-__all__ = ["CONNECT_TIMEOUT", "FORMAT", "FORMAT_VERSION", "KEYS", "MANIFEST", "MAX_RUNS", "NOT_GRID", "PLOT",
-           "RESULT_DOC", "TABLE", "VECTOR_KEYS", "Cell", "Key", "Store", "SweepError", "SweepFailed",
-           "SweepResult", "SweepSpec", "build_spec", "canonical_key", "columns", "default_chunk_size",
+__all__ = ["CONNECT_TIMEOUT", "FORMAT", "FORMAT_VERSION", "KEYS", "MANIFEST", "MAX_GRID_POINTS", "MAX_RUNS",
+           "NOT_GRID", "PLOT", "RESULT_DOC", "TABLE", "VECTOR_KEYS", "Cell", "Key", "Store", "SweepError",
+           "SweepFailed", "SweepResult", "SweepSpec", "batched_engines", "build_spec", "canonical_key",
+           "check_size", "checked_path", "columns", "default_chunk_size",
            "expand", "load_sweep", "make_row", "parse_grid_arg", "parse_seeds", "parse_value",
            "parse_values", "parse_vector", "read_config", "read_manifest", "read_table", "run_chunk",
            "run_id", "run_sweep", "table_columns", "write_table"]

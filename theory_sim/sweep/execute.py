@@ -16,6 +16,8 @@ from ..params import ModelParams, TrainParams
 from .spec import Cell, SweepError, SweepSpec, expand, run_id
 from .table import Store, make_row
 
+MAX_LOCAL_WORKERS = 1024
+"""Most worker processes (and threads per worker) of a local cluster: checked before it starts."""
 CONNECT_TIMEOUT = "10s"
 """How long to try to reach ``scheduler`` before giving up."""
 
@@ -102,6 +104,9 @@ def run_sweep(spec: SweepSpec, out, *, executor: str = "dask", scheduler: str | 
                     ("chunk_size", chunk_size), ("max_chunks", max_chunks)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise SweepError(f"{name} must be an integer >= 1 (got {v!r})", param=name)
+    for name, v in (("workers", workers), ("threads_per_worker", threads_per_worker)):
+        if v is not None and v > MAX_LOCAL_WORKERS:
+            raise SweepError(f"{name} must be at most {MAX_LOCAL_WORKERS} (got {v})", param=name)
     if executor == "serial" and (scheduler or workers or threads_per_worker):
         raise SweepError("scheduler, workers and threads_per_worker need the dask "
                          "executor, not the serial one", param="serial")

@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis import DEFAULT_HEAD_TOL
-from ..params import FEATURES, HEADS, SPLITS, ModelParams, ParamError, TrainParams
+from ..params import PARAMETERS, ModelParams, ParamError, TrainParams, uniform_pi
 
 MAX_RUNS = 1_000_000
+"""Most runs in one sweep (grid points x seeds); checked before any run is materialised."""
+MAX_GRID_POINTS = 10_000
+"""Most values of one grid key (``lin:A:B:N`` / ``log:A:B:N`` included); checked before
+the values are made."""
 
 
 class SweepError(ValueError):
@@ -49,40 +53,48 @@ class Key:
     nullable: bool = False  # "none" gives the default (None) of TrainParams
 
 
-# The one registry of sweep keys: everything else in the package reads it. Its scalar
-# entries mirror ModelParams / TrainParams and can be generated from the parameter
-# registry (theory_sim.params.PARAMETERS) once that exists; the "sweep" entries stay here.
-KEYS = {k.name: k for k in (
-    Key("d", int, "model", "patch dimension"),
-    Key("P", int, "model", "patches per sample"),
-    Key("k", int, "model", "feature patches per sample (2..P)"),
-    Key("sigma", float, "model", "noise standard deviation"),
-    Key("m", int, "model", "neurons"),
-    Key("features", str, "model", "basis or random features", FEATURES),
-    Key("feature_seed", int, "model", "seed of random features"),
-    Key("split", str, "model", "view split", SPLITS),
-    Key("eta", float, "train", "learning rate of W"),
-    Key("eta_E", float, "train", "learning rate of the head (default eta/10)", nullable=True),
-    Key("eta_E_ratio", float, "sweep", "eta_E / eta (instead of eta_E)"),
-    Key("head", str, "train", "offdiag, frozen or full", HEADS),
-    Key("engine", str, "train", "population only (the batched kernel)", ("population",)),
-    Key("steps", int, "train", "fixed number of steps (default: until converged, capped)",
-        nullable=True),
-    Key("tol", float, "train", "convergence speed"),
-    Key("align_threshold", float, "train", "|c_jl| that counts as learned"),
-    Key("max_flow_time", float, "train", "cap on eta*steps when steps is not given"),
-    Key("max_norm", float, "train", "a row norm beyond this is a divergence"),
-    Key("check_every", int, "train", "steps between convergence checks", nullable=True),
-    Key("head_tol", float, "sweep", "T4: |E - I|_F below this after T3"),
-)}
-VECTOR_KEYS = ("alpha", "pi")
-"""Base-only keys holding a whole vector (comma-separated); grid them entry by entry."""
-NOT_GRID = {
+_SWEEP_KEYS_AFTER = {  # the sweep's own keys, each after the parameter it belongs with
+    "eta_E": (Key("eta_E_ratio", float, "sweep", "eta_E / eta (instead of eta_E)"),),
+    "check_every": (Key("head_tol", float, "sweep", "T4: |E - I|_F below this after T3"),),
+}
+_NOT_GRID_WHY = {
     "seed": "the seeds of a sweep are its own parameter, seeds",
-    "seeds": "the seeds of a sweep are its own parameter, seeds",
-    "batch": "batch only affects the sgd engine; the sweep runs the population engine",
+    "batch": "batch only affects the sgd engines; the sweep runs population runs",
     "record": "the sweep keeps events at every step instead of a recorded trajectory",
 }
+
+
+def batched_engines() -> tuple:
+    """The engines a sweep can run: those of the registry that the batched kernel
+    (:func:`theory_sim.ensemble.simulate_many`) supports."""
+    from ..ensemble import BATCHED_ENGINES
+
+    return tuple(name for name in KEYS["engine"].choices if name in BATCHED_ENGINES)
+
+
+def _keys() -> dict:
+    """The sweep keys, generated from the parameter registry (``params.PARAMETERS``): every
+    sweepable scalar parameter, plus the sweep's own keys (:data:`_SWEEP_KEYS_AFTER`)."""
+    keys = {}
+    for par in PARAMETERS:
+        if par.sweepable and par.kind != "floats":
+            keys[par.name] = Key(par.name, par.kind, par.owner, par.help,
+                                 tuple(par.choice_list or ()), nullable=par.default is None)
+        keys.update((k.name, k) for k in _SWEEP_KEYS_AFTER.get(par.name, ()))
+    for own in _SWEEP_KEYS_AFTER.values():  # whatever becomes of their neighbours
+        for k in own:
+            keys.setdefault(k.name, k)
+    return keys
+
+
+KEYS = _keys()
+"""The one registry of sweep keys (name -> :class:`Key`); everything else in the package reads it.
+The engine's choices are checked at parse time against :func:`batched_engines`."""
+VECTOR_KEYS = tuple(par.name for par in PARAMETERS if par.kind == "floats")
+"""Base-only keys holding a whole vector (comma-separated); grid them entry by entry."""
+NOT_GRID = {par.name: _NOT_GRID_WHY.get(par.name, f"{par.name} cannot be swept")
+            for par in PARAMETERS if not par.sweepable}
+NOT_GRID["seeds"] = NOT_GRID.get("seed", "the seeds of a sweep are its own parameter, seeds")
 _INDEXED = re.compile(r"^(alpha|pi)([1-9][0-9]*)$")
 
 
@@ -116,20 +128,22 @@ def parse_value(name: str, value):
         if key.nullable and text.lower() == "none":
             return None
         if key.kind is str:
-            if key.choices and text not in key.choices:
-                raise SweepError(f"{name} must be one of {', '.join(key.choices)} (got {text!r})")
-            return text
-        try:
-            num = float(text) if key.kind is float else _int_text(text)
-        except ValueError:
-            kind = "an integer" if key.kind is int else "a number"
-            raise SweepError(f"{name} must be {kind} (got {text!r})") from None
-        value = num
+            value = text
+        else:
+            try:
+                value = float(text) if key.kind is float else _int_text(text)
+            except (ValueError, OverflowError):  # OverflowError: "1e400" as an integer
+                kind = "an integer" if key.kind is int else "a number"
+                raise SweepError(f"{name} must be {kind} (got {text!r})") from None
     if isinstance(value, bool):
         raise SweepError(f"{name} must be {key.kind.__name__} (got {value!r})")
     if key.kind is str:
         if not isinstance(value, str) or (key.choices and value not in key.choices):
             raise SweepError(f"{name} must be one of {', '.join(key.choices)} (got {value!r})")
+        if name == "engine" and value not in batched_engines():
+            raise SweepError(f"engine {value} cannot be swept: a sweep runs its runs through the "
+                             f"batched kernel (ensemble.simulate_many), which supports "
+                             f"{', '.join(batched_engines())}")
         return value
     if key.kind is int:
         if isinstance(value, float) and value.is_integer():
@@ -172,28 +186,40 @@ def parse_values(name: str, text: str) -> tuple:
                              f"and an integer N") from None
         if n < 1:
             raise SweepError(f"{name}={text}: N must be >= 1")
+        if n > MAX_GRID_POINTS:
+            raise SweepError(f"{name}={text}: N = {n} points; the limit is {MAX_GRID_POINTS} "
+                             f"points per grid key", param="grid")
         if how == "log" and (a <= 0 or b <= 0):
             raise SweepError(f"{name}={text}: log spacing needs START, STOP > 0")
         pts = np.linspace(a, b, n) if how == "lin" else np.geomspace(a, b, n)
         # 15 significant digits: lin:0.1:0.3:3 gives 0.2, not linspace's 0.20000000000000001
-        values = tuple(parse_value(name, float(f"{v:.15g}")) for v in pts)
+        values = tuple(parse_value(name, _round15(v)) for v in pts)
     else:
         parts = [p for p in (s.strip() for s in text.split(",")) if p != ""]
         if not parts:
             raise SweepError(f"{name}= has no values (expected e.g. {name}=1,2,3)")
+        if len(parts) > MAX_GRID_POINTS:
+            raise SweepError(f"{name}: {len(parts)} values; the limit is {MAX_GRID_POINTS} "
+                             f"values per grid key", param="grid")
         values = tuple(parse_value(name, p) for p in parts)
     return _unique(name, values)
 
 
+def _round15(x: float) -> float:
+    """``x`` to 15 significant digits: drops the float noise of a product or a linspace."""
+    return float(f"{x:.15g}")
+
+
 def _unique(name, values):
-    seen = []
+    values = tuple(values)
+    seen = set()
     for v in values:
         if v in seen:
             raise SweepError(f"{name} lists the value {v!r} twice")
-        seen.append(v)
-    if not seen:
+        seen.add(v)
+    if not values:
         raise SweepError(f"{name} has no values")
-    return tuple(seen)
+    return values
 
 
 def parse_grid_arg(text: str) -> tuple[str, tuple]:
@@ -224,15 +250,30 @@ def parse_vector(name: str, value) -> tuple:
     return out
 
 
+MAX_SEED = 2**63 - 1
+"""Largest seed (``TrainParams.seed``)."""
+
+
+def _seed_range(a: int, b: int, text) -> range:
+    """The seeds ``a..b-1``, refused before they are made if there are too many."""
+    if b - a > MAX_RUNS:
+        raise SweepError(f"seeds {text} is {b - a} seeds; a sweep has at most {MAX_RUNS} runs "
+                         f"(grid points x seeds)", param="seeds")
+    return range(a, b)
+
+
 def parse_seeds(value) -> tuple:
     """``N`` (seeds 0..N-1), ``A:B`` (A..B-1), ``S1,S2,...`` or a TOML int / array."""
     if isinstance(value, bool):
-        raise SweepError(f"seeds must be a count, A:B or a list (got {value!r})")
+        raise SweepError(f"seeds must be a count, A:B or a list (got {value!r})", param="seeds")
     if isinstance(value, int):
         if value < 1:
-            raise SweepError(f"seeds must be a count >= 1 (got {value})")
-        return tuple(range(value))
-    if isinstance(value, (list, tuple)):
+            raise SweepError(f"seeds must be a count >= 1 (got {value})", param="seeds")
+        seeds = _seed_range(0, value, value)
+    elif isinstance(value, (list, tuple)):
+        if len(value) > MAX_RUNS:
+            raise SweepError(f"seeds: {len(value)} seeds; the limit is {MAX_RUNS} runs per sweep",
+                             param="seeds")
         seeds = value
     else:
         text = str(value).strip()
@@ -241,22 +282,27 @@ def parse_seeds(value) -> tuple:
                 a, b = text.split(":", 1)
                 a, b = int(a), int(b)
                 if b <= a:
-                    raise SweepError(f"seeds {text}: the range A:B needs B > A")
-                seeds = list(range(a, b))
+                    raise SweepError(f"seeds {text}: the range A:B needs B > A", param="seeds")
+                seeds = _seed_range(a, b, text)
             elif "," in text:
                 seeds = [int(s) for s in text.split(",") if s.strip()]
+                if len(seeds) > MAX_RUNS:
+                    raise SweepError(f"seeds: {len(seeds)} seeds; the limit is {MAX_RUNS} runs "
+                                     f"per sweep", param="seeds")
             else:
                 n = int(text)
                 if n < 1:
-                    raise SweepError(f"seeds must be a count >= 1 (got {n})")
-                seeds = list(range(n))
-        except ValueError:
+                    raise SweepError(f"seeds must be a count >= 1 (got {n})", param="seeds")
+                seeds = _seed_range(0, n, text)
+        except ValueError as exc:
+            if isinstance(exc, SweepError):
+                raise
             raise SweepError(f"seeds must be a count N, a range A:B or a list S1,S2,... "
-                             f"(got {text!r})") from None
+                             f"(got {text!r})", param="seeds") from None
     out = []
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise SweepError(f"seeds must be integers >= 0 (got {s!r})")
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
+            raise SweepError(f"seeds must be integers in [0, {MAX_SEED}] (got {s!r})", param="seeds")
         out.append(int(s))
     return _unique("seeds", tuple(out))
 
@@ -333,6 +379,9 @@ def build_spec(*, base: dict | None = None, grid: Iterable = (), seeds=None,
         if isinstance(values, str):
             vals = parse_values(key, values)
         elif isinstance(values, list):
+            if len(values) > MAX_GRID_POINTS:
+                raise SweepError(f"[grid] {key}: {len(values)} values; the limit is "
+                                 f"{MAX_GRID_POINTS} values per grid key", param="config")
             vals = _unique(key, tuple(parse_value(key, v) for v in values))
         else:
             vals = (parse_value(key, values),)
@@ -353,9 +402,19 @@ def build_spec(*, base: dict | None = None, grid: Iterable = (), seeds=None,
         seeds = config.get("seeds", (TrainParams().seed,))
     seeds = parse_seeds(seeds) if not isinstance(seeds, tuple) else parse_seeds(list(seeds))
     spec = SweepSpec(base=merged, grid=tuple(g.items()), seeds=seeds)
-    if spec.n_runs > MAX_RUNS:
-        raise SweepError(f"the grid has {spec.n_runs} runs; the limit is {MAX_RUNS}")
+    check_size(spec)
     return spec
+
+
+def check_size(spec: SweepSpec) -> None:
+    """Refuse a sweep of more than :data:`MAX_RUNS` runs, before any run is made."""
+    for key, values in spec.grid:
+        if len(values) > MAX_GRID_POINTS:
+            raise SweepError(f"grid key {key} has {len(values)} values; the limit is "
+                             f"{MAX_GRID_POINTS} values per grid key", param="grid")
+    if spec.n_runs > MAX_RUNS:
+        raise SweepError(f"the sweep has {spec.n_runs} runs (grid points x seeds); the limit is "
+                         f"{MAX_RUNS} runs per sweep", param="grid")
 
 
 @dataclass(frozen=True)
@@ -381,23 +440,23 @@ def _resolve(base: dict, values: dict, seed: int):
         m = _INDEXED.match(name)
         if m:
             vec = alpha if m.group(1) == "alpha" else pi
-            if vec is None:  # default pi: uniform over the features
-                pi = [1.0 / len(alpha)] * len(alpha)
+            if vec is None:  # the default pi (params' rule), then this entry changed
+                pi = list(uniform_pi(len(alpha)))
                 vec = pi
             i = int(m.group(2)) - 1
             if i >= len(vec):
                 raise ParamError(f"{name}: there are only {len(vec)} features (give alpha "
                                  f"with more entries to sweep {name})")
             vec[i] = v
-    if pi is None:
-        pi = [1.0 / len(alpha)] * len(alpha)
-    model = ModelParams(**model_kw, alpha=tuple(alpha), pi=tuple(pi))
+    model = ModelParams(**model_kw, alpha=tuple(alpha), pi=None if pi is None else tuple(pi))
     train_kw = {k: v for k, v in p.items() if k in KEYS and KEYS[k].target == "train"}
     if "eta_E_ratio" in p:
         ratio = p["eta_E_ratio"]
         if ratio < 0:
             raise ParamError(f"eta_E_ratio must be >= 0 (got {ratio!r})")
-        train_kw["eta_E"] = ratio * train_kw.get("eta", TrainParams().eta)
+        # 15 significant digits: 0.003 * 0.05 is 0.00015, not 0.00015000000000000001 (the run
+        # uses, and the table shows, the round number; the product is exact to 1e-15)
+        train_kw["eta_E"] = _round15(ratio * train_kw.get("eta", TrainParams().eta))
     train = TrainParams(**train_kw, seed=seed)
     head_tol = p.get("head_tol", DEFAULT_HEAD_TOL)
     if not head_tol > 0:
@@ -414,6 +473,7 @@ def run_id(model: ModelParams, train: TrainParams, head_tol: float) -> str:
 
 def expand(spec: SweepSpec) -> list[Cell]:
     """Every run of ``spec`` in table order, validated (ParamError names the grid point)."""
+    check_size(spec)
     keys = [k for k, _ in spec.grid]
     cells = []
     for ci, combo in enumerate(itertools.product(*(v for _, v in spec.grid))):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 import time
 from collections.abc import Iterable
@@ -15,7 +16,8 @@ import numpy as np
 
 from .._version import __version__
 from ..io import atomic_write, write_json
-from .spec import Cell, SweepError, SweepSpec
+from ..params import ModelParams, TrainParams
+from .spec import KEYS, Cell, SweepError, SweepSpec
 
 FORMAT = "theory-sim-sweep"
 FORMAT_VERSION = 1
@@ -32,15 +34,34 @@ def _shape(cells: list[Cell]):
     return m, L
 
 
+_SHAPE_COLUMNS = ("d", "P", "k")
+_PARAM_COLUMNS = ("sigma", "m", "features", "feature_seed", "split", "eta", "eta_E", "eta_E_ratio", "head",
+                  "steps", "max_steps", "tol", "align_threshold", "max_flow_time", "max_norm", "check_every",
+                  "head_tol")
+"""The parameter columns of every table (format version 1), after the alpha / pi entries."""
+
+
+def _extra_columns(cells: list[Cell]) -> list[str]:
+    """The other sweep keys (e.g. ``engine``, or a parameter added to ``params.PARAMETERS``
+    later), as columns after :data:`_PARAM_COLUMNS`: each one only when a run of the sweep
+    sets it away from its default, so that the tables of earlier sweeps keep their columns."""
+    out = []
+    for key in KEYS.values():
+        if key.target == "sweep" or key.name in _SHAPE_COLUMNS or key.name in _PARAM_COLUMNS:
+            continue
+        default = getattr(TrainParams() if key.target == "train" else ModelParams(), key.name)
+        if any(getattr(c.train if key.target == "train" else c.model, key.name) != default for c in cells):
+            out.append(key.name)
+    return out
+
+
 def columns(cells: list[Cell]) -> list[str]:
     """The table's columns for these runs (entries up to the largest m and L)."""
     m, L = _shape(cells)
-    cols = ["run_id", "cell", "seed", "d", "P", "k"]
+    cols = ["run_id", "cell", "seed", *_SHAPE_COLUMNS]
     cols += [f"alpha{l + 1}" for l in range(L)] + [f"pi{l + 1}" for l in range(L)]
-    cols += ["sigma", "m", "features", "feature_seed", "split",
-             "eta", "eta_E", "eta_E_ratio", "head", "steps", "max_steps", "tol", "align_threshold",
-             "max_flow_time", "max_norm", "check_every", "head_tol",
-             "status", "n_steps", "flow_time", "T1", "T2", "T3", "T4",
+    cols += [*_PARAM_COLUMNS, *_extra_columns(cells)]
+    cols += ["status", "n_steps", "flow_time", "T1", "T2", "T3", "T4",
              "T1_flow", "T2_flow", "T3_flow", "T4_flow", "leader", "follower"]
     cols += [f"c_{j + 1}_{l + 1}" for j in range(m) for l in range(L)]
     cols += [f"E_peak_{j + 1}_{r + 1}" for j in range(m) for r in range(m) if j != r]
@@ -95,6 +116,9 @@ def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
            "head_tol": cell.head_tol, "status": res["status"], "n_steps": res["steps"],
            "flow_time": res["flow_time"], "head_distance": res["head_distance"],
            "loss": res["loss"], "outcome": res["outcome"]}
+    for name in cols:
+        if name not in row and name in KEYS and KEYS[name].target != "sweep":
+            row[name] = getattr(train if KEYS[name].target == "train" else model, name)
     for l in range(model.L):
         row[f"alpha{l + 1}"] = model.alpha[l]
         row[f"pi{l + 1}"] = model.pi[l]
@@ -184,9 +208,25 @@ def read_manifest(mpath: Path) -> dict:
     return manifest
 
 
+def checked_path(path, what: str, param: str | None = None) -> Path:
+    """``path`` as a Path, or a one-line SweepError if the system cannot even look it up
+    (a NUL byte, a name longer than the file system allows, ...); a missing path is fine."""
+    text = os.fspath(path)
+    if "\x00" in text:
+        raise SweepError(f"{what} {text!r} contains a NUL byte", param=param)
+    try:
+        os.stat(text)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise SweepError(f"{what} {text[:60]}{'...' if len(text) > 60 else ''}: "
+                         f"{exc.strerror or exc}", param=param) from None
+    return Path(text)
+
+
 def load_sweep(directory) -> tuple[dict, dict[str, np.ndarray]]:
     """``(manifest, table columns)`` of a sweep directory."""
-    directory = Path(directory)
+    directory = checked_path(directory, "sweep directory")
     mpath, tpath = directory / MANIFEST, directory / TABLE
     if not mpath.exists():
         raise SweepError(f"{directory}: not a theory-sim sweep directory (no {MANIFEST})")
@@ -202,7 +242,7 @@ class Store:
     """The sweep directory: manifest, the table, and the finished rows in memory."""
 
     def __init__(self, out: Path, spec: SweepSpec, cells: list[Cell]):
-        self.out = Path(out)
+        self.out = checked_path(out, "out", param="out")
         self.cells = cells
         self.cols = columns(cells)
         self.pos = {c.run_id: c.index for c in cells}
