@@ -230,3 +230,15 @@ def test_cli_options_carry_every_registered_parameter():
         50.0, 7, 0.02, "sgd-fast", 9)
     defaults = parser.parse_args([])
     assert model_from_args(defaults) == ModelParams() and train_from_args(defaults) == TrainParams()
+
+
+def test_sigma_whose_closed_form_overflows_is_refused_with_the_limit():
+    import numpy as np
+
+    from theory_sim.params import MAX_SIGMA
+
+    ModelParams(sigma=MAX_SIGMA / 2)  # still finite: no error
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.float64(MAX_SIGMA * 4) ** 12)  # the limit is where float64 runs out
+    with pytest.raises(ParamError, match=r"sigma must be at most .*sigma\^12"):
+        ModelParams(sigma=1e200)

@@ -34,6 +34,9 @@ MAX_ALPHA = sys.float_info.max ** (1.0 / 6.0)
 section 6), which must be a finite float64 (about 2.38e51)."""
 DEFAULT_HEAD_TOL = 0.01
 """T4: the head has returned to identity when ``|E - I|_F`` is below this (docs/model.md section 9)."""
+MAX_SIGMA = sys.float_info.max ** (1.0 / 12.0)
+"""Largest noise scale: the closed form multiplies ``DF_j DG_j``, each of order ``sigma^6``
+(docs/model.md section 6), so ``sigma^12`` must fit in float64."""
 
 
 class ParamError(ValueError):
@@ -148,6 +151,8 @@ class ModelParams:
             _fail("pi", "a probability vector (entries >= 0 summing to 1)", self.pi)
         set_(self, "pi", pi)
         set_(self, "sigma", _real("sigma", self.sigma, nonneg=True))
+        if self.sigma > MAX_SIGMA:
+            _fail("sigma", f"at most {MAX_SIGMA:.4g} (sigma^12 must fit in float64)", self.sigma)
         set_(self, "m", _int("m", self.m, 1, 10**4))
         if self.m * self.d > MAX_ELEMENTS:
             _fail("m * d", f"at most {MAX_ELEMENTS:.0e} (the weights must fit in memory)", self.m * self.d)
