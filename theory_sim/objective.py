@@ -224,8 +224,8 @@ def _sgd_variant(W, Wt, E, params, batch, seed, step, variant, symmetric, return
     work = sgd_work(params, batch)
     N, P, m = batch, params.P, params.m
     extra = (np.empty((N, P, m)), np.empty((N, m)), np.empty((N, m)))
-    loss = _sgd_variant_kernel(W, Wt, E, V, sgd_data(params, True), seed, step, variant, symmetric, gW, gE,
-                               work, extra)
+    loss = _sgd_variant_kernel(W, Wt, E, V, sgd_data(params, return_batch), seed, step, variant, symmetric,
+                               gW, gE, work, extra)
     if not return_batch:
         return gW, gE, float(loss)
     return gW, gE, float(loss), _batch_dict(work, V, params)

@@ -432,11 +432,12 @@ def sgd_observe(W, E, V, step, events, event_params):
 
 
 @njit
-def _forward_sample_variant(i, W, Wb, A, Ab, data, seed, step, work, extra):
+def _forward_sample_variant(i, W, Wb, A, Ab, data, seed, step, work, extra, same, keep_all):
     """Draw sample ``i`` (the same random numbers as ``_forward_sample``) and run both weight
-    sets on both views: ``f1 = f_W(X1)``, ``a2 = f_W(X2)``, ``b1 = f_Wb(X1)``, ``f2 = f_Wb(X2)``.
-    Every noise patch is kept; ``u = W x_p``, ``ub = Wb x_p`` for every patch."""
-    alpha, pi_cdf, P, k, sigma, half_split, keep_all = data
+    sets on both views: ``f1 = f_W(X1)``, ``a2 = f_W(X2)``, ``b1 = f_Wb(X1)``, ``f2 = f_Wb(X2)``,
+    with ``u = W x_p``, ``ub = Wb x_p`` for every patch (``same``: ``Wb`` is ``W``, ``ub = u``).
+    Noise patches are stored in view 1, or everywhere if ``keep_all``."""
+    alpha, pi_cdf, P, k, sigma, half_split, _ = data
     noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
     ub, a2, b1 = extra[0], extra[1], extra[2]
     m, d = W.shape
@@ -451,16 +452,43 @@ def _forward_sample_variant(i, W, Wb, A, Ab, data, seed, step, work, extra):
                 u[i, p, r] = value * A[r, l]
                 ub[i, p, r] = value * Ab[r, l]
         else:
-            for r in range(m):
-                u[i, p, r] = 0.0
-                ub[i, p, r] = 0.0
-            for c in range(d):
-                z, state = xo_normal(state)
-                z *= sigma
-                noise[i, p, c] = z
+            keep = keep_all or view[i, p] == 1
+            if m == 2:  # the paper's case, with the accumulators in registers
+                u0 = 0.0
+                u1 = 0.0
+                v0 = 0.0
+                v1 = 0.0
+                for c in range(d):
+                    z, state = xo_normal(state)
+                    z *= sigma
+                    if keep:
+                        noise[i, p, c] = z
+                    u0 += W[0, c] * z
+                    u1 += W[1, c] * z
+                    if not same:
+                        v0 += Wb[0, c] * z
+                        v1 += Wb[1, c] * z
+                u[i, p, 0] = u0
+                u[i, p, 1] = u1
+                ub[i, p, 0] = u0 if same else v0
+                ub[i, p, 1] = u1 if same else v1
+            else:
                 for r in range(m):
-                    u[i, p, r] += W[r, c] * z
-                    ub[i, p, r] += Wb[r, c] * z
+                    u[i, p, r] = 0.0
+                    ub[i, p, r] = 0.0
+                for c in range(d):
+                    z, state = xo_normal(state)
+                    z *= sigma
+                    if keep:
+                        noise[i, p, c] = z
+                    for r in range(m):
+                        u[i, p, r] += W[r, c] * z
+                    if not same:
+                        for r in range(m):
+                            ub[i, p, r] += Wb[r, c] * z
+                if same:
+                    for r in range(m):
+                        ub[i, p, r] = u[i, p, r]
         for r in range(m):
             x = u[i, p, r]
             y = ub[i, p, r]
@@ -528,7 +556,9 @@ def sgd_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, 
     view orders, ``(L(E f_W(X1), f_Wb(X2)) + L(E f_W(X2), f_Wb(X1))) / 2``. With the
     stop-gradient off the target branch (its outputs and, with BN, its batch statistics) is
     differentiated too and ``gW = dL/dW + w dL/dWb``, ``w = 1`` (online) or ``1 - tau`` (EMA).
-    ``work`` is ``sgd_gradient``'s layout with every noise patch kept (``data`` keep_all);
+    ``work`` is ``sgd_gradient``'s layout (noise patches are kept where the backward pass needs
+    them: view 1, every view with the stop-gradient off or the symmetrised loss, everywhere if
+    ``data``'s keep_all);
     ``extra = (ub (N,P,m), a2 (N,m), b1 (N,m))``. Returns the batch loss.
     """
     norm, stopgrad, target, tau = variant
@@ -543,8 +573,10 @@ def sgd_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, 
     L = V.shape[1]
     A = W @ V
     Ab = Wb @ V
+    same = target != TARGET_EMA
+    keep_all = data[6] or through_target or symmetric  # the backward pass needs view 2's noise too
     for i in prange(N):
-        _forward_sample_variant(i, W, Wb, A, Ab, data, seed, step, work, extra)
+        _forward_sample_variant(i, W, Wb, A, Ab, data, seed, step, work, extra, same, keep_all)
     dF1 = np.zeros((N, m))  # dL/dF on view 1 (and view 2 if symmetric)
     dF2 = np.zeros((N, m))
     dG2 = np.zeros((N, m))  # dL/dG on view 2 (and view 1 if symmetric)
@@ -569,6 +601,8 @@ def sgd_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, 
             l = label[i]
             for p in range(P):
                 in1 = view[i, p] == 1
+                if not (in1 or through_target or symmetric):  # view 2 enters only the stopped target
+                    continue
                 for r in range(m):
                     x = u[i, p, r]
                     h = 3.0 * x * x * (df1[i, r] if in1 else df2[i, r])
