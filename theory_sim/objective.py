@@ -12,6 +12,7 @@ import numpy as np
 from .core import variants as _v
 from .core.moments import loss_grad, loss_rho, variant_loss_grad, variant_loss_rho
 from .core.sgd import sgd_fast_gradient as _sgd_fast_kernel
+from .core.sgd import sgd_fast_gradient_variant as _sgd_fast_variant_kernel
 from .core.sgd import sgd_gradient as _sgd_gradient_kernel
 from .core.sgd import sgd_gradient_variant as _sgd_variant_kernel
 from .model import check_weights, feature_vectors, model_constants
@@ -190,14 +191,14 @@ def sgd_gradient(W, E, params: ModelParams, *, batch: int = 256, seed: int = 0, 
     batch = TrainParams(batch=batch).batch
     seed = TrainParams(seed=seed).seed
     if norm_code != _v.NORM_BN or sg_code != _v.STOPGRAD_ON or target is not None or symmetric:
-        if fast:
-            raise ValueError("the sgd-fast gradient supports only the default variant "
-                             "(norm='bn', stopgrad='on', online target, one-sided); use fast=False")
+        if fast and return_batch:
+            raise ValueError("return_batch=True needs the materialised engine (fast=False)")
         Wt = W if target is None else check_weights(target, None, params)[0]
         ema = target is not None
         variant = (norm_code, sg_code, _v.TARGET_EMA if ema else _v.TARGET_ONLINE,
                    _check_tau(tau) if ema and tau is not None else 0.0)
-        return _sgd_variant(W, Wt, E, params, batch, seed, int(step), variant, bool(symmetric), return_batch)
+        return _sgd_variant(W, Wt, E, params, batch, seed, int(step), variant, bool(symmetric), return_batch,
+                            fast)
     V = np.ascontiguousarray(feature_vectors(params))
     gW, gE = np.empty_like(W), np.empty_like(E)
     if fast:
@@ -218,12 +219,18 @@ def sgd_gradient(W, E, params: ModelParams, *, batch: int = 256, seed: int = 0, 
                                  "sign": sign.copy()}
 
 
-def _sgd_variant(W, Wt, E, params, batch, seed, step, variant, symmetric, return_batch):
+def _sgd_variant(W, Wt, E, params, batch, seed, step, variant, symmetric, return_batch, fast):
     V = np.ascontiguousarray(feature_vectors(params))
     gW, gE = np.empty_like(W), np.empty_like(E)
-    work = sgd_work(params, batch)
     N, P, m = batch, params.P, params.m
     extra = (np.empty((N, P, m)), np.empty((N, m)), np.empty((N, m)))
+    if fast:
+        work = sgd_work(params, batch, fast=True)
+        work = (np.empty((N, P, 2 * m)),) + work[1:]  # y: coordinates in the basis of [W; Wbar]
+        loss = _sgd_fast_variant_kernel(W, Wt, E, V, sgd_data(params), seed, step, variant, symmetric, gW, gE,
+                                        work, extra)
+        return gW, gE, float(loss)
+    work = sgd_work(params, batch)
     loss = _sgd_variant_kernel(W, Wt, E, V, sgd_data(params, return_batch), seed, step, variant, symmetric,
                                gW, gE, work, extra)
     if not return_batch:

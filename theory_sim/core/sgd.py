@@ -626,3 +626,124 @@ def sgd_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, 
                     acc += aparts[t, r, l] * V[c, l]
             gW[r, c] = acc
     return loss
+
+
+@njit
+def sgd_fast_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, gE, work, extra):
+    """``sgd_gradient_variant``, exact in distribution at O(N P m^2 + m^2 d) per step (the
+    construction of ``sgd_fast_gradient``, docs/model.md section 8).
+
+    ``U`` (d x kr) is an orthonormal basis of the rows of ``W`` and ``Wb`` together (kr <= 2m):
+    both branches see a noise patch only through ``y = U^T xi``, so given the ``y`` the rest of
+    the gradient ``sum_p h_p eta_p^T`` (``h_p`` the patch's coefficient, online and target
+    parts together) is Gaussian with row covariance ``sum_p h_p h_p^T (x) sigma^2 (I - U U^T)``.
+    ``work[0]`` is (N, P, 2m); ``extra`` as in ``sgd_gradient_variant``.
+    """
+    norm, stopgrad, target, tau = variant
+    norm_none = norm == NORM_NONE
+    through_target = stopgrad == STOPGRAD_OFF
+    w = 1.0 - tau if target == TARGET_EMA else 1.0
+    alpha, pi_cdf, P, k, sigma, half_split, keep_all = data
+    ys, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
+    ub, a2, b1 = extra[0], extra[1], extra[2]
+    N = ys.shape[0]
+    m, d = W.shape
+    A = W @ V
+    Ab = Wb @ V
+    same = target != TARGET_EMA
+    stacked = np.ascontiguousarray(W.T) if same else np.ascontiguousarray(np.concatenate((W, Wb)).T)
+    U, R = np.linalg.qr(stacked)  # [W; Wb]^T = U R
+    U = np.ascontiguousarray(U)
+    kr = U.shape[1]
+    Rt = np.ascontiguousarray(R.T)  # rows: W's coordinates in U, then Wb's
+    for i in range(N):
+        l, s, state = _sample_roles(i, seed, step, data, work)
+        for r in range(m):
+            a2[i, r] = 0.0
+            b1[i, r] = 0.0
+        for p in range(P):
+            if feat[i, p] == 1:
+                value = s * alpha[l]
+                for r in range(m):
+                    u[i, p, r] = value * A[r, l]
+                    ub[i, p, r] = value * Ab[r, l]
+            else:
+                for c in range(kr):
+                    z, state = xo_normal(state)
+                    ys[i, p, c] = sigma * z
+                for r in range(m):
+                    acc = 0.0
+                    accb = 0.0
+                    for c in range(kr):
+                        acc += Rt[r, c] * ys[i, p, c]
+                        if not same:
+                            accb += Rt[m + r, c] * ys[i, p, c]
+                    u[i, p, r] = acc
+                    ub[i, p, r] = acc if same else accb
+            for r in range(m):
+                x = u[i, p, r]
+                y = ub[i, p, r]
+                if view[i, p] == 1:
+                    f1[i, r] += x * x * x
+                    b1[i, r] += y * y * y
+                else:
+                    a2[i, r] += x * x * x
+                    f2[i, r] += y * y * y
+    dF1 = np.zeros((N, m))
+    dF2 = np.zeros((N, m))
+    dG2 = np.zeros((N, m))
+    dG1 = np.zeros((N, m))
+    scale = 0.5 if symmetric else 1.0
+    loss = pair_loss_grad(f1 @ E.T, f2, norm_none, scale, dF1, dG2)
+    if symmetric:
+        loss += pair_loss_grad(a2 @ E.T, b1, norm_none, scale, dF2, dG1)
+    for j in range(m):
+        for r in range(m):
+            acc = 0.0
+            for i in range(N):
+                acc += dF1[i, j] * f1[i, r] + dF2[i, j] * a2[i, r]
+            gE[j, r] = acc
+    df1 = dF1 @ E
+    df2 = dF2 @ E
+    gY = np.zeros((m, kr))
+    S = np.zeros((m, m))
+    aparts[0, :, :] = 0.0
+    h = np.empty(m)
+    for i in range(N):
+        l = label[i]
+        for p in range(P):
+            in1 = view[i, p] == 1
+            if not (in1 or through_target or symmetric):
+                continue
+            for r in range(m):
+                x = u[i, p, r]
+                h[r] = 3.0 * x * x * (df1[i, r] if in1 else df2[i, r])
+                if through_target:
+                    y = ub[i, p, r]
+                    h[r] += w * 3.0 * y * y * (dG1[i, r] if in1 else dG2[i, r])
+            if feat[i, p] == 1:
+                for r in range(m):
+                    aparts[0, r, l] += h[r] * sign[i] * alpha[l]
+            else:
+                for r in range(m):
+                    for q in range(kr):
+                        gY[r, q] += h[r] * ys[i, p, q]
+                    for q in range(m):
+                        S[r, q] += h[r] * h[q]
+    lam, Q = np.linalg.eigh(S)
+    F = np.zeros((m, m))
+    for a in range(m):
+        root = math.sqrt(lam[a]) if lam[a] > 0.0 else 0.0
+        for r in range(m):
+            for q in range(m):
+                F[r, q] += Q[r, a] * root * Q[q, a]
+    Z = np.empty((m, d))
+    for r in range(m):
+        state = xo_stream(seed, step, _REMAINDER_STREAM + r)
+        for c in range(d):
+            z, state = xo_normal(state)
+            Z[r, c] = sigma * z
+    Ut = np.ascontiguousarray(U.T)
+    Z -= (Z @ U) @ Ut  # project out span(U)
+    gW[:, :] = gY @ Ut + F @ Z + aparts[0] @ np.ascontiguousarray(V.T)
+    return loss
