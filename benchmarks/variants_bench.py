@@ -8,9 +8,11 @@ target) and every other variant in the same run, warm-up (compile) first:
   ``apply_step_variant`` (``core.variants.population_run_variant``) on the reduced
   coordinates of the default model (d = 512, m = L = 2, seed 1). The default variant runs
   ``population_step`` itself (the engine's step), so its row is the engine's per-step cost;
-* SGD: one mini-batch gradient (materialised patches, batch 256, P = 16, d = 512): the
+* SGD: one mini-batch gradient (batch 256, P = 16, d = 512), materialised patches (the
   engine's ``core.sgd.sgd_gradient`` for the default row, ``core.sgd.sgd_gradient_variant``
-  for the others (it keeps every noise patch and projects each on both weight sets).
+  for the others: it also keeps view 2's noise where the backward pass needs it and, with an
+  EMA target, projects each patch on both weight sets) and exact in distribution
+  (``sgd_fast_gradient`` against ``sgd_fast_gradient_variant``, whose basis spans W and Wbar).
 
 Each row: the median over repeats of the per-step time, its min-max spread, and the ratio
 to the default row. Timings on a shared machine are only as good as its idleness: the
@@ -89,30 +91,32 @@ def population_rows(model, steps, repeats):
     return rows
 
 
-def sgd_rows(model, batch, repeats):
+def sgd_rows(model, batch, repeats, fast):
     V = np.ascontiguousarray(ts.feature_vectors(model))
     W = initial_weights(model, 1)
     W = W + 0.3 * np.ones((model.m, model.L)) @ V.T  # away from the flat start: realistic magnitudes
     E = np.eye(model.m)
     gW, gE = np.empty_like(W), np.empty_like(E)
     N, P, m = batch, model.P, model.m
+    data = ob.sgd_data(model)
     rows = {}
     for name, (norm, stopgrad, target) in variants():
         variant = ob.variant_tuple(norm, stopgrad, target, TAU if target == "ema" else 0.0)
         Wb = W if target == "online" else W + 0.01 * np.ones_like(W)
-        if variant == cv.DEFAULT_VARIANT:
-            work = ob.sgd_work(model, batch)
-            data = ob.sgd_data(model)
+        work = ob.sgd_work(model, batch, fast=fast)
+        if variant == cv.DEFAULT_VARIANT:  # the engines' kernels
+            kernel = csgd.sgd_fast_gradient if fast else csgd.sgd_gradient
 
-            def call(step, work=work, data=data):
-                csgd.sgd_gradient(W, E, V, data, 7, step, gW, gE, work)
+            def call(step, work=work, kernel=kernel):
+                kernel(W, E, V, data, 7, step, gW, gE, work)
         else:
-            work = ob.sgd_work(model, batch)
-            data = ob.sgd_data(model)
+            if fast:
+                work = (np.empty((N, P, 2 * m)),) + work[1:]
+            kernel = csgd.sgd_fast_gradient_variant if fast else csgd.sgd_gradient_variant
             extra = (np.empty((N, P, m)), np.empty((N, m)), np.empty((N, m)))
 
-            def call(step, work=work, data=data, extra=extra, Wb=Wb, variant=variant):
-                csgd.sgd_gradient_variant(W, Wb, E, V, data, 7, step, variant, False, gW, gE, work, extra)
+            def call(step, work=work, kernel=kernel, extra=extra, Wb=Wb, variant=variant):
+                kernel(W, Wb, E, V, data, 7, step, variant, False, gW, gE, work, extra)
 
         t0 = time.perf_counter()
         call(0)
@@ -147,8 +151,10 @@ def main(argv=None):
     print(f"default model {model}; tau = {TAU}; load average {os.getloadavg()}")
     table(f"population step (d = {model.d}, {steps} steps per repeat, {repeats} repeats)",
           population_rows(model, steps, repeats), "us/step", 1e6)
-    table(f"SGD gradient (materialised, batch 256, P = {model.P}, d = {model.d}, 10 per repeat)",
-          sgd_rows(model, 256, srep), "ms/grad", 1e3)
+    for fast in (False, True):
+        kind = "sgd-fast" if fast else "sgd, materialised"
+        table(f"SGD gradient ({kind}, batch 256, P = {model.P}, d = {model.d}, 10 per repeat)",
+              sgd_rows(model, 256, srep, fast), "ms/grad", 1e3)
     print(f"\nload average after: {os.getloadavg()}")
 
 

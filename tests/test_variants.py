@@ -462,3 +462,57 @@ def test_variant_tuple_codes():
     assert ob.variant_tuple("none", "off", "ema", 0.9) == (cv.NORM_NONE, cv.STOPGRAD_OFF, cv.TARGET_EMA, 0.9)
     with pytest.raises(ValueError, match="tau applies only to target='ema'"):
         ob.variant_tuple(tau=0.5)
+
+
+# ---------------------------------------------------------------- symmetries (where they apply)
+
+
+@given(seed=st.integers(0, 2**31 - 1), c=st.floats(0.1, 10.0), m=st.integers(1, 3), L=st.integers(1, 3),
+       sigma=st.sampled_from([0.0, 0.7, 1.3]))
+def test_homogeneity_and_euler_identities(seed, c, m, L, sigma):
+    """With BN the loss is 0-homogeneous in the weights; without it every moment is a sextic
+    form, so ``L(cW) = c^6 L(W)``. Euler's theorem then fixes ``<dL/dW, W>``: 0 (bn, either
+    stop-gradient), ``6 L`` (none, off), and ``6 sum_j (DF_j - N_j)`` (none, on: DF is sextic in
+    W, N cubic in W with the target held fixed). The scale invariance that the engine
+    invariants test (tests/test_invariants.py) therefore holds only with BN."""
+    model = small_model(m, L, sigma, d=6)
+    rng = np.random.default_rng(seed)
+    W, E = ref_point(rng, model)
+    V, kw = ts.feature_vectors(model), ref.model_kwargs(model)
+    for norm in ("bn", "none"):
+        base = ob.population_loss(W, E, model, norm=norm)
+        power = 0 if norm == "bn" else 6
+        assert ob.population_loss(c * W, E, model, norm=norm) == pytest.approx(c**power * base, rel=1e-11,
+                                                                                abs=1e-12)
+        for stopgrad in ("on", "off"):
+            gW, _ = ob.population_grad(W, E, model, norm=norm, stopgrad=stopgrad)
+            euler = np.sum(gW * W)
+            if norm == "bn":
+                want = 0.0
+            elif stopgrad == "off":
+                want = 6.0 * base
+            else:
+                f = ref.closed_form(W, E, V, **kw)
+                want = 6.0 * np.sum(f["DF"] - f["N"])
+            size = max(np.linalg.norm(gW) * np.linalg.norm(W), abs(want), 1.0)
+            assert abs(euler - want) <= 1e-11 * size, (norm, stopgrad, euler, want)
+
+
+@given(seed=st.integers(0, 2**31 - 1), j=st.integers(0, 2))
+def test_flipping_a_neuron_flips_its_gradient_in_every_variant(seed, j):
+    """``w_j -> -w_j`` (online and target) with row and column j of E flipped keeps every
+    variant's loss and flips the gradient the same way (the cubic is odd)."""
+    model = small_model(3, 2, 1.0, d=6)
+    rng = np.random.default_rng(seed)
+    W, E = ref_point(rng, model)
+    Wbar = W + 0.2 * ref_point(rng, model)[0]
+    S = np.ones(3)
+    S[j] = -1.0
+    for norm, stopgrad, target in VARIANTS:
+        kw = variant_kwargs(Wbar, stopgrad, target)
+        kw2 = {**kw, "target": S[:, None] * Wbar} if "target" in kw else kw
+        gW, gE = ob.population_grad(W, E, model, norm=norm, stopgrad=stopgrad, **kw)
+        hW, hE = ob.population_grad(S[:, None] * W, S[:, None] * E * S, model, norm=norm, stopgrad=stopgrad,
+                                    **kw2)
+        np.testing.assert_allclose(hW, S[:, None] * gW, rtol=1e-12, atol=1e-12 * np.abs(gW).max())
+        np.testing.assert_allclose(hE, S[:, None] * gE * S, rtol=1e-12, atol=1e-12 * np.abs(gE).max())
