@@ -199,3 +199,36 @@ def model_kwargs(model):
     """The keyword arguments of the functions above, read off a ``ModelParams``-like object."""
     return {"P": model.P, "k": model.k, "alpha": tuple(model.alpha), "pi": tuple(model.pi),
             "sigma": model.sigma, "split": model.split}
+
+
+# ---------------------------------------------------------------- ablation variants (section 12)
+
+
+def variant_loss(W, E, V, *, norm, target=None, **model):
+    """Section 12's population loss: ``sum_j (2 - 2 rho_j)`` (``norm="bn"``) or
+    ``sum_j (DF_j + DG_j - 2 N_j)`` (``norm="none"``), the target branch at ``target``."""
+    f = closed_form(W, E, V, target=target, **model)
+    if norm == "bn":
+        return f["loss"]
+    if norm == "none":
+        return float(np.sum(f["DF"] + f["DG"] - 2.0 * f["N"]))
+    raise ValueError(norm)
+
+
+def batch_loss_variant(W, E, X, view1, *, norm, target=None, symmetric=False):
+    """Section 12's batch loss, written literally: ``(1/N) sum_i |n(E f_W(X_i^a)) - n(f_T(X_i^b))|^2``
+    with ``n`` = batch normalisation (``norm="bn"``) or the identity (``"none"``), the target
+    weights ``T`` (default ``W``), and ``(a, b) = (1, 2)``, or the mean over both orders if
+    ``symmetric``. No stop-gradient here: the caller decides what is held fixed."""
+    Wt = W if target is None else target
+    f1, f2 = branch_outputs(W, X, view1)
+    t1, t2 = branch_outputs(Wt, X, view1)
+    n = _bn if norm == "bn" else (lambda Z: Z)
+
+    def one(F, G):
+        diff = n(F @ E.T) - n(G)
+        return float(np.mean(np.sum(diff * diff, axis=1)))
+
+    if not symmetric:
+        return one(f1, t2)
+    return 0.5 * (one(f1, t2) + one(f2, t1))

@@ -26,6 +26,7 @@ from .events import observe_run
 from .moments import loss_grad
 from .population import convergence_status, record_point
 from .rng import xo_normal, xo_stream, xo_uniform
+from .variants import NORM_NONE, STOPGRAD_OFF, TARGET_EMA
 
 _REMAINDER_STREAM = 1 << 40
 """Stream indices from here on belong to the fast engine's remainder draw, not to samples."""
@@ -425,3 +426,324 @@ def sgd_observe(W, E, V, step, events, event_params):
     """Observe the events of the state at ``step`` without stepping (the final state of a
     run stopped by its budget)."""
     observe_run(step, W @ V, W @ W.T, E, events, event_params)
+
+
+# ---------------------------------------------------------------- ablation variants (section 12)
+
+
+@njit
+def _forward_sample_variant(i, W, Wb, A, Ab, data, seed, step, work, extra, same, keep_all):
+    """Draw sample ``i`` (the same random numbers as ``_forward_sample``) and run both weight
+    sets on both views: ``f1 = f_W(X1)``, ``a2 = f_W(X2)``, ``b1 = f_Wb(X1)``, ``f2 = f_Wb(X2)``,
+    with ``u = W x_p``, ``ub = Wb x_p`` for every patch (``same``: ``Wb`` is ``W``, ``ub = u``).
+    Noise patches are stored in view 1, or everywhere if ``keep_all``."""
+    alpha, pi_cdf, P, k, sigma, half_split, _ = data
+    noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
+    ub, a2, b1 = extra[0], extra[1], extra[2]
+    m, d = W.shape
+    l, s, state = _sample_roles(i, seed, step, data, work)
+    for r in range(m):
+        a2[i, r] = 0.0
+        b1[i, r] = 0.0
+    for p in range(P):
+        if feat[i, p] == 1:
+            value = s * alpha[l]
+            for r in range(m):
+                u[i, p, r] = value * A[r, l]
+                ub[i, p, r] = value * Ab[r, l]
+        else:
+            keep = keep_all or view[i, p] == 1
+            if m == 2:  # the paper's case, with the accumulators in registers
+                u0 = 0.0
+                u1 = 0.0
+                v0 = 0.0
+                v1 = 0.0
+                for c in range(d):
+                    z, state = xo_normal(state)
+                    z *= sigma
+                    if keep:
+                        noise[i, p, c] = z
+                    u0 += W[0, c] * z
+                    u1 += W[1, c] * z
+                    if not same:
+                        v0 += Wb[0, c] * z
+                        v1 += Wb[1, c] * z
+                u[i, p, 0] = u0
+                u[i, p, 1] = u1
+                ub[i, p, 0] = u0 if same else v0
+                ub[i, p, 1] = u1 if same else v1
+            else:
+                for r in range(m):
+                    u[i, p, r] = 0.0
+                    ub[i, p, r] = 0.0
+                for c in range(d):
+                    z, state = xo_normal(state)
+                    z *= sigma
+                    if keep:
+                        noise[i, p, c] = z
+                    for r in range(m):
+                        u[i, p, r] += W[r, c] * z
+                    if not same:
+                        for r in range(m):
+                            ub[i, p, r] += Wb[r, c] * z
+                if same:
+                    for r in range(m):
+                        ub[i, p, r] = u[i, p, r]
+        for r in range(m):
+            x = u[i, p, r]
+            y = ub[i, p, r]
+            if view[i, p] == 1:
+                f1[i, r] += x * x * x
+                b1[i, r] += y * y * y
+            else:
+                a2[i, r] += x * x * x
+                f2[i, r] += y * y * y
+
+
+@njit
+def pair_loss_grad(F, G, norm_none, scale, dF, dG):
+    """``scale`` times the batch loss of online outputs ``F`` against target outputs ``G``
+    (both (N, m)); adds ``scale dL/dF`` to ``dF`` and ``scale dL/dG`` to ``dG``.
+
+    BN: ``sum_j (2 - 2 corr_j)`` with gradients through both branches' batch statistics,
+    ``dL/dF_ij = -(2/N) (Gh_ij - corr_j Fh_ij) / std(F_j)`` and symmetrically for ``G``.
+    None: ``(1/N) sum_i |F_i - G_i|^2``. NaN if a batch variance vanishes (BN).
+    """
+    N, m = F.shape
+    loss = 0.0
+    for j in range(m):
+        if norm_none:
+            for i in range(N):
+                diff = F[i, j] - G[i, j]
+                loss += diff * diff / N
+                dF[i, j] += scale * (2.0 / N) * diff
+                dG[i, j] -= scale * (2.0 / N) * diff
+            continue
+        mf = 0.0
+        mg = 0.0
+        for i in range(N):
+            mf += F[i, j]
+            mg += G[i, j]
+        mf /= N
+        mg /= N
+        vf = 0.0
+        vg = 0.0
+        for i in range(N):
+            vf += (F[i, j] - mf) ** 2
+            vg += (G[i, j] - mg) ** 2
+        sf = math.sqrt(vf / N)
+        sg = math.sqrt(vg / N)
+        corr = 0.0
+        for i in range(N):
+            corr += (F[i, j] - mf) * (G[i, j] - mg)
+        corr /= N * sf * sg
+        loss += 2.0 - 2.0 * corr
+        for i in range(N):
+            fh = (F[i, j] - mf) / sf
+            gh = (G[i, j] - mg) / sg
+            dF[i, j] += scale * (-(2.0 / N) * (gh - corr * fh) / sf)
+            dG[i, j] += scale * (-(2.0 / N) * (fh - corr * gh) / sg)
+    return scale * loss
+
+
+@njit_parallel
+def sgd_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, gE, work, extra):
+    """Mini-batch gradient of an ablation variant (docs/model.md section 12) at ``(W, E)`` with
+    the target branch at ``Wb`` (pass ``W`` itself for the online target); writes ``gW``, ``gE``.
+
+    ``variant = (norm, stopgrad, target, tau)`` (codes of ``core.variants``). The batch is the
+    one ``sgd_gradient`` draws at ``(seed, step)``. ``symmetric``: the loss is the mean of both
+    view orders, ``(L(E f_W(X1), f_Wb(X2)) + L(E f_W(X2), f_Wb(X1))) / 2``. With the
+    stop-gradient off the target branch (its outputs and, with BN, its batch statistics) is
+    differentiated too and ``gW = dL/dW + w dL/dWb``, ``w = 1`` (online) or ``1 - tau`` (EMA).
+    ``work`` is ``sgd_gradient``'s layout (noise patches are kept where the backward pass needs
+    them: view 1, every view with the stop-gradient off or the symmetrised loss, everywhere if
+    ``data``'s keep_all);
+    ``extra = (ub (N,P,m), a2 (N,m), b1 (N,m))``. Returns the batch loss.
+    """
+    norm, stopgrad, target, tau = variant
+    norm_none = norm == NORM_NONE
+    through_target = stopgrad == STOPGRAD_OFF
+    w = 1.0 - tau if target == TARGET_EMA else 1.0
+    alpha, pi_cdf, P, k, sigma, half_split, keep_all = data
+    noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
+    ub, a2, b1 = extra[0], extra[1], extra[2]
+    N = noise.shape[0]
+    m, d = W.shape
+    L = V.shape[1]
+    A = W @ V
+    Ab = Wb @ V
+    same = target != TARGET_EMA
+    keep_all = data[6] or through_target or symmetric  # the backward pass needs view 2's noise too
+    for i in prange(N):
+        _forward_sample_variant(i, W, Wb, A, Ab, data, seed, step, work, extra, same, keep_all)
+    dF1 = np.zeros((N, m))  # dL/dF on view 1 (and view 2 if symmetric)
+    dF2 = np.zeros((N, m))
+    dG2 = np.zeros((N, m))  # dL/dG on view 2 (and view 1 if symmetric)
+    dG1 = np.zeros((N, m))
+    scale = 0.5 if symmetric else 1.0
+    loss = pair_loss_grad(f1 @ E.T, f2, norm_none, scale, dF1, dG2)
+    if symmetric:
+        loss += pair_loss_grad(a2 @ E.T, b1, norm_none, scale, dF2, dG1)
+    for j in range(m):
+        for r in range(m):
+            acc = 0.0
+            for i in range(N):
+                acc += dF1[i, j] * f1[i, r] + dF2[i, j] * a2[i, r]
+            gE[j, r] = acc
+    df1 = dF1 @ E  # dL/df_W(X1)
+    df2 = dF2 @ E
+    T = gparts.shape[0]
+    for t in prange(T):
+        gparts[t, :, :] = 0.0
+        aparts[t, :, :] = 0.0
+        for i in range(t * N // T, (t + 1) * N // T):
+            l = label[i]
+            for p in range(P):
+                in1 = view[i, p] == 1
+                if not (in1 or through_target or symmetric):  # view 2 enters only the stopped target
+                    continue
+                for r in range(m):
+                    x = u[i, p, r]
+                    h = 3.0 * x * x * (df1[i, r] if in1 else df2[i, r])
+                    if through_target:
+                        y = ub[i, p, r]
+                        h += w * 3.0 * y * y * (dG1[i, r] if in1 else dG2[i, r])
+                    if h == 0.0:
+                        continue
+                    if feat[i, p] == 1:
+                        aparts[t, r, l] += h * sign[i] * alpha[l]
+                    else:
+                        for c in range(d):
+                            gparts[t, r, c] += h * noise[i, p, c]
+    for r in range(m):
+        for c in range(d):
+            acc = 0.0
+            for t in range(T):
+                acc += gparts[t, r, c]
+            for l in range(L):
+                for t in range(T):
+                    acc += aparts[t, r, l] * V[c, l]
+            gW[r, c] = acc
+    return loss
+
+
+@njit
+def sgd_fast_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, gE, work, extra):
+    """``sgd_gradient_variant``, exact in distribution at O(N P m^2 + m^2 d) per step (the
+    construction of ``sgd_fast_gradient``, docs/model.md section 8).
+
+    ``U`` (d x kr) is an orthonormal basis of the rows of ``W`` and ``Wb`` together (kr <= 2m):
+    both branches see a noise patch only through ``y = U^T xi``, so given the ``y`` the rest of
+    the gradient ``sum_p h_p eta_p^T`` (``h_p`` the patch's coefficient, online and target
+    parts together) is Gaussian with row covariance ``sum_p h_p h_p^T (x) sigma^2 (I - U U^T)``.
+    ``work[0]`` is (N, P, 2m); ``extra`` as in ``sgd_gradient_variant``.
+    """
+    norm, stopgrad, target, tau = variant
+    norm_none = norm == NORM_NONE
+    through_target = stopgrad == STOPGRAD_OFF
+    w = 1.0 - tau if target == TARGET_EMA else 1.0
+    alpha, pi_cdf, P, k, sigma, half_split, keep_all = data
+    ys, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
+    ub, a2, b1 = extra[0], extra[1], extra[2]
+    N = ys.shape[0]
+    m, d = W.shape
+    A = W @ V
+    Ab = Wb @ V
+    same = target != TARGET_EMA
+    stacked = np.ascontiguousarray(W.T) if same else np.ascontiguousarray(np.concatenate((W, Wb)).T)
+    U, R = np.linalg.qr(stacked)  # [W; Wb]^T = U R
+    U = np.ascontiguousarray(U)
+    kr = U.shape[1]
+    Rt = np.ascontiguousarray(R.T)  # rows: W's coordinates in U, then Wb's
+    for i in range(N):
+        l, s, state = _sample_roles(i, seed, step, data, work)
+        for r in range(m):
+            a2[i, r] = 0.0
+            b1[i, r] = 0.0
+        for p in range(P):
+            if feat[i, p] == 1:
+                value = s * alpha[l]
+                for r in range(m):
+                    u[i, p, r] = value * A[r, l]
+                    ub[i, p, r] = value * Ab[r, l]
+            else:
+                for c in range(kr):
+                    z, state = xo_normal(state)
+                    ys[i, p, c] = sigma * z
+                for r in range(m):
+                    acc = 0.0
+                    accb = 0.0
+                    for c in range(kr):
+                        acc += Rt[r, c] * ys[i, p, c]
+                        if not same:
+                            accb += Rt[m + r, c] * ys[i, p, c]
+                    u[i, p, r] = acc
+                    ub[i, p, r] = acc if same else accb
+            for r in range(m):
+                x = u[i, p, r]
+                y = ub[i, p, r]
+                if view[i, p] == 1:
+                    f1[i, r] += x * x * x
+                    b1[i, r] += y * y * y
+                else:
+                    a2[i, r] += x * x * x
+                    f2[i, r] += y * y * y
+    dF1 = np.zeros((N, m))
+    dF2 = np.zeros((N, m))
+    dG2 = np.zeros((N, m))
+    dG1 = np.zeros((N, m))
+    scale = 0.5 if symmetric else 1.0
+    loss = pair_loss_grad(f1 @ E.T, f2, norm_none, scale, dF1, dG2)
+    if symmetric:
+        loss += pair_loss_grad(a2 @ E.T, b1, norm_none, scale, dF2, dG1)
+    for j in range(m):
+        for r in range(m):
+            acc = 0.0
+            for i in range(N):
+                acc += dF1[i, j] * f1[i, r] + dF2[i, j] * a2[i, r]
+            gE[j, r] = acc
+    df1 = dF1 @ E
+    df2 = dF2 @ E
+    gY = np.zeros((m, kr))
+    S = np.zeros((m, m))
+    aparts[0, :, :] = 0.0
+    h = np.empty(m)
+    for i in range(N):
+        l = label[i]
+        for p in range(P):
+            in1 = view[i, p] == 1
+            if not (in1 or through_target or symmetric):
+                continue
+            for r in range(m):
+                x = u[i, p, r]
+                h[r] = 3.0 * x * x * (df1[i, r] if in1 else df2[i, r])
+                if through_target:
+                    y = ub[i, p, r]
+                    h[r] += w * 3.0 * y * y * (dG1[i, r] if in1 else dG2[i, r])
+            if feat[i, p] == 1:
+                for r in range(m):
+                    aparts[0, r, l] += h[r] * sign[i] * alpha[l]
+            else:
+                for r in range(m):
+                    for q in range(kr):
+                        gY[r, q] += h[r] * ys[i, p, q]
+                    for q in range(m):
+                        S[r, q] += h[r] * h[q]
+    lam, Q = np.linalg.eigh(S)
+    F = np.zeros((m, m))
+    for a in range(m):
+        root = math.sqrt(lam[a]) if lam[a] > 0.0 else 0.0
+        for r in range(m):
+            for q in range(m):
+                F[r, q] += Q[r, a] * root * Q[q, a]
+    Z = np.empty((m, d))
+    for r in range(m):
+        state = xo_stream(seed, step, _REMAINDER_STREAM + r)
+        for c in range(d):
+            z, state = xo_normal(state)
+            Z[r, c] = sigma * z
+    Ut = np.ascontiguousarray(U.T)
+    Z -= (Z @ U) @ Ut  # project out span(U)
+    gW[:, :] = gY @ Ut + F @ Z + aparts[0] @ np.ascontiguousarray(V.T)
+    return loss
