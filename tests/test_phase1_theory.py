@@ -80,3 +80,79 @@ def test_t1_over_t1_pred_tends_to_one_as_d_grows():
     assert med[512] > 0.5                          # at d = 512 the O(1) part dominates
     assert med[32768] < 0.01
     assert med[32768] < med[8192] < med[2048] < med[512]
+
+
+# ---------------------------------------------------------------- the third outcome: vanishing
+
+VANISH_MODEL = ts.ModelParams(d=512, alpha=(6.0, 3.0))
+
+
+def vanish_train(seed, head="offdiag", **kw):
+    return ts.TrainParams(eta=0.3, eta_E=0.03, seed=seed, head=head, max_flow_time=1e6, **kw)
+
+
+def summary_vanishing(summary, train):
+    """The final-state criterion computed from a RunSummary that carries W."""
+    W = summary.W
+    A, C = W @ ts.feature_vectors(VANISH_MODEL), W @ W.T
+    from theory_sim.model import head_mask
+    return an.vanishing_state(VANISH_MODEL, A, C, summary.E, summary.features,
+                              head_rate=train.eta_E / train.eta, mask=head_mask(train.head, 2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [5003, 5026])
+def test_followers_that_shrink_away_are_vanishing(seed):
+    run = ts.simulate(VANISH_MODEL, vanish_train(seed, record=200))
+    assert run.status == "max_steps"
+    assert an.outcome(run) == "vanishing"
+    assert an.outcome(run, cap_incomplete=True) == "vanishing"
+    # what the criterion reads, checked on the raw trajectory
+    feats = an.features_learned(run)
+    f = feats.index(None)
+    l = 1 - f
+    i0 = int(np.searchsorted(run.flow_time, 2.5e5))
+    assert run.norms[-1, f] < 0.8 * run.norms[i0, f]
+    assert abs(run.E[-1, f, l]) > abs(run.E[i0, f, l])
+    rates = an.growth_rates(run, leader=l, follower=f)[-1]
+    assert np.all(rates < 0)
+    # one more flow-time unit of the finite differences agrees with the sign of the rates
+    lnA = np.log(np.abs(run.A[-2:, f, :]))
+    assert np.all(np.diff(lnA, axis=0) < 0)
+
+
+@pytest.mark.slow
+def test_diverse_collapsed_and_frozen_stuck_runs_are_not_vanishing():
+    trains = [vanish_train(5003), vanish_train(5026), vanish_train(5001), vanish_train(5003, head="frozen")]
+    out = ts.simulate_many(VANISH_MODEL, trains, weights=True)
+    flags = [summary_vanishing(s, t) for s, t in zip(out, trains, strict=True)]
+    assert flags == [True, True, False, False]
+    assert out[2].outcome == "diverse"
+    assert out[3].outcome in ("collapsed", "diverse")
+    diverse = ts.simulate(VANISH_MODEL, vanish_train(5001, record=100))
+    assert an.outcome(diverse) == "diverse"
+    frozen = ts.simulate(VANISH_MODEL, vanish_train(5003, head="frozen", record=100))
+    assert an.outcome(frozen) in ("collapsed", "diverse")
+
+
+def test_a_featureless_neuron_at_the_identity_head_is_never_vanishing():
+    """At E = I the loss is scale-invariant in every w_j: no shrinking (docs/model.md section 10)."""
+    model = ts.ModelParams(d=64)
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((2, 64)) / 8
+    W[1, 0] = 3.0                               # neuron 2 holds v_1
+    A, C = W @ ts.feature_vectors(model), W @ W.T
+    r = an.follower_rates(model, A, C, np.eye(2), 0, 1)
+    assert abs(r["norm"]) < 1e-10 * np.abs(r["growth"]).max()
+    assert r["head"] == 0.0
+    assert not an.vanishing_state(model, A, C, np.eye(2), [None, 0])
+    assert not an.vanishing_state(model, A, C, np.eye(2), [0, 0])
+
+
+def test_outcome_from_names_vanishing_only_beside_a_learned_feature():
+    from theory_sim.status import OUTCOMES, outcome_from
+    assert "vanishing" in OUTCOMES
+    assert outcome_from([None, 0], settled=False, vanishing=True) == "vanishing"
+    assert outcome_from([None, 0], settled=True) == "incomplete"
+    assert outcome_from([None, None], settled=True, vanishing=True) == "incomplete"
+    assert outcome_from([1, 0], settled=True, vanishing=True) == "diverse"
