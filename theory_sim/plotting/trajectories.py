@@ -151,6 +151,9 @@ def substitution_acceleration_figure(run, sub: np.ndarray, acc: np.ndarray, acc_
         ax2.plot(t, acc_v1, color="#1f77b4", ls="--", label=r"along $v_1$")
     ax2.axhline(1.0, color="k", lw=0.7)
     ax2.set_yscale("symlog", linthresh=1.0)
+    fin = acc[np.isfinite(acc)]
+    # the v_1 weight diverges as a_1 -> 0 near T3: keep the scale on Acc
+    ax2.set_ylim(-30.0, 3.0 * max(float(fin.max()) if fin.size else 1.0, 1.0))
     ax2.set_ylabel(f"{name}'s per-unit learning weight,\nin units of its weight at $E = I$")
     ax2.set_title("acceleration factor Acc (relative: > 1 favours the feature)")
     ax2.legend(loc="upper left")
@@ -173,6 +176,7 @@ def substitution_acceleration_figure(run, sub: np.ndarray, acc: np.ndarray, acc_
         if abs_pred is not None:
             ax4.plot(t, abs_pred, color="#7f7f7f", ls="--", label=r"Acc $(DF_f(I)/DF_f)^{3/2}$")
         ax4.set_yscale("symlog", linthresh=0.1)
+        ax4.set_ylim(-2.0, 2.0)
         ax4.legend(loc="lower left")
     else:
         ax4.text(0.5, 0.5, "absolute speed ratio not given", transform=ax4.transAxes, ha="center")
