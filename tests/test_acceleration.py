@@ -67,8 +67,8 @@ def test_acc_is_the_ratio_of_per_unit_feature_gradients_on_a_real_run(phase2_run
         gE, gI = A_path_gradient(W, E, red), A_path_gradient(W, I, red)
         DF, R = moments(A[t], C[t], E, model, f)
         DFI, RI = moments(A[t], C[t], I, model, f)
-        np.testing.assert_allclose([acc[t], acc1[t]],
-                                   [an.acceleration_closed_form(A[t], C[t], run.E[t], model, f, j) for j in (1, 0)])
+        closed = [an.acceleration_closed_form(A[t], C[t], run.E[t], model, f, j) for j in (1, 0)]
+        np.testing.assert_allclose([acc[t], acc1[t]], closed)
         for j in (1, 0):
             want = an.acceleration_closed_form(A[t], C[t], E, model, f, j)
             # per unit of A_fj, with head / at E = I, without the common factor DF^{-3/2} and R

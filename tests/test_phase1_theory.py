@@ -25,9 +25,10 @@ def test_t1_prediction_is_the_blow_up_of_the_leading_order_ode():
         r = np.linalg.norm(W0[j])
         a0 = abs(W0[j, 0])
         c = 2 * kx * lam1 / (5 * mu * 0.8**6 * r**6)
-        hit = lambda t, y: y[0] - 0.9 * r  # noqa: E731
+        def hit(t, y, r=r):
+            return y[0] - 0.9 * r
         hit.terminal = True
-        sol = solve_ivp(lambda t, y: c * y**5, (0, 1e9), [a0], events=hit, rtol=1e-10, atol=1e-14)
+        sol = solve_ivp(lambda t, y, c=c: c * y**5, (0, 1e9), [a0], events=hit, rtol=1e-10, atol=1e-14)
         assert per[j] == pytest.approx(sol.t_events[0][0], rel=1e-6)
     assert an.t1_prediction(model, W0) == per.min()
 
@@ -38,7 +39,8 @@ def test_t1_prediction_accepts_reduced_coordinates_and_scales_as_d_squared():
     want = an.t1_prediction(model, W0)
     red = reduced_coordinates(feature_vectors(model), W0)
     assert an.t1_prediction(model, red) == pytest.approx(want, rel=1e-12)
-    B = np.concatenate([W0 @ feature_vectors(model), np.linalg.cholesky(W0 @ W0.T - (W0[:, :2] @ W0[:, :2].T))], 1)
+    K = np.linalg.cholesky(W0 @ W0.T - (W0[:, :2] @ W0[:, :2].T))
+    B = np.concatenate([W0 @ feature_vectors(model), K], 1)
     assert an.t1_prediction(model, B) == pytest.approx(want, rel=1e-12)
     # coupled weights: same feature coordinates z / sqrt(d), unit norms -> exactly d^2
     z = np.array([[0.7, -0.2], [-0.3, 1.1]])
@@ -68,8 +70,9 @@ def test_t1_over_t1_pred_tends_to_one_as_d_grows():
     ratios = {}
     for d in (512, 2048, 8192, 32768):
         model = ts.ModelParams(d=d)
-        seeds = [s for s in range(1, 40) if an.t1_prediction(model, ts.initial_weights(model, s)) <= 1.5e5][:6]
-        preds = np.array([an.t1_prediction(model, ts.initial_weights(model, s)) for s in seeds])
+        all_preds = {s: an.t1_prediction(model, ts.initial_weights(model, s)) for s in range(1, 40)}
+        seeds = [s for s, p in all_preds.items() if p <= 1.5e5][:6]
+        preds = np.array([all_preds[s] for s in seeds])
         trains = [ts.TrainParams(eta=eta, seed=s, head="frozen", steps=int((p + 500) / eta))
                   for s, p in zip(seeds, preds, strict=True)]
         T1 = np.array([o.T1 * eta for o in ts.simulate_many(model, trains)])

@@ -1,5 +1,6 @@
 """One run over time: the alignments (fig. 1), the head (fig. 2), the substitution ratio,
-acceleration factor, growth rates and absolute speed ratio (fig. 3), and many neurons sharing out the features (fig. 7).
+acceleration factor, growth rates and absolute speed ratio (fig. 3), and many neurons
+sharing out the features (fig. 7).
 
 Results in, :class:`matplotlib.figure.Figure` out; time axes in flow time ``eta * steps``
 unless stated, features coloured, neurons told apart by line style, phase times marked.
@@ -120,7 +121,8 @@ def head_figure(run, *, threshold: float = 0.9, head_tol: float = analysis.DEFAU
 
 @styled
 def substitution_acceleration_figure(run, sub: np.ndarray, acc: np.ndarray, acc_v1: np.ndarray | None = None,
-                                     *, rates: np.ndarray | None = None, rates_identity: np.ndarray | None = None,
+                                     *, rates: np.ndarray | None = None,
+                                     rates_identity: np.ndarray | None = None,
                                      abs_ratio: np.ndarray | None = None, abs_pred: np.ndarray | None = None,
                                      threshold: float = 0.9):
     """Fig. 3 (docs/model.md section 9), four panels over (log) time, phases marked: the
@@ -162,7 +164,8 @@ def substitution_acceleration_figure(run, sub: np.ndarray, acc: np.ndarray, acc_
             c = feature_color(j)
             ax3.plot(t, rates[:, j], color=c, label=f"along $v_{j + 1}$, head $E(t)$")
             if rates_identity is not None:
-                ax3.plot(t, rates_identity[:, j], color=c, ls=":", label=f"along $v_{j + 1}$, $E$ reset to $I$")
+                ax3.plot(t, rates_identity[:, j], color=c, ls=":",
+                         label=f"along $v_{j + 1}$, $E$ reset to $I$")
         finite = np.abs(rates[np.isfinite(rates)])
         ax3.set_yscale("symlog", linthresh=float(np.percentile(finite, 10)) if finite.size else 1e-6)
         ax3.legend(loc="lower left", fontsize=8)
