@@ -172,7 +172,7 @@ def test_phase_diagram_figure_images_are_the_fractions():
     bars = axes[-1].patches
     assert len(bars) == 2 * len(OUTCOMES)
     heights = np.array([b.get_height() for b in bars]).reshape(len(OUTCOMES), 2)
-    np.testing.assert_allclose(heights, [[6 / 8, 2 / 8], [1 / 8, 6 / 8], [1 / 8, 0], [0, 0]])
+    np.testing.assert_allclose(heights, [[6 / 8, 2 / 8], [1 / 8, 6 / 8], [0, 0], [1 / 8, 0]])
     assert axes[-1].get_title() == "default parameters, 8 seeds"
 
 

@@ -106,12 +106,16 @@ def hit_cap(run: Run) -> bool:
     return run.status == "max_steps" and run.config.get("train", {}).get("steps") is None
 
 
-def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incomplete: bool = False) -> str:
+def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incomplete: bool = False,
+            vanishing: bool = False) -> str:
     """``diverse`` (every neuron learned a feature and not all the same one),
-    ``collapsed`` (every neuron learned a feature, all the same one), ``vanishing``
-    (:func:`is_vanishing`: a neuron without a feature is shrinking away beside one that
-    holds a feature, docs/model.md section 10) or ``incomplete`` (otherwise, or the run diverged).
+    ``collapsed`` (every neuron learned a feature, all the same one) or
+    ``incomplete`` (some neuron learned nothing, or the run diverged).
 
+    ``vanishing=True`` names ``vanishing`` the runs among the ``incomplete`` ones where
+    :func:`is_vanishing` holds (a neuron without a feature shrinking away beside one that
+    holds a feature, docs/model.md section 10). It is off by default while
+    ``simulate_many``'s summaries do not check it, so that both report the same outcome.
     ``cap_incomplete=True`` also calls a run stopped by the flow-time cap or interrupted
     ``incomplete`` (it had not settled), as ``theory_sim.ensemble.simulate_many`` does,
     unless it is ``vanishing`` (that is the state such a run is in when it stops).
@@ -121,7 +125,7 @@ def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incompl
         return outcome_from((), settled=False)  # no features to read off a run that never settled
     features = features_learned(run, threshold)
     if any(f is None for f in features):
-        return outcome_from(features, settled=True, vanishing=is_vanishing(run, threshold))
+        return outcome_from(features, settled=True, vanishing=vanishing and is_vanishing(run, threshold))
     return outcome_from(features, settled=not (cap_incomplete and unsettled))
 
 

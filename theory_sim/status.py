@@ -30,11 +30,11 @@ FAILURE_REASONS = {
 }
 """Kernel failure code -> what went wrong, in words."""
 
-OUTCOMES = ("diverse", "collapsed", "vanishing", "incomplete")
+OUTCOMES = ("diverse", "collapsed", "incomplete", "vanishing")
 """What a run learned: every neuron a feature and more than one feature (``diverse``),
-every neuron the same feature (``collapsed``), a neuron without a feature shrinking away
-beside one that holds a feature (``vanishing``, docs/model.md section 10), or not settled
-(``incomplete``)."""
+every neuron the same feature (``collapsed``), not settled (``incomplete``), or a neuron
+without a feature shrinking away beside one that holds a feature (``vanishing``,
+docs/model.md section 10; last, so that the earlier indices keep their meaning)."""
 
 RUNNING = _jit.STATUS_RUNNING
 """The kernels' code for a run that has not stopped."""
