@@ -247,31 +247,37 @@ def test_feature_gradient_matches_population_grad(seed, features, feature):
     np.testing.assert_allclose(got, -(gW @ V[:, feature]), rtol=1e-9, atol=1e-12 * np.abs(gW).max())
 
 
-def test_acceleration_factor_against_population_grad_on_a_simulated_run():
+def test_absolute_speed_ratio_against_population_grad_on_a_simulated_run():
     model = ts.ModelParams(d=16)
     run = ts.simulate(model, ts.TrainParams(eta=0.05, seed=2, steps=1500, record=50))
     pt = an.phase_times(run)
     assert pt.leader is not None and pt.follower is not None
-    acc = an.acceleration_factor(run)
+    ratio = an.absolute_speed_ratio(run)
     V = ts.feature_vectors(model)
     f = pt.follower
     g_head = ts.population_grad(run.W, run.E_final, model)[0][f] @ V[:, 1]
     g_eye = ts.population_grad(run.W, np.eye(2), model)[0][f] @ V[:, 1]
-    assert acc[-1] == pytest.approx(g_head / g_eye, rel=1e-9)
-    assert acc[0] == 1.0   # E(0) = I
-    acc1 = an.acceleration_factor(run, feature=0)
+    assert ratio[-1] == pytest.approx(g_head / g_eye, rel=1e-9)
+    assert ratio[0] == 1.0   # E(0) = I
+    ratio1 = an.absolute_speed_ratio(run, feature=0)
     g_head = ts.population_grad(run.W, run.E_final, model)[0][f] @ V[:, 0]
     g_eye = ts.population_grad(run.W, np.eye(2), model)[0][f] @ V[:, 0]
-    assert acc1[-1] == pytest.approx(g_head / g_eye, rel=1e-9)
+    assert ratio1[-1] == pytest.approx(g_head / g_eye, rel=1e-9)
+    # the growth rates are the same gradient per unit of <w_f, v_j>
+    rates = an.growth_rates(run)[-1]
+    A_f = run.W[f] @ V
+    gW = ts.population_grad(run.W, run.E_final, model)[0]
+    np.testing.assert_allclose(rates, -(gW[f] @ V) / A_f, rtol=1e-9)
 
 
-def test_acceleration_factor_is_one_with_a_frozen_head_and_nan_without_a_follower():
+def test_acceleration_and_speed_ratio_are_one_with_a_frozen_head_and_nan_without_a_follower():
     model = ts.ModelParams(d=16)
     run = ts.simulate(model, ts.TrainParams(eta=0.05, seed=2, steps=300, record=20, head="frozen"))
-    acc = an.acceleration_factor(run, leader=0, follower=1)
-    np.testing.assert_allclose(acc, 1.0)
-    assert np.all(np.isnan(an.acceleration_factor(make_run(np.full((3, 2, 2), 0.1)))))
-    assert np.all(np.isnan(an.acceleration_factor(run, leader=0, follower=1, feature=5)))
+    for fn in (an.acceleration_factor, an.absolute_speed_ratio):
+        np.testing.assert_allclose(fn(run, leader=0, follower=1), 1.0)
+        assert np.all(np.isnan(fn(make_run(np.full((3, 2, 2), 0.1)))))
+        assert np.all(np.isnan(fn(run, leader=0, follower=1, feature=5)))
+    np.testing.assert_allclose(an.absolute_speed_prediction(run, leader=0, follower=1), 1.0)
 
 
 def test_coordinates_use_sigma_squared():

@@ -102,12 +102,26 @@ def test_substitution_figure_draws_its_inputs(run):
     sub = np.linspace(0.0, 2.0, T)
     acc = np.linspace(1.0, 3.0, T)
     acc1 = np.linspace(-1.0, 1.0, T)
-    fig = plotting.substitution_acceleration_figure(run, sub, acc, acc1)
-    ax1, ax2 = _plot_axes(fig)
+    rates = np.stack([np.linspace(-1e-3, 1e-3, T), np.linspace(1e-4, 1e-2, T)], axis=1)
+    rates_I = 2 * rates
+    ratio, pred = np.linspace(0.1, 1.0, T), np.linspace(0.2, 1.0, T)
+    fig = plotting.substitution_acceleration_figure(run, sub, acc, acc1, rates=rates, rates_identity=rates_I,
+                                                    abs_ratio=ratio, abs_pred=pred)
+    ax1, ax2, ax3, ax4 = _plot_axes(fig)
     np.testing.assert_array_equal(ax1.get_lines()[0].get_ydata(), np.where(sub > 0, sub, np.nan))
     np.testing.assert_array_equal(ax2.get_lines()[0].get_ydata(), acc)
     np.testing.assert_array_equal(ax2.get_lines()[1].get_ydata(), acc1)
+    drawn = {ln.get_label(): ln.get_ydata() for ln in ax3.get_lines()}
+    np.testing.assert_array_equal(drawn["along $v_1$, head $E(t)$"], rates[:, 0])
+    np.testing.assert_array_equal(drawn["along $v_2$, $E$ reset to $I$"], rates_I[:, 1])
+    np.testing.assert_array_equal(ax4.get_lines()[0].get_ydata(), ratio)
+    np.testing.assert_array_equal(ax4.get_lines()[1].get_ydata(), pred)
     assert "substitution ratio" in ax1.get_title() and "acceleration factor" in ax2.get_title()
+    assert "growth rates" in ax3.get_title() and "absolute speed ratio" in ax4.get_title()
+    # without the optional inputs the lower panels say so
+    fig = plotting.substitution_acceleration_figure(run, sub, acc)
+    texts = [t.get_text() for ax in _plot_axes(fig)[2:] for t in ax.texts]
+    assert "growth rates not given" in texts and "absolute speed ratio not given" in texts
 
 
 def test_scaling_figure_draws_points_fit_and_theory():
@@ -136,17 +150,17 @@ def test_scaling_figure_draws_points_fit_and_theory():
 def test_phase_diagram_figure_images_are_the_fractions():
     ratios_alpha, ratios_eta, n = (1.5, 2.0, 3.0), (0.01, 0.1), 4
     counts = {"diverse": np.array([[4, 2, 1], [3, 2, 0]]), "collapsed": np.array([[0, 1, 1], [0, 0, 0]]),
-              "incomplete": np.array([[0, 1, 2], [1, 2, 4]])}
+              "vanishing": np.array([[0, 1, 0], [0, 0, 1]]), "incomplete": np.array([[0, 0, 2], [1, 2, 3]])}
     frozen = {"diverse": np.array([1, 0, 0]), "collapsed": np.array([3, 4, 2]),
-              "incomplete": np.array([0, 0, 2])}
-    default = {"trainable": {"diverse": 6, "collapsed": 1, "incomplete": 1},
-               "frozen": {"diverse": 2, "collapsed": 6, "incomplete": 0}}
+              "vanishing": np.array([0, 0, 0]), "incomplete": np.array([0, 0, 2])}
+    default = {"trainable": {"diverse": 6, "collapsed": 1, "vanishing": 1, "incomplete": 0},
+               "frozen": {"diverse": 2, "collapsed": 6, "vanishing": 0, "incomplete": 0}}
     fig = plotting.phase_diagram_figure(ratios_alpha, ratios_eta, counts, frozen, n, default_counts=default,
                                         note="a note", alpha1=6.0)
     axes = _plot_axes(fig)
-    assert len(axes) == 4
+    assert len(axes) == len(OUTCOMES) + 1
     assert fig.get_suptitle() == "a note"
-    for ax, oc in zip(axes[:3], OUTCOMES, strict=True):
+    for ax, oc in zip(axes[:-1], OUTCOMES, strict=True):
         assert ax.get_title() == f"fraction {oc}"
         img = np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
         assert img.shape == (len(ratios_eta) + 2, len(ratios_alpha))
@@ -155,11 +169,11 @@ def test_phase_diagram_figure_images_are_the_fractions():
         np.testing.assert_array_equal(img[3], frozen[oc] / n)
         assert [t.get_text() for t in ax.get_yticklabels()] == ["0.01", "0.1", "frozen"]
         assert [t.get_text() for t in ax.get_xticklabels()] == ["1.5", "2", "3"]
-    bars = axes[3].patches
+    bars = axes[-1].patches
     assert len(bars) == 2 * len(OUTCOMES)
     heights = np.array([b.get_height() for b in bars]).reshape(len(OUTCOMES), 2)
-    np.testing.assert_allclose(heights, [[6 / 8, 2 / 8], [1 / 8, 6 / 8], [1 / 8, 0]])
-    assert axes[3].get_title() == "default parameters, 8 seeds"
+    np.testing.assert_allclose(heights, [[6 / 8, 2 / 8], [1 / 8, 6 / 8], [0, 0], [1 / 8, 0]])
+    assert axes[-1].get_title() == "default parameters, 8 seeds"
 
 
 SWEEP = {"alpha1": np.array([4.0, 4.0, 5.0, 5.0, 4.0, 5.0]),
@@ -173,7 +187,7 @@ def test_sweep_phase_diagram_uses_the_same_heatmap():
     axes = _plot_axes(fig)
     assert len(axes) == len(OUTCOMES)
     expected = {"diverse": [[0.5, 1.0], [0.0, 0.0]], "collapsed": [[0.5, 0.0], [0.0, 1.0]],
-                "incomplete": [[0.0, 0.0], [1.0, 0.0]]}
+                "vanishing": [[0.0, 0.0], [0.0, 0.0]], "incomplete": [[0.0, 0.0], [1.0, 0.0]]}
     for ax, oc in zip(axes, OUTCOMES, strict=True):
         assert ax.get_title() == f"fraction {oc}"
         np.testing.assert_array_equal(ax.images[0].get_array(), expected[oc])

@@ -106,18 +106,27 @@ def hit_cap(run: Run) -> bool:
     return run.status == "max_steps" and run.config.get("train", {}).get("steps") is None
 
 
-def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incomplete: bool = False) -> str:
+def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incomplete: bool = False,
+            vanishing: bool = False) -> str:
     """``diverse`` (every neuron learned a feature and not all the same one),
     ``collapsed`` (every neuron learned a feature, all the same one) or
     ``incomplete`` (some neuron learned nothing, or the run diverged).
 
+    ``vanishing=True`` names ``vanishing`` the runs among the ``incomplete`` ones where
+    :func:`is_vanishing` holds (a neuron without a feature shrinking away beside one that
+    holds a feature, docs/model.md section 10). It is off by default while
+    ``simulate_many``'s summaries do not check it, so that both report the same outcome.
     ``cap_incomplete=True`` also calls a run stopped by the flow-time cap or interrupted
-    ``incomplete`` (it had not settled), as ``theory_sim.ensemble.simulate_many`` does.
+    ``incomplete`` (it had not settled), as ``theory_sim.ensemble.simulate_many`` does,
+    unless it is ``vanishing`` (that is the state such a run is in when it stops).
     """
     unsettled = hit_cap(run) or run.status == "interrupted"
-    if run.status == "diverged" or (cap_incomplete and unsettled):
+    if run.status == "diverged":
         return outcome_from((), settled=False)  # no features to read off a run that never settled
-    return outcome_from(features_learned(run, threshold), settled=True)
+    features = features_learned(run, threshold)
+    if any(f is None for f in features):
+        return outcome_from(features, settled=True, vanishing=vanishing and is_vanishing(run, threshold))
+    return outcome_from(features, settled=not (cap_incomplete and unsettled))
 
 
 # ---------------------------------------------------------------- assignment and roles
@@ -239,6 +248,19 @@ def substitution_ratio(run: Run, leader: int | None = None, follower: int | None
         return np.abs(run.E[:, follower, leader]) * np.sqrt(S[:, leader, leader] / S[:, follower, follower])
 
 
+def _kernel_grad(A: np.ndarray, C: np.ndarray, E: np.ndarray, model) -> tuple:
+    """``(gA, gC, gE) = (dL/dA, dL/dC, dL/dE)`` at one state, from the closed-form kernel."""
+    from .core.moments import loss_grad
+    lam, kx, k2, mu, _ = model_constants(model)
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    C = np.ascontiguousarray(C, dtype=np.float64)
+    E = np.ascontiguousarray(E, dtype=np.float64)
+    m, L = A.shape
+    gA, gC, gE, rho = np.empty((m, L)), np.empty((m, m)), np.empty((m, m)), np.empty(m)
+    loss_grad(A, C, E, A, C, lam, kx, k2, mu, gA, gC, gE, rho)
+    return gA, gC, gE
+
+
 def feature_gradient(A: np.ndarray, C: np.ndarray, E: np.ndarray, model, feature: int) -> np.ndarray:
     """(m,) ``-<dL/dw_j, v_feature>``: each neuron's descent direction along a feature.
 
@@ -247,26 +269,122 @@ def feature_gradient(A: np.ndarray, C: np.ndarray, E: np.ndarray, model, feature
     ``gC = dL/dC``, ``dL/dW = gA V^T + sigma^2 (gC + gC^T) W`` (docs/model.md section 7), so
     ``<dL/dw_j, v_l> = gA_jl + sigma^2 sum_q (gC + gC^T)_jq A_ql``.
     """
-    from .core.moments import loss_grad
-    lam, kx, k2, mu, sigma2 = model_constants(model)
-    A = np.ascontiguousarray(A, dtype=np.float64)
-    C = np.ascontiguousarray(C, dtype=np.float64)
-    E = np.ascontiguousarray(E, dtype=np.float64)
-    m, L = A.shape
-    gA, gC, gE, rho = np.empty((m, L)), np.empty((m, m)), np.empty((m, m)), np.empty(m)
-    loss_grad(A, C, E, A, C, lam, kx, k2, mu, gA, gC, gE, rho)
-    return -(gA[:, feature] + sigma2 * (gC + gC.T) @ A[:, feature])
+    sigma2 = model_constants(model)[4]
+    gA, gC, _ = _kernel_grad(A, C, E, model)
+    return -(gA[:, feature] + sigma2 * (gC + gC.T) @ np.asarray(A, dtype=np.float64)[:, feature])
+
+
+def follower_moments(A: np.ndarray, C: np.ndarray, E: np.ndarray, model, follower: int) -> dict:
+    """The follower's closed-form pieces of docs/model.md sections 6 and 9 at stacked states.
+
+    ``A`` (..., m, L), ``C`` (..., m, m), ``E`` (..., m, m). Returns arrays (..., L) ``a``
+    (``A_fj^3``, its own response) and ``s`` (``sum_{r != f} E_fr A_rj^3``, the substituted
+    signal; ``E_fl A_lj^3`` for ``m = 2``), and (...) ``R = mu (E M E^T)_ff`` (the noise
+    part of ``DF_f``), ``DF = k2 sum_j lam_j (a_j + s_j)^2 + R``, ``DG``, and ``R_I``, ``DF_I``:
+    the same with ``E`` reset to ``I``.
+    """
+    lam, _, k2, mu, _ = model_constants(model)
+    A3 = np.asarray(A, dtype=np.float64) ** 3
+    E = np.asarray(E, dtype=np.float64)
+    M = _noise_moment(np.asarray(C, dtype=np.float64))
+    a = A3[..., follower, :]
+    s = np.einsum("...r,...rj->...j", E[..., follower, :], A3) - E[..., follower, follower, None] * a
+    e = E[..., follower, :]
+    R = mu * np.einsum("...r,...rq,...q->...", e, M, e)
+    R_I = mu * M[..., follower, follower]
+    DF = k2 * ((a + s) ** 2 * lam).sum(axis=-1) + R
+    DF_I = k2 * (a**2 * lam).sum(axis=-1) + R_I
+    return {"a": a, "s": s, "R": R, "DF": DF, "R_I": R_I, "DF_I": DF_I, "DG": DF_I}
+
+
+def acceleration_closed_form(A, C, E, model, follower: int, feature: int = 1) -> np.ndarray:
+    """``Acc_j = bracket_j / (a_j R)`` at stacked states (docs/model.md section 9).
+
+    ``bracket_j = a_j R + k2 sum_i lam_i (a_i + s_i)(a_j s_i - a_i s_j)`` is the follower's
+    stop-gradient derivative of ``rho_f`` with respect to ``A_fj`` without its common factor
+    ``3 A_fj^2 kx lam_j / (sqrt(DG_f) DF_f^{3/2})``, so ``Acc_j`` is the follower's per-unit
+    learning weight of ``v_j`` in units of the one every feature has at ``E = I``. Along
+    ``v_2`` with ``s_2 = 0`` it is ``Acc = 1 + k2 lam_1 s_1 (a_1 + s_1) / R``; along ``v_1``
+    it is ``1 - k2 lam_2 a_2^2 s_1 / (a_1 R)`` (below 1, negative: pushed off ``v_1``).
+    NaN where ``a_j = 0``.
+    """
+    lam, _, k2, _, _ = model_constants(model)
+    p = follower_moments(A, C, E, model, follower)
+    a, s, R = p["a"], p["s"], p["R"]
+    aj, sj = a[..., feature], s[..., feature]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(aj != 0, sj / np.where(aj != 0, aj, 1.0), np.nan)
+        return 1.0 + k2 * (lam * (a + s) * (s - a * ratio[..., None])).sum(axis=-1) / R
 
 
 def acceleration_factor(run: Run, leader: int | None = None, follower: int | None = None, *,
                         feature: int = 1, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
-    """(T,) the follower's population-gradient component along ``v_2`` with the current
-    head, divided by the same with the head reset to ``I`` (same ``W``).
+    """(T,) ``Acc(t)`` of docs/model.md section 9 along the follower, closed form.
 
-    docs/model.md section 5, phase III: a value above 1 means the head speeds the follower
-    up along ``v_2``. ``feature`` (0-based, default 1 = ``v_2``) picks another feature
-    for the same ratio. 1 when ``E = I``; NaN without a follower, without that
-    feature, or where the ``E = I`` component is exactly 0.
+    ``Acc = 1 + k2 lam_1 s_1 (a_1 + s_1) / R`` (exactly: :func:`acceleration_closed_form`):
+    the factor by which the head multiplies the follower's per-unit learning weight of
+    ``v_2`` relative to what every feature gets at ``E = I`` (docs/model.md section 5,
+    phase III: the paper's acceleration is this relative one). ``feature=0`` gives the
+    same weight along ``v_1``. 1 at ``E = I``; NaN without a follower or that feature.
+    ``leader`` is accepted for symmetry with :func:`substitution_ratio` (the substituted
+    signal sums over every other neuron).
+    """
+    leader, follower = _roles(run, leader, follower, threshold)
+    T, m, L = run.alignment.shape
+    if follower is None or not 0 <= feature < L:
+        return np.full(T, np.nan)
+    A, C = coordinates(run)
+    return acceleration_closed_form(A, C, run.E, model_of(run), follower, feature)
+
+
+def absolute_speed_prediction(run: Run, leader: int | None = None, follower: int | None = None, *,
+                              threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
+    """(T,) ``Acc (DF_f(I) / DF_f)^{3/2}``: the predicted :func:`absolute_speed_ratio` along ``v_2``
+    (docs/model.md section 9; it leaves out ``R / R_I`` and the noise path through ``C``)."""
+    leader, follower = _roles(run, leader, follower, threshold)
+    T = run.n_points
+    if follower is None or run.alignment.shape[2] < 2:
+        return np.full(T, np.nan)
+    A, C = coordinates(run)
+    p = follower_moments(A, C, run.E, model_of(run), follower)
+    return acceleration_factor(run, leader, follower) * (p["DF_I"] / p["DF"]) ** 1.5
+
+
+def growth_rates(run: Run, leader: int | None = None, follower: int | None = None, *,
+                 head: str = "current", threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
+    """(T, L) the follower's ``d ln|<w_f, v_j>| / dt`` (flow time) at every recorded state.
+
+    ``-<dL/dw_f, v_j> / <w_f, v_j>`` from the exact population gradient (docs/model.md
+    section 7) at the recorded ``(A, C)``, with the recorded head (``head="current"``) or
+    with ``E`` reset to ``I`` (``head="identity"``). NaN without a follower.
+    """
+    if head not in ("current", "identity"):
+        raise ValueError(f"head must be 'current' or 'identity' (got {head!r})")
+    leader, follower = _roles(run, leader, follower, threshold)
+    T, m, L = run.alignment.shape
+    out = np.full((T, L), np.nan)
+    if follower is None:
+        return out
+    model = model_of(run)
+    A, C = coordinates(run)
+    eye = np.eye(m)
+    for t in range(T):
+        E = run.E[t] if head == "current" else eye
+        for j in range(L):
+            if A[t, follower, j] != 0.0:
+                out[t, j] = feature_gradient(A[t], C[t], E, model, j)[follower] / A[t, follower, j]
+    return out
+
+
+def absolute_speed_ratio(run: Run, leader: int | None = None, follower: int | None = None, *,
+                         feature: int = 1, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
+    """(T,) the follower's full population-gradient component along ``v_feature`` with the
+    current head, divided by the same with the head reset to ``I`` (same ``W``).
+
+    The absolute speed change of docs/model.md section 9 (below 1: the head slows the
+    follower down along ``v_2`` in absolute terms while :func:`acceleration_factor` raises
+    its relative weight). Predicted by :func:`absolute_speed_prediction`. 1 when ``E = I``;
+    NaN without a follower, without that feature, or where the ``E = I`` component is 0.
     """
     leader, follower = _roles(run, leader, follower, threshold)
     T, m, L = run.alignment.shape
@@ -282,6 +400,140 @@ def acceleration_factor(run: Run, leader: int | None = None, follower: int | Non
         if without != 0.0:
             out[t] = with_head / without
     return out
+
+
+# ---------------------------------------------------------------- phase I at leading order
+
+def _reduced_alignment(model, W0) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, norms)`` of ``W(0)`` given in full (m, d), or in reduced coordinates
+    ``B = [A, K]`` (m, L + m; docs/model.md section 11), or as a ``model.ReducedCoordinates``."""
+    from .model import ReducedCoordinates, feature_vectors
+
+    if isinstance(W0, ReducedCoordinates):
+        B = np.asarray(W0.B, dtype=np.float64)
+        return B @ W0.Vr, np.linalg.norm(B, axis=1)
+    W0 = np.asarray(W0, dtype=np.float64)
+    if W0.ndim != 2 or W0.shape[0] != model.m:
+        raise ValueError(f"W0 must have shape (m, d) = ({model.m}, {model.d}) or (m, L + m) "
+                         f"= ({model.m}, {model.L + model.m}) (got {W0.shape})")
+    if W0.shape[1] == model.d:
+        return W0 @ feature_vectors(model), np.linalg.norm(W0, axis=1)
+    if W0.shape[1] == model.L + model.m:
+        return W0[:, :model.L], np.linalg.norm(W0, axis=1)
+    raise ValueError(f"W0 must have shape (m, d) = ({model.m}, {model.d}) or (m, L + m) "
+                     f"= ({model.m}, {model.L + model.m}) (got {W0.shape})")
+
+
+def t1_prediction_per_neuron(model, W0, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> np.ndarray:
+    """(m,) flow time at which each neuron would reach ``|c_j1| = threshold`` under the
+    leading-order phase-I dynamics (docs/model.md section 11).
+
+    Near initialisation ``E = I``, ``DF_j = DG_j = 15 mu sigma^6 r_j^6`` (noise-dominated;
+    ``r_j = ||w_j||``, constant at ``E = I``), and ``da/dt = c_jl a^5`` for ``a = <w_j, v_l>``
+    with ``c_jl = 2 kx lam_l / (5 mu sigma^6 r_j^6)``; so
+    ``t_jl = (a_jl(0)^-4 - (threshold r_j)^-4) / (4 c_jl)``: a finite-time blow-up with no
+    fitted constant, ``~ d^2`` since ``a_jl(0) ~ d^{-1/2}``. A neuron whose blow-up along
+    another feature comes first learns that feature instead: ``inf`` for it (and where
+    ``a_j1(0) = 0``).
+    """
+    lam, kx, _, mu, sigma2 = model_constants(model)
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1] (got {threshold!r})")
+    if sigma2 == 0 or kx == 0:
+        raise ValueError("the phase-I prediction needs sigma > 0 and k >= 2 (noise-dominated start)")
+    A, r = _reduced_alignment(model, W0)
+    a0 = np.abs(A)
+    c = 2.0 * kx * lam[None, :] / (5.0 * mu * sigma2**3 * r[:, None] ** 6)
+    with np.errstate(divide="ignore"):
+        t = np.maximum((a0**-4.0 - (threshold * r[:, None]) ** -4.0) / (4.0 * c), 0.0)
+    first = np.argmin(t, axis=1)
+    return np.where(first == 0, t[:, 0], np.inf)
+
+
+def t1_prediction(model, W0, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> float:
+    """``T1_pred``: the flow time at which the first neuron learns ``v_1`` at leading order
+    (the minimum of :func:`t1_prediction_per_neuron`; docs/model.md section 11). ``W0``: the
+    initial weights (m, d), their reduced coordinates ``[A, K]`` (m, L + m) or a
+    ``model.ReducedCoordinates``. In steps: divide by ``eta``."""
+    return float(np.min(t1_prediction_per_neuron(model, W0, threshold)))
+
+
+# ---------------------------------------------------------------- the third outcome
+
+def follower_rates(model, A: np.ndarray, C: np.ndarray, E: np.ndarray, follower: int, leader: int, *,
+                   head_rate: float = 0.1, mask: np.ndarray | None = None) -> dict:
+    """Instantaneous flow-time rates of one state (docs/model.md section 10): the follower's
+    ``growth`` (L,) ``d ln|A_fj|/dt``, ``norm`` ``d ln||w_f||/dt`` and ``head``
+    ``d|E_fl|/dt`` (``head_rate = eta_E / eta``; ``mask``: trainable entries of ``E``,
+    default off-diagonal)."""
+    sigma2 = model_constants(model)[4]
+    A = np.asarray(A, dtype=np.float64)
+    C = np.asarray(C, dtype=np.float64)
+    gA, gC, gE = _kernel_grad(A, C, E, model)
+    G = gC + gC.T
+    descent = -(gA[follower] + sigma2 * G[follower] @ A)        # -<dL/dw_f, v_j>
+    with np.errstate(invalid="ignore", divide="ignore"):
+        growth = np.where(A[follower] != 0, descent / np.where(A[follower] != 0, A[follower], 1.0), np.nan)
+    # <w_f, dL/dw_f> = sum_j gA_fj A_fj + sum_q G_fq C_qf  (C = sigma^2 W W^T)
+    radial = -(gA[follower] @ A[follower] + G[follower] @ C[:, follower])
+    norm = radial / C[follower, follower] * sigma2 if C[follower, follower] > 0 else np.nan
+    mask = (1.0 - np.eye(A.shape[0])) if mask is None else mask
+    e = float(np.asarray(E)[follower, leader])
+    head = -head_rate * mask[follower, leader] * gE[follower, leader] * np.sign(e)
+    return {"growth": growth, "norm": float(norm), "head": float(head)}
+
+
+def vanishing_state(model, A, C, E, features, *, head_rate: float = 0.1, mask=None) -> bool:
+    """The instantaneous part of the ``vanishing`` criterion (docs/model.md section 10), on a
+    final state alone (what a ``RunSummary`` with ``W`` carries).
+
+    True when at least one neuron holds a feature (``features[j]`` not ``None``), at least
+    one holds none, and every neuron ``f`` that holds none, paired with the feature holder
+    ``l`` of largest ``|E_fl|``, has ``d||w_f||/dt < 0``, ``d ln|<w_f, v_j>|/dt < 0`` along
+    every feature and ``d|E_fl|/dt > 0``.
+    """
+    features = list(features)
+    holders = [j for j, f in enumerate(features) if f is not None]
+    empty = [j for j, f in enumerate(features) if f is None]
+    if not holders or not empty:
+        return False
+    E = np.asarray(E, dtype=np.float64)
+    for f in empty:
+        l = max(holders, key=lambda r: abs(E[f, r]))
+        if E[f, l] == 0.0:
+            return False
+        r = follower_rates(model, A, C, E, f, l, head_rate=head_rate, mask=mask)
+        if not (r["norm"] < 0 and np.all(r["growth"] < 0) and r["head"] > 0):
+            return False
+    return True
+
+
+def is_vanishing(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> bool:
+    """``vanishing`` (docs/model.md section 10): :func:`vanishing_state` at the final recorded
+    state, and over the second half of the recorded flow time every featureless neuron's
+    norm fell and its ``|E_fl|`` rose, with the same neurons holding features at both ends."""
+    if run.n_points < 2 or run.status == "diverged":
+        return False
+    model = model_of(run)
+    train = run.config.get("train", {})
+    eta = float(train.get("eta", 1.0))
+    eta_E = train.get("eta_E")
+    head_rate = (eta / 10.0 if eta_E is None else float(eta_E)) / eta
+    from .model import head_mask
+    mask = head_mask(train.get("head", "offdiag"), model.m)
+    A, C = coordinates(run)
+    features = features_learned(run, threshold)
+    i0 = int(np.searchsorted(run.flow_time, run.flow_time[-1] / 2.0))
+    if [f is None for f in features_learned(run, threshold, t=i0)] != [f is None for f in features]:
+        return False
+    if not vanishing_state(model, A[-1], C[-1], run.E[-1], features, head_rate=head_rate, mask=mask):
+        return False
+    holders = [j for j, f in enumerate(features) if f is not None]
+    for f in (j for j, g in enumerate(features) if g is None):
+        l = max(holders, key=lambda r: abs(run.E[-1, f, r]))
+        if not (run.norms[-1, f] < run.norms[i0, f] and abs(run.E[-1, f, l]) > abs(run.E[i0, f, l])):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- fits

@@ -36,9 +36,11 @@ FAILURE_REASONS = {
 }
 """Kernel failure code -> what went wrong, in words."""
 
-OUTCOMES = ("diverse", "collapsed", "incomplete")
+OUTCOMES = ("diverse", "collapsed", "incomplete", "vanishing")
 """What a run learned: every neuron a feature and more than one feature (``diverse``),
-every neuron the same feature (``collapsed``), or not settled (``incomplete``)."""
+every neuron the same feature (``collapsed``), not settled (``incomplete``), or a neuron
+without a feature shrinking away beside one that holds a feature (``vanishing``,
+docs/model.md section 10; last, so that the earlier indices keep their meaning)."""
 
 RUNNING = _jit.STATUS_RUNNING
 """The kernels' code for a run that has not stopped."""
@@ -61,15 +63,20 @@ def divergence_message(code: int, train, step: int, *, options: tuple = ()) -> s
     return f"diverged at step {step}: {what}; {fix}"
 
 
-def outcome_from(features, *, settled: bool) -> str:
+def outcome_from(features, *, settled: bool, vanishing: bool = False) -> str:
     """The outcome rule, in one place (docs/model.md section 9).
 
     ``features``: the feature each neuron has learned (``None`` for none); ``settled``:
     False when the run diverged, was interrupted or (where the caller counts it so)
     stopped at the flow-time cap. Unsettled or some neuron without a feature:
     ``incomplete``; all neurons on one feature (``m > 1``): ``collapsed``; else ``diverse``.
+    ``vanishing``: the caller found some featureless neuron shrinking away
+    (``analysis.is_vanishing`` on a run, ``analysis.vanishing_state`` on a final state);
+    it names a run with a neuron without a feature, settled or not.
     """
     features = list(features)
+    if vanishing and any(f is None for f in features) and any(f is not None for f in features):
+        return "vanishing"
     if not settled or any(f is None for f in features):
         return "incomplete"
     if len(set(features)) == 1 and len(features) > 1:

@@ -1,5 +1,6 @@
-"""One run over time: the alignments (fig. 1), the head (fig. 2), the substitution ratio and
-acceleration factor (fig. 3), and many neurons sharing out the features (fig. 7).
+"""One run over time: the alignments (fig. 1), the head (fig. 2), the substitution ratio,
+acceleration factor, growth rates and absolute speed ratio (fig. 3), and many neurons
+sharing out the features (fig. 7).
 
 Results in, :class:`matplotlib.figure.Figure` out; time axes in flow time ``eta * steps``
 unless stated, features coloured, neurons told apart by line style, phase times marked.
@@ -120,10 +121,19 @@ def head_figure(run, *, threshold: float = 0.9, head_tol: float = analysis.DEFAU
 
 @styled
 def substitution_acceleration_figure(run, sub: np.ndarray, acc: np.ndarray, acc_v1: np.ndarray | None = None,
-                                     *, threshold: float = 0.9):
-    """Fig. 3: substitution ratio and acceleration factor over (log) time, phases marked."""
-    fig, axes = new_figure(1, 2, (12.0, 4.5))
-    ax1, ax2 = axes[0]
+                                     *, rates: np.ndarray | None = None,
+                                     rates_identity: np.ndarray | None = None,
+                                     abs_ratio: np.ndarray | None = None, abs_pred: np.ndarray | None = None,
+                                     threshold: float = 0.9):
+    """Fig. 3 (docs/model.md section 9), four panels over (log) time, phases marked: the
+    substitution ratio; the acceleration factor ``Acc`` (the follower's per-unit weight of
+    ``v_2``, and of ``v_1`` with ``acc_v1``, in units of its weight at ``E = I``); the
+    follower's growth rates ``d ln|<w_f, v_j>|/dt`` (``rates``, (T, L)) with the head and with
+    ``E`` reset to ``I`` (``rates_identity``); the absolute speed ratio along ``v_2``
+    (``abs_ratio``) with its prediction ``Acc (DF(I)/DF)^{3/2}`` (``abs_pred``). A panel
+    whose inputs are not given says so."""
+    fig, axes = new_figure(2, 2, (12.5, 8.8))
+    (ax1, ax2), (ax3, ax4) = axes
     t = positive_time(run)
     pt = analysis.phase_times(run, threshold)
     f, l = pt.follower, pt.leader
@@ -138,17 +148,45 @@ def substitution_acceleration_figure(run, sub: np.ndarray, acc: np.ndarray, acc_
     lname = "leader" if l is None else f"neuron {l + 1}"
     ax1.set_ylabel(r"RMS$(E_{fl} f_l(X^{(1)}))$ / RMS$(f_f(X^{(1)}))$" + "\n" + r"on samples carrying $v_1$")
     ax1.set_title(f"substitution ratio ({lname} through the head vs {name})")
-    ax2.plot(t, acc, color="#d62728", label=r"along $v_2$: the acceleration factor")
+    ax2.plot(t, acc, color="#d62728", label=r"along $v_2$: Acc")
     if acc_v1 is not None:
-        ax2.plot(t, acc_v1, color="#1f77b4", ls="--", label=r"along $v_1$: the same ratio")
+        ax2.plot(t, acc_v1, color="#1f77b4", ls="--", label=r"along $v_1$")
     ax2.axhline(1.0, color="k", lw=0.7)
-    ax2.axhline(0.0, color="k", lw=0.5, alpha=0.5)
-    ax2.set_yscale("symlog", linthresh=0.1)
-    ax2.set_ylim(-3, 3)
-    ax2.set_ylabel(f"{name}'s descent component:\nwith head $E(t)$ / with head reset to $I$")
-    ax2.set_title("acceleration factor (> 1: the head speeds the follower up)")
-    ax2.legend(loc="lower left")
-    for ax in (ax1, ax2):
+    ax2.set_yscale("symlog", linthresh=1.0)
+    fin = acc[np.isfinite(acc)]
+    # the v_1 weight diverges as a_1 -> 0 near T3: keep the scale on Acc
+    ax2.set_ylim(-30.0, 3.0 * max(float(fin.max()) if fin.size else 1.0, 1.0))
+    ax2.set_ylabel(f"{name}'s per-unit learning weight,\nin units of its weight at $E = I$")
+    ax2.set_title("acceleration factor Acc (relative: > 1 favours the feature)")
+    ax2.legend(loc="upper left")
+    if rates is not None:
+        for j in range(rates.shape[1]):
+            c = feature_color(j)
+            ax3.plot(t, rates[:, j], color=c, label=f"along $v_{j + 1}$, head $E(t)$")
+            if rates_identity is not None:
+                ax3.plot(t, rates_identity[:, j], color=c, ls=":",
+                         label=f"along $v_{j + 1}$, $E$ reset to $I$")
+        finite = np.abs(rates[np.isfinite(rates)])
+        ax3.set_yscale("symlog", linthresh=float(np.percentile(finite, 10)) if finite.size else 1e-6)
+        ax3.legend(loc="lower left", fontsize=8)
+    else:
+        ax3.text(0.5, 0.5, "growth rates not given", transform=ax3.transAxes, ha="center")
+    ax3.axhline(0.0, color="k", lw=0.6)
+    ax3.set_ylabel(r"$d \ln|\langle w_f, v_j\rangle| / dt$")
+    ax3.set_title(f"{name}'s growth rates (< 0 along $v_1$: pushed off it)")
+    if abs_ratio is not None:
+        ax4.plot(t, abs_ratio, color="k", label="measured (full gradient)")
+        if abs_pred is not None:
+            ax4.plot(t, abs_pred, color="#7f7f7f", ls="--", label=r"Acc $(DF_f(I)/DF_f)^{3/2}$")
+        ax4.set_yscale("symlog", linthresh=0.1)
+        ax4.set_ylim(-2.0, 2.0)
+        ax4.legend(loc="lower left")
+    else:
+        ax4.text(0.5, 0.5, "absolute speed ratio not given", transform=ax4.transAxes, ha="center")
+    ax4.axhline(1.0, color="k", lw=0.7)
+    ax4.set_ylabel("growth rate along $v_2$:\nwith head / with $E$ reset to $I$")
+    ax4.set_title("absolute speed ratio along $v_2$ (< 1: slower in absolute terms)")
+    for ax in (ax1, ax2, ax3, ax4):
         mark_phases(ax, pt.as_dict(), run.eta)
         time_axis(ax, run)
     return fig
