@@ -4,11 +4,11 @@ discrete population engine converges to the flow as eta -> 0 with order 1
 
 from __future__ import annotations
 
+import flow_support as fs
 import numpy as np
 import pytest
 
 import theory_sim as ts
-from theory_sim import flow_solver as fs
 
 T_END = 5890.0  # past T3 (~5865) and before convergence (~5912): every run ends here
 
