@@ -201,7 +201,9 @@ class Simulation:
             align = np.where(nrm[:, :, None] > 0, A / nrm[:, :, None], 0.0)
         thr, _, head_tol = self.inputs.event_params
         events = eng.events_record() | {"align_threshold": thr, "head_tol": head_tol}
-        return Run(steps=np.rint(t / train.eta).astype(np.int64), alignment=align, norms=nrm, E=E, loss=loss,
+        # nominal steps, clipped where t / eta leaves int64 (d ~ 1e9 runs reach t ~ 1e21)
+        steps = np.minimum(np.rint(t / train.eta), float(2**62)).astype(np.int64)
+        return Run(steps=steps, alignment=align, norms=nrm, E=E, loss=loss,
                    rho=rho, gram=gram, config=config_dict(self.model, train), status=status, message=message,
                    W0=self.W0, W=eng.weights(), E_final=eng.head(), elapsed=self.elapsed, events=events,
                    time=t, stats=eng.stats())

@@ -116,13 +116,16 @@ class PhaseTimes:
     T4_flow: float | None = None
 
     def as_dict(self) -> dict:
+        """``T1..T4`` (steps), leader and follower; :meth:`flow_times` has the flow times."""
         return {"T1": self.T1, "T2": self.T2, "T3": self.T3, "T4": self.T4,
-                "leader": self.leader, "follower": self.follower, "T1_flow": self.T1_flow,
-                "T2_flow": self.T2_flow, "T3_flow": self.T3_flow, "T4_flow": self.T4_flow}
+                "leader": self.leader, "follower": self.follower}
 
     def flow_times(self) -> dict:
         """``{"T1": ..., "T4": ...}`` in flow time."""
         return {"T1": self.T1_flow, "T2": self.T2_flow, "T3": self.T3_flow, "T4": self.T4_flow}
+
+
+_FLOW_FIELDS = ("T1_flow", "T2_flow", "T3_flow", "T4_flow")
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +134,9 @@ class RunSummary(PhaseTimes, Mapping):
     docs/model.md section 9, without a trajectory.
 
     Also a read-only mapping (``summary["T1"]``, ``dict(summary)``, :meth:`as_dict`) for
-    code written against the earlier plain dicts; ``W`` is a key only when it was asked for.
+    code written against the earlier plain dicts; ``W`` is a key only when it was asked for,
+    ``stats`` only for flow runs; the flow times ``T1_flow..T4_flow`` are attributes (and
+    :meth:`flow_times`), not keys.
 
     Attributes
     ----------
@@ -170,8 +175,9 @@ class RunSummary(PhaseTimes, Mapping):
             raise ValueError(f"status must be one of {', '.join(STATUSES)} (got {self.status!r})")
 
     def _keys(self):
-        optional = ("W", "stats")  # keys only when present
-        return [f.name for f in fields(self) if f.name not in optional or getattr(self, f.name) is not None]
+        optional = ("W", "stats")  # keys only when present; the flow times are attributes only
+        return [f.name for f in fields(self) if f.name not in _FLOW_FIELDS
+                and (f.name not in optional or getattr(self, f.name) is not None)]
 
     def __getitem__(self, key):
         if key not in self._keys():
