@@ -44,9 +44,10 @@ ETAS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 def test_discrete_engine_converges_to_the_flow_with_order_one():
     """README's run (alpha=(6,3), d=512, seed 1), eta_E = eta / 10."""
     model = ts.ModelParams()
-    B, Vr = fs.reduced_start(model, 1)
-    flow = fs.integrate_flow(model, ts.TrainParams(), B0=B, Vr=Vr, rtol=1e-10, atol=1e-15)
-    ft = flow["phase_times"]
+    # the public path: simulate with engine="flow" (same W(0) as the population engine)
+    flow = ts.simulate(model, ts.TrainParams(engine="flow", rtol=1e-10, atol=1e-15))
+    pt = ts.analysis.phase_times(flow)
+    ft = pt.flow_times() | {"leader": pt.leader, "follower": pt.follower}
     errs = []
     # simulate_many tracks the events at every step (no recording stride)
     runs = ts.simulate_many(model, [ts.TrainParams(eta=eta, eta_E=eta / 10) for eta in ETAS])
