@@ -278,8 +278,8 @@ def test_cli_run_with_the_flow_engine(tmp_path, capsys):
 
 
 def test_cli_run_reduced_init_at_d_1e9(tmp_path, capsys):
-    code = main(["run", "--engine", "flow", "--init", "reduced", "--d", "1000000000", "--max-flow-time", "1e6",
-                 "--quiet", "--out", str(tmp_path / "big")])
+    code = main(["run", "--engine", "flow", "--init", "reduced", "--d", "1000000000",
+                 "--max-flow-time", "1e6", "--quiet", "--out", str(tmp_path / "big")])
     text, err = capsys.readouterr()
     assert code == 0, err
     assert "flow-time cap" in text

@@ -290,7 +290,7 @@ def cmd_run(args) -> int:
         bar = _bar(train, args)
     if args.resume is None:
         # the flow engine takes no steps of size eta: the small-step bound does not apply to it
-        for warning in regime_warnings(sim.model, train, check_step=not sim.continuous):  # outside the model's regime: say so, run anyway
+        for warning in regime_warnings(sim.model, train, check_step=not sim.continuous):
             print(f"theory-sim: warning: {warning}", file=sys.stderr)
 
     def progress(step, total, info):
