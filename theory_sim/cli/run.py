@@ -254,12 +254,11 @@ def _open_resume(args):
         sim = Simulation.from_checkpoint(state)
     except ValueError as exc:
         raise UsageError(f"--resume {shown}: {exc}") from None
-    if sim.train.max_steps < done:
+    if sim.train.max_steps < done and not sim.continuous:
         raise UsageError(f"--resume {shown}: the new budget ({sim.train.max_steps} steps) is below the "
                          f"{done} steps already done")
     staged = StagedDir(shown, resume=True, flag="--resume")
-    flow = done * sim.train.eta
-    note = f"resuming {shown} at step {done} (flow time {flow:.6g})"
+    note = f"resuming {shown} at step {done} (flow time {sim.flow_time:.6g})"
     return sim, staged, note + ("; " + "; ".join(notes) if notes else "")
 
 
