@@ -1,6 +1,7 @@
 """Flow kernel against the discrete population engine (issue 10; docs/model.md section 11).
 
-Run: ``python benchmarks/flow_bench.py``. Every ratio is measured in this one run, after
+Run: ``python benchmarks/flow_bench.py`` (the kernel through ``tests/flow_support.py``; the
+public path is ``benchmarks/run.py --flow-only``). Every ratio is measured in this one run, after
 a warm-up call of each kernel (numba compile). Times are kernel time only
 (``Run.elapsed`` / the flow wrapper's ``elapsed``), best of ``REPEATS``.
 
@@ -15,11 +16,15 @@ a warm-up call of each kernel (numba compile). Times are kernel time only
 from __future__ import annotations
 
 import math
+import sys
 import time
+from pathlib import Path
 
-import theory_sim as ts
-from theory_sim import flow_solver as fs
-from theory_sim.initial_law import reduced_coordinates
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import flow_support as fs  # noqa: E402  (the kernel at the level of its arrays)
+
+import theory_sim as ts  # noqa: E402
+from theory_sim.initial_law import reduced_coordinates  # noqa: E402
 
 REPEATS = 5
 VANISH_SEED = 1

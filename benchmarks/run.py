@@ -515,6 +515,65 @@ def table(results):
     return "\n".join(lines)
 
 
+FLOW_D_LARGE = 10**9
+
+
+def flow_benchmarks(repeats: int) -> dict:
+    """The flow engine (issue 10's targets), inside ``simulate``, in this one run:
+
+    1. the default run (d = 512, seed 1, eta = 1e-3, eta_E = eta / 10) to convergence with
+       ``engine="flow"`` against the discrete population engine on the same run
+       (``Run.elapsed``, warm, best of ``repeats``; the population engine once: it takes a
+       second or more); RHS evaluations beside the discrete steps;
+    2. d = 1e9 with ``init="reduced"`` at the flow engine's default cap.
+    """
+    model = ts.ModelParams()
+    flow_train = ts.TrainParams(engine="flow")
+    ts.simulate(model, flow_train)  # warm-up: compile
+    ts.simulate(model, ts.TrainParams(steps=100))
+    best = None
+    for _ in range(repeats):
+        run = ts.simulate(model, flow_train)
+        best = run if best is None or run.elapsed < best.elapsed else best
+    pop = ts.simulate(model, ts.TrainParams())
+    pt_f, pt_p = ts.analysis.phase_times(best), ts.analysis.phase_times(pop)
+    out = {"default": {
+        "flow_ms": best.elapsed * 1e3, "flow_status": best.status, "flow_time": float(best.flow_time[-1]),
+        "flow_stats": best.stats, "flow_phase_times": pt_f.flow_times(),
+        "population_s": pop.elapsed, "population_status": pop.status, "population_steps": int(pop.steps[-1]),
+        "population_phase_times": pt_p.flow_times(), "speedup": pop.elapsed / best.elapsed}}
+    big = ts.ModelParams(d=FLOW_D_LARGE)
+    big_train = ts.TrainParams(engine="flow", init="reduced")
+    t0 = time.perf_counter()
+    run = ts.simulate(big, big_train)
+    out["d1e9"] = {"wall_s": time.perf_counter() - t0, "elapsed_s": run.elapsed, "status": run.status,
+                   "message": run.message, "flow_time": float(run.flow_time[-1]), "stats": run.stats,
+                   "phase_times": ts.analysis.phase_times(run).flow_times()}
+    return out
+
+
+def print_flow(f: dict) -> None:
+    d = f["default"]
+    s = d["flow_stats"]
+    print("flow engine, default run (d=512, alpha=(6,3), seed 1, eta=1e-3, eta_E=1e-4) to convergence, "
+          "inside simulate (Run.elapsed, warm):")
+    print(f"  flow      : {d['flow_ms']:8.3f} ms  {d['flow_status']} at t = {d['flow_time']:.2f}; "
+          f"{s['n_rhs']} RHS evaluations, {s['accepted_steps']} accepted steps ({s['stiff_steps']} stiff), "
+          f"{s['rejected_steps']} rejected, {s['switches']} switches   [target < 5 ms]")
+    print(f"  population: {d['population_s'] * 1e3:8.1f} ms  {d['population_status']}, "
+          f"{d['population_steps']} steps")
+    print(f"  speed-up {d['speedup']:.0f}x [target >= 300x]; {d['population_steps'] / s['n_rhs']:.0f}x fewer "
+          f"gradient evaluations than steps")
+    print("  phase times (flow time): flow " + ", ".join(
+        f"{k} {v:.6g}" for k, v in d["flow_phase_times"].items() if v is not None)
+        + "; population " + ", ".join(f"{k} {v:.6g}" for k, v in d["population_phase_times"].items()
+                                      if v is not None))
+    b = f["d1e9"]
+    print(f"flow engine, d = 1e9, --init reduced, default cap: {b['elapsed_s'] * 1e3:.1f} ms in the kernel "
+          f"({b['wall_s'] * 1e3:.1f} ms wall), {b['stats']['n_rhs']} RHS evaluations; {b['message']}; "
+          f"T1 = {b['phase_times']['T1']}   [target (to convergence) < 50 ms]")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -534,7 +593,12 @@ def main(argv=None):
                         "together (use with --threads 1 on a busy machine)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for numba, torch and (1 only) XLA; default: each library's own")
+    p.add_argument("--flow-only", action="store_true",
+                   help="only the flow engine against the discrete population engine (seconds)")
     args = p.parse_args(argv)
+    if args.flow_only:
+        print_flow(flow_benchmarks(args.repeats or 5))
+        return 0
     if args.threads is not None:
         set_threads(args.threads)
     args.repeats = args.repeats or (3 if args.quick else 7)
@@ -563,6 +627,8 @@ def main(argv=None):
             engines = ["population"] if args.quick else list(ENGINES)
             report["compile"] = compile_times(cache_dir, engines, timeout=600)
 
+        print("flow engine ...", file=sys.stderr, flush=True)
+        report["flow"] = flow_benchmarks(args.repeats)
         print("per-step times ...", file=sys.stderr, flush=True)
         results = run_benchmarks(args)
         ratios(results)
@@ -582,6 +648,7 @@ def main(argv=None):
     print(f"per step: median {args.clock} time over {args.repeats} repeats; ratio = contender / theory-sim "
           "engine (same kind and d); cpu/wall = process CPU time / wall time (threads busy); "
           f"check = max rel. difference of (W, E) from theory-sim after {args.check_steps} population steps")
+    print_flow(report["flow"])
     chk = report["sgd_gradient_check"]
     print("SGD gradient on theory-sim's batch (max rel. diff loss / dW / dE): " + "; ".join(
         f"{k}: " + (f"{v['loss_rel']:.1e} / {v['gW_rel']:.1e} / {v['gE_rel']:.1e}"

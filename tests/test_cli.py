@@ -646,7 +646,7 @@ def test_doctor_reports_each_engine_cold_in_an_empty_cache(tmp_path):
     done = subprocess.run([str(SCRIPT), "doctor"], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.strip().startswith("engine ")}
-    assert sorted(rows) == ["population", "sgd", "sgd-fast"]
+    assert sorted(rows) == ["flow", "population", "sgd", "sgd-fast"]
     assert all(" cold " in row for row in rows.values()), done.stdout
 
 
@@ -671,7 +671,7 @@ def test_first_run_in_a_cold_cache_announces_the_compile_and_doctor_tells_engine
     doc = subprocess.run([str(SCRIPT), "doctor"], capture_output=True, text=True, timeout=300, env=env)
     rows = {line.split()[1]: line.split()[2] for line in doc.stdout.splitlines()
             if line.strip().startswith("engine ")}
-    assert rows == {"population": "warm", "sgd": "cold", "sgd-fast": "cold"}, doc.stdout
+    assert rows == {"population": "warm", "sgd": "cold", "sgd-fast": "cold", "flow": "cold"}, doc.stdout
 
 
 def test_divergence_at_the_first_step_still_writes_a_summary(tmp_path, capsys, monkeypatch):

@@ -4,11 +4,11 @@ discrete population engine converges to the flow as eta -> 0 with order 1
 
 from __future__ import annotations
 
+import flow_support as fs
 import numpy as np
 import pytest
 
 import theory_sim as ts
-from theory_sim import flow_solver as fs
 
 T_END = 5890.0  # past T3 (~5865) and before convergence (~5912): every run ends here
 
@@ -44,9 +44,10 @@ ETAS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 def test_discrete_engine_converges_to_the_flow_with_order_one():
     """README's run (alpha=(6,3), d=512, seed 1), eta_E = eta / 10."""
     model = ts.ModelParams()
-    B, Vr = fs.reduced_start(model, 1)
-    flow = fs.integrate_flow(model, ts.TrainParams(), B0=B, Vr=Vr, rtol=1e-10, atol=1e-15)
-    ft = flow["phase_times"]
+    # the public path: simulate with engine="flow" (same W(0) as the population engine)
+    flow = ts.simulate(model, ts.TrainParams(engine="flow", rtol=1e-10, atol=1e-15))
+    pt = ts.analysis.phase_times(flow)
+    ft = pt.flow_times() | {"leader": pt.leader, "follower": pt.follower}
     errs = []
     # simulate_many tracks the events at every step (no recording stride)
     runs = ts.simulate_many(model, [ts.TrainParams(eta=eta, eta_E=eta / 10) for eta in ETAS])

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 
+import flow_support as fs
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import theory_sim as ts
-from theory_sim import flow_solver as fs
 from theory_sim.core import _jit
 from theory_sim.core import flow as kernel
 

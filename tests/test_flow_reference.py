@@ -8,12 +8,12 @@ scalar maximisation.
 
 from __future__ import annotations
 
+import flow_support as fs
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq, minimize_scalar
 
-from theory_sim import flow_solver as fs
 from theory_sim import population_grad
 from theory_sim.params import ModelParams, TrainParams
 

@@ -9,11 +9,11 @@ check: the same test rejects the law with ``K_ii^2 d ~ chi2_d`` instead of ``chi
 
 from __future__ import annotations
 
+import flow_support as fs
 import numpy as np
 import pytest
 from scipy import stats
 
-from theory_sim import flow_solver as fs
 from theory_sim.initial_law import materialised_coordinates, reduced_coordinates
 from theory_sim.params import ModelParams, TrainParams
 

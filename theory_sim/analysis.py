@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .events import EVENT_ARRAYS, phase_times_from_events
+from .events import EVENT_ARRAYS, both_units, phase_times_from_events
 from .model import model_constants, split_moments
 from .params import DEFAULT_ALIGN_THRESHOLD, DEFAULT_HEAD_TOL
 from .results import PhaseTimes, Run
@@ -50,9 +50,16 @@ def phase_times(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD,
     ev = run.events
     if use_events and ev is not None and ev["align_threshold"] == threshold and ev["head_tol"] == head_tol:
         c_final = c[-1] if run.n_points else np.full(c.shape[1:], np.nan)
-        return PhaseTimes(**phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c_final, run.status,
-                                                    int(ev["last"])))
-    steps = run.steps
+        unit = ev.get("unit", "steps")
+        last = float(ev["last"]) if unit == "flow_time" else int(ev["last"])
+        times = phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c_final, run.status, last)
+        return PhaseTimes(**both_units(times, unit, run.eta))
+    return _phase_times_recorded(run, c, threshold, head_tol)
+
+
+def _phase_times_recorded(run: Run, c: np.ndarray, threshold: float, head_tol: float) -> PhaseTimes:
+    """:func:`phase_times` read off the recorded points (the recording's resolution)."""
+    steps, flow = run.steps, run.flow_time
     T, m, L = c.shape
     first_v1 = [_first(c[:, j, 0] >= threshold) for j in range(m)]
     hits = [(t, -c[t, j, 0], j) for j, t in enumerate(first_v1) if t is not None]
@@ -61,7 +68,7 @@ def phase_times(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD,
     i1, _, leader = min(hits)
     others = [j for j in range(m) if j != leader]
     if not others:
-        return PhaseTimes(int(steps[i1]), None, None, None, leader, None)
+        return PhaseTimes(int(steps[i1]), None, None, None, leader, None, T1_flow=float(flow[i1]))
     follower, i3 = None, None
     if L >= 2:
         v2 = [(_first(c[:, j, 1] >= threshold), j) for j in others]
@@ -81,7 +88,11 @@ def phase_times(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD,
     def at(i):
         return None if i is None else int(steps[i])
 
-    return PhaseTimes(at(i1), at(i2), at(i3), at(i4), leader, follower)
+    def tf(i):
+        return None if i is None else float(flow[i])
+
+    return PhaseTimes(at(i1), at(i2), at(i3), at(i4), leader, follower, T1_flow=tf(i1), T2_flow=tf(i2),
+                      T3_flow=tf(i3), T4_flow=tf(i4))
 
 
 def peak_offdiag(run: Run) -> np.ndarray:
@@ -112,20 +123,22 @@ def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incompl
     ``collapsed`` (every neuron learned a feature, all the same one) or
     ``incomplete`` (some neuron learned nothing, or the run diverged).
 
-    ``vanishing=True`` names ``vanishing`` the runs among the ``incomplete`` ones where
-    :func:`is_vanishing` holds (a neuron without a feature shrinking away beside one that
-    holds a feature, docs/model.md section 10). It is off by default while
-    ``simulate_many``'s summaries do not check it, so that both report the same outcome.
-    ``cap_incomplete=True`` also calls a run stopped by the flow-time cap or interrupted
-    ``incomplete`` (it had not settled), as ``theory_sim.ensemble.simulate_many`` does,
-    unless it is ``vanishing`` (that is the state such a run is in when it stops).
+    ``vanishing=True`` names ``vanishing`` the runs among the ``incomplete`` ones that the
+    flow engine stopped as ``vanishing`` or where :func:`is_vanishing` holds (a neuron
+    without a feature shrinking away beside one that holds a feature, docs/model.md
+    section 10). It is off by default while ``simulate_many``'s summaries do not check it,
+    so that both report the same outcome. ``cap_incomplete=True`` also calls a run
+    stopped by the flow-time cap, interrupted or stopped as ``vanishing`` ``incomplete``
+    (it had not settled), as ``theory_sim.ensemble.simulate_many`` does, unless
+    ``vanishing`` names it.
     """
-    unsettled = hit_cap(run) or run.status == "interrupted"
+    unsettled = hit_cap(run) or run.status in ("interrupted", "vanishing")
     if run.status == "diverged":
         return outcome_from((), settled=False)  # no features to read off a run that never settled
     features = features_learned(run, threshold)
     if any(f is None for f in features):
-        return outcome_from(features, settled=True, vanishing=vanishing and is_vanishing(run, threshold))
+        flagged = run.status == "vanishing" or is_vanishing(run, threshold)
+        return outcome_from(features, settled=True, vanishing=vanishing and flagged)
     return outcome_from(features, settled=not (cap_incomplete and unsettled))
 
 

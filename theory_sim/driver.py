@@ -17,11 +17,10 @@ from ._version import __version__
 from .core import _jit
 from .engines import ENGINES, step_inputs
 from .events import EVENT_ARRAYS, new_events
-from .model import check_weights, initial_weights
 from .objective import population_terms
-from .params import MAX_ELEMENTS, ModelParams, ParamError, TrainParams
+from .params import MAX_ELEMENTS, MAX_STEPS, ModelParams, ParamError, TrainParams
 from .results import Run
-from .status import STATUS_NAMES, divergence_message
+from .status import FAILURE_REASONS, STATUS_NAMES, divergence_message
 
 ProgressFn = Callable[[int, int, dict], None]
 
@@ -31,6 +30,8 @@ def check_memory(model: ModelParams, train: TrainParams) -> None:
     m, L, cap = model.m, model.L, train.record
     if cap * (m * L + 2 * m * m + 2 * m + 2) > MAX_ELEMENTS:
         raise ParamError(f"record must be smaller: {cap} points of m={m} neurons would not fit in memory")
+    if train.init != "reduced":  # W (m, d) and the features (d, L) are materialised
+        model.check_materialised()
     ENGINES[train.engine].check_memory(model, train)
 
 
@@ -60,22 +61,27 @@ class Simulation:
         self.inputs = step_inputs(model, train)
         self.V = self.inputs.V
         engine = ENGINES[train.engine]
+        self.continuous = engine.continuous
+        # a continuous-time engine's budget is in flow time (its solver steps are not bounded)
+        self._budget = MAX_STEPS if engine.continuous else train.max_steps
         if _state is not None:
             self._restore(_state, engine)
         else:
-            W0 = initial_weights(model, train.seed) if W0 is None else W0
-            self.W0, E = check_weights(W0, E0, model)
-            self.E = E.copy()
-            self.rec = (np.zeros(cap, np.int64), np.zeros((cap, m, L)), np.zeros((cap, m)),
-                        np.zeros((cap, m, m)), np.zeros(cap), np.zeros((cap, m)), np.zeros((cap, m, m)))
+            self.W0, self.engine_state = engine.start(model, train, self.inputs, W0, E0)
+            self.E = _check_head(E0, m)
+            self.rec = None
+            if not engine.continuous:  # a continuous engine records into its own state
+                self.rec = (np.zeros(cap, np.int64), np.zeros((cap, m, L)), np.zeros((cap, m)),
+                            np.zeros((cap, m, m)), np.zeros(cap), np.zeros((cap, m)), np.zeros((cap, m, m)))
             self.rec_state = np.array([0, 0, 1], dtype=np.int64)
             if train.steps is not None:  # even spacing from the start
                 self.rec_state[2] = max(1, -(-train.max_steps // (cap - 1)))
             self.code = _jit.STATUS_RUNNING
             self.elapsed = 0.0
-            self.engine_state = engine.init_state(self.W0, self.inputs)
             self.events, self.events_complete = new_events(m), True
         self.engine = engine(model, train, self.inputs, self.engine_state)
+        if engine.continuous:
+            self.code = int(self.engine_state["ist"][0]) if _state is None else self.code
 
     @property
     def step(self) -> int:
@@ -83,7 +89,12 @@ class Simulation:
 
     @property
     def done(self) -> bool:
-        return self.code != _jit.STATUS_RUNNING or self.step >= self.train.max_steps
+        return self.code != _jit.STATUS_RUNNING or self.step >= self._budget
+
+    @property
+    def flow_time(self) -> float:
+        """The flow time reached (``eta * step`` for the discrete engines)."""
+        return self.engine.time if self.continuous else self.step * self.train.eta
 
     def weights(self) -> np.ndarray:
         """Current ``W`` (m x d)."""
@@ -93,7 +104,7 @@ class Simulation:
         """Run at most ``n`` more steps (fewer if the run stops); return the status code."""
         if self.code != _jit.STATUS_RUNNING:
             return self.code
-        n = int(min(n, self.train.max_steps - self.step))
+        n = int(min(n, self._budget - self.step))
         t0 = time.perf_counter()
         if n > 0:
             self.code = int(self.engine.advance(self.E, self.rec, self.rec_state, self.events, n))
@@ -103,14 +114,16 @@ class Simulation:
 
     def _observe_budget_end(self) -> None:
         """The final state at the step budget is evaluated too (once), as the ensemble does."""
-        at_budget = self.code == _jit.STATUS_RUNNING and self.step >= self.train.max_steps
+        at_budget = self.code == _jit.STATUS_RUNNING and self.step >= self._budget
+        if self.continuous:
+            return
         if at_budget and self.events[-1][0] != self.step:
             self.engine.observe_final(self.E, self.step, self.events)
 
     def run(self, *, progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
             checkpoint_every: int | None = None, on_checkpoint: Callable[[dict], None] | None = None) -> Run:
         """Advance until done; see :func:`simulate`."""
-        max_steps = self.train.max_steps
+        max_steps = self._budget
         chunk = self.engine.first_chunk
         interrupted = False
         next_ckpt = None
@@ -131,17 +144,25 @@ class Simulation:
                     on_checkpoint(self.checkpoint())
                     next_ckpt += checkpoint_every
                 if progress is not None:
-                    progress(self.step, max_steps, _progress_info(self.rec, self.rec_state))
+                    progress(self.step, max_steps, self._progress_info())
         except KeyboardInterrupt:
             interrupted = True
         run = self.result(interrupted=interrupted)
         if progress is not None:
-            progress(self.step, max_steps, _progress_info(self.rec, self.rec_state) | {"done": True})
+            progress(self.step, max_steps, self._progress_info() | {"done": True,
+                                                                    "converged": run.status == "converged"})
         return run
+
+    def _progress_info(self) -> dict:
+        if self.continuous:
+            return self.engine.progress_info() | {"cap": float(self.engine.state["opts"][2])}
+        return _progress_info(self.rec, self.rec_state)
 
     def result(self, *, interrupted: bool = False) -> Run:
         """The :class:`Run` recorded so far (status ``interrupted`` if asked and not done)."""
         self._observe_budget_end()
+        if self.continuous:
+            return self._continuous_result(interrupted)
         train, step, code = self.train, self.step, self.code
         if interrupted and not self.done:
             status, message = "interrupted", f"interrupted at step {step}: partial result"
@@ -165,6 +186,28 @@ class Simulation:
                    message=message, W0=self.W0, W=Wf, E_final=self.E.copy(), elapsed=self.elapsed,
                    events=self._events_record())
 
+    def _continuous_result(self, interrupted: bool) -> Run:
+        """The :class:`Run` of a continuous-time engine: records at flow times, nominal steps."""
+        train, code, eng = self.train, self.code, self.engine
+        t_now = eng.time
+        if interrupted and not self.done:
+            status, message = "interrupted", f"interrupted at flow time {t_now:.6g}: partial result"
+        else:
+            status = STATUS_NAMES[code]
+            message = _continuous_message(code, status, train, t_now, eng)
+        t, A, gram, E, loss, rho = eng.records(include_final=status != "diverged")
+        nrm = np.sqrt(np.maximum(np.einsum("tjj->tj", gram), 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            align = np.where(nrm[:, :, None] > 0, A / nrm[:, :, None], 0.0)
+        thr, _, head_tol = self.inputs.event_params
+        events = eng.events_record() | {"align_threshold": thr, "head_tol": head_tol}
+        # nominal steps, clipped where t / eta leaves int64 (d ~ 1e9 runs reach t ~ 1e21)
+        steps = np.minimum(np.rint(t / train.eta), float(2**62)).astype(np.int64)
+        return Run(steps=steps, alignment=align, norms=nrm, E=E, loss=loss,
+                   rho=rho, gram=gram, config=config_dict(self.model, train), status=status, message=message,
+                   W0=self.W0, W=eng.weights(), E_final=eng.head(), elapsed=self.elapsed, events=events,
+                   time=t, stats=eng.stats())
+
     def _events_record(self) -> dict | None:
         """The phase events for ``Run.events`` (``None`` if a checkpoint did not carry them)."""
         if not self.events_complete:
@@ -177,10 +220,14 @@ class Simulation:
     def checkpoint(self) -> dict:
         """The full state as a dict of arrays (plus JSON-able metadata under ``meta``)."""
         names = ("steps", "alignment", "norms", "E", "loss", "rho", "gram")
-        state = {f"rec_{k}": v.copy() for k, v in zip(names, self.rec, strict=True)}
-        state.update(rec_state=self.rec_state.copy(), E_now=self.E.copy(), W0=self.W0.copy())
+        state = {}
+        if self.rec is not None:
+            state.update({f"rec_{k}": v.copy() for k, v in zip(names, self.rec, strict=True)})
+        state.update(rec_state=self.rec_state.copy(), E_now=self.E.copy())
+        if self.W0 is not None:
+            state["W0"] = self.W0.copy()
         state.update({k: v.copy() for k, v in self.engine_state.items()})
-        if self.events_complete:
+        if self.events_complete and not self.continuous:
             state.update({f"events_{k}": v.copy() for k, v in zip(_EVENT_KEYS, self.events, strict=True)})
         state["meta"] = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
                          "config": config_dict(self.model, self.train), "code": self.code,
@@ -210,29 +257,69 @@ class Simulation:
         try:
             rec = []
             for name, shape in zip(names, shapes, strict=True):
+                if engine.continuous:
+                    break
                 a = np.asarray(state[f"rec_{name}"])
                 if a.shape != shape:
                     raise ValueError(f"rec_{name} has shape {a.shape}, expected {shape}")
                 rec.append(_owned(a, np.int64 if name == "steps" else np.float64))
-            self.rec = tuple(rec)
+            self.rec = tuple(rec) if rec else None
             self.rec_state = _owned(state["rec_state"], np.int64)
-            self.engine_state = {k: _owned(state[k], np.float64) for k in engine.state_arrays}
+            self.engine_state = {k: _owned(state[k], _dtype_of(state[k])) for k in
+                                 (*engine.state_arrays, *(k for k in engine.optional_arrays if k in state))}
             self.events = new_events(m)
-            self.events_complete = all(f"events_{k}" in state for k in _EVENT_KEYS)
-            if self.events_complete:  # an older checkpoint without them: the Run carries none
+            self.events_complete = engine.continuous or all(f"events_{k}" in state for k in _EVENT_KEYS)
+            if self.events_complete and not engine.continuous:  # older checkpoints: the Run carries none
                 fresh = self.events
                 self.events = tuple(_owned(state[f"events_{k}"], a.dtype) for k, a in
                                     zip(_EVENT_KEYS, fresh, strict=True))
                 if any(a.shape != b.shape for a, b in zip(self.events, fresh, strict=True)):
                     raise ValueError("checkpoint event arrays have inconsistent shapes")
             self.E = _owned(state["E_now"], np.float64)
-            self.W0 = _owned(state["W0"], np.float64)
+            self.W0 = None if train.init == "reduced" else _owned(state["W0"], np.float64)
         except KeyError as exc:
             raise ValueError(f"checkpoint is missing {exc.args[0]}") from None
-        if self.rec_state.shape != (3,) or self.E.shape != (m, m) or self.W0.shape != (m, model.d):
+        w0_ok = self.W0 is None or self.W0.shape == (m, model.d)
+        if self.rec_state.shape != (3,) or self.E.shape != (m, m) or not w0_ok:
             raise ValueError("checkpoint arrays have inconsistent shapes")
         self.code = int(state["meta"].get("code", _jit.STATUS_RUNNING))
         self.elapsed = float(state["meta"].get("elapsed", 0.0))
+
+
+def _dtype_of(a):
+    """Integer state arrays (the flow solver's counters) stay integer; the rest is float64."""
+    return np.int64 if np.asarray(a).dtype.kind in "iu" else np.float64
+
+
+def _check_head(E0, m: int) -> np.ndarray:
+    """``E(0)``: the identity, or ``E0`` as an owned (m, m) float64 array."""
+    if E0 is None:
+        return np.eye(m)
+    E = np.array(E0, dtype=np.float64, order="C", copy=True)
+    if E.shape != (m, m):
+        raise ParamError(f"E must have shape (m, m) = ({m}, {m}) (got {E.shape})")
+    if not np.all(np.isfinite(E)):
+        raise ParamError("W and E must be finite")
+    return E
+
+
+def _continuous_message(code: int, status: str, train: TrainParams, t: float, engine) -> str:
+    """Why a continuous-time run stopped, in words (flow time; what to change on failure)."""
+    rhs = engine.stats()["n_rhs"]
+    if status == "converged":
+        return f"converged at flow time {t:.6g} ({rhs} right-hand-side evaluations)"
+    if status == "max_steps":
+        if train.steps is not None:
+            return f"reached flow time {t:.6g} (steps * eta = {train.steps} * {train.eta:g})"
+        return (f"stopped at the flow-time cap {t:.6g} before converging (raise --max-flow-time; "
+                f"{rhs} right-hand-side evaluations)")
+    if status == "vanishing":
+        return (f"stopped at flow time {t:.6g}: a follower shrinks steadily towards zero instead of "
+                "learning a feature (vanishing follower, docs/model.md section 10)")
+    if code == _jit.STATUS_STEP_UNDERFLOW:
+        return (f"diverged at flow time {t:.6g}: {FAILURE_REASONS[code]}; loosen --rtol "
+                f"(now {train.rtol:g}) or --atol")
+    return f"diverged at flow time {t:.6g}: {FAILURE_REASONS.get(code, 'the solver failed')}"
 
 
 def _owned(a, dtype) -> np.ndarray:

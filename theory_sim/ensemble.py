@@ -22,9 +22,11 @@ import numba
 import numpy as np
 
 from .core import _jit
+from .core import flow as _flow
 from .core.ensemble import batched_advance, batched_advance_serial
-from .engines import stop_rule
-from .events import phase_times_from_events
+from .engines import flow as flow_engine
+from .engines import step_inputs, stop_rule
+from .events import EVENT_ARRAYS, both_units, phase_times_from_events
 from .model import (
     check_weights,
     feature_vectors,
@@ -38,14 +40,17 @@ from .results import RunSummary
 from .status import OUTCOMES, STATUS_NAMES, outcome_from
 
 __all__ = ["BATCHED_ENGINES", "OUTCOMES", "STATUS_NAMES", "RunSummary", "simulate_many"]
-BATCHED_ENGINES = ("population",)
-"""The engines (names in ``engines.ENGINES``) that :func:`simulate_many` runs; the sweeps read it."""
 _STEP_FAILURES = (_jit.STATUS_NONFINITE, _jit.STATUS_DEGENERATE)
 """Failures found by ``population_step`` itself (after the last evaluated step)."""
 TARGET_CALL_SECONDS = 0.25
 """Aim of one kernel call: responsive progress and Ctrl-C, negligible call overhead."""
 
 ProgressFn = Callable[[int, int], None]
+BATCHED_ENGINES = ("population", "flow")
+"""The engines (names in ``engines.ENGINES``) that :func:`simulate_many` runs, and so the
+sweeps: population (the batched kernel) and flow (one solver call per run: milliseconds)."""
+FLOW_CALL_STEPS = 10**6
+"""Solver steps per kernel call of a flow run (Ctrl-C acts between calls)."""
 
 
 def _as_list(x, cls, name):
@@ -79,7 +84,7 @@ def _broadcast(models, trains, head_tol):
         if t.engine not in BATCHED_ENGINES:
             plural = "s" if len(BATCHED_ENGINES) > 1 else ""
             raise ParamError(f"simulate_many runs the {' / '.join(BATCHED_ENGINES)} engine{plural} only "
-                             f"(run {i} has engine={t.engine!r})")
+                             f"(run {i} has engine={t.engine!r}); use simulate for the others")
     return models, trains, tols
 
 
@@ -172,6 +177,7 @@ class _Group:
 
 def _prepare(model, train, W0, cache):
     """Reduced coordinates of one run, built exactly as ``simulate()`` builds them."""
+    model.check_materialised()
     W0 = initial_weights(model, train.seed) if W0 is None else W0
     W0, _ = check_weights(W0, None, model)
     if model not in cache:
@@ -183,7 +189,7 @@ def _prepare(model, train, W0, cache):
 
 def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, parallel: bool = True,
                   weights: bool = False, progress: ProgressFn | None = None) -> list[RunSummary]:
-    """Run every ``(models[i], trains[i])`` with the population engine; one :class:`RunSummary` each.
+    """Run every ``(models[i], trains[i])`` (engine population or flow); one :class:`RunSummary` each.
 
     ``models`` / ``trains``: a ``ModelParams`` / ``TrainParams`` or sequences of them (a
     single one is broadcast). ``head_tol`` (scalar or per run): T4's tolerance on
@@ -191,19 +197,23 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
     ``trains[i].seed`` as in ``simulate()``). ``parallel``: spread the runs over numba's
     threads (``False``: this thread only, for callers that are themselves parallel).
     ``weights``: also return the final weights ``W`` (m x d). ``progress(done, total)`` is
-    called between kernel calls with the number of finished runs.
+    called between kernel calls with the number of finished runs. Flow runs (``engine="flow"``)
+    are integrated one after the other (milliseconds each), with their phase times in flow
+    time (``T1_flow..``) located on the dense output, ``steps`` the nominal ``round(t / eta)``,
+    and the solver statistics in ``stats``.
 
     Each summary (also readable as a mapping, as the earlier dicts) holds ``status``
     (``converged``, ``max_steps``, ``diverged`` or ``interrupted``), ``steps`` and
     ``flow_time`` at the stop, the phase times ``T1..T4``
-    (steps, ``None`` when not reached), ``leader`` / ``follower`` (0-based neuron indices),
+    (steps, ``None`` when not reached) and ``T1_flow..T4_flow`` (flow time), ``leader`` /
+    ``follower`` (0-based neuron indices),
     ``alignment`` (m x L final ``|c_jl|``), ``features`` (the feature each neuron has
     learned, or ``None``), ``peak_offdiag`` (m x m ``max_t |E_jr|``, 0 on the diagonal),
     ``E`` (final head), ``head_distance`` (final ``|E - I|_F``), ``loss`` and ``outcome``.
     Definitions: ``analysis.phase_times`` / ``peak_offdiag`` / ``outcome`` with the run's
     ``align_threshold``, at every step rather than at recorded points, except that a
-    run stopped by the flow-time cap (``steps=None`` and status ``max_steps``) is
-    ``incomplete``: it had not settled.
+    run stopped by the flow-time cap (``steps=None`` and status ``max_steps``) or as
+    ``vanishing`` is ``incomplete``: it had not settled.
     """
     models, trains, tols = _broadcast(models, trains, head_tol)
     n = len(models)
@@ -211,16 +221,24 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
         W0 = [None] * n
     elif len(W0) != n:
         raise ParamError(f"W0 must hold one matrix per run ({n}), got {len(W0)}")
+    out: list = [None] * n
+    flow_idx = [i for i in range(n) if trains[i].engine == "flow"]
+    pop_idx = [i for i in range(n) if trains[i].engine != "flow"]
     cache: dict = {}
-    prepared = [_prepare(models[i], trains[i], W0[i], cache) for i in range(n)]
+    prepared = {i: _prepare(models[i], trains[i], W0[i], cache) for i in pop_idx}
     shapes: dict = {}
-    for i, p in enumerate(prepared):
+    for i, p in prepared.items():
         shapes.setdefault((p["B"].shape, p["Vr"].shape[1]), []).append(i)
     groups = [_Group(np.array(idx, dtype=np.int64), [prepared[i] for i in idx], trains, tols)
               for idx in shapes.values()]
     kernel = batched_advance if parallel else batched_advance_serial
     done_before = 0
     try:
+        for i in flow_idx:
+            out[i] = _flow_run(models[i], trains[i], W0[i], float(tols[i]), weights)
+            done_before += 1
+            if progress is not None:
+                progress(done_before, n)
         for g in groups:
 
             def report(k, base=done_before):
@@ -237,11 +255,55 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
                 failed, evaluated = g.counters[k, 1] in _STEP_FAILURES, g.counters[k, 2] >= 0
                 if failed and evaluated and np.isnan(g.gram_diag_last[k, 0]):
                     g.counters[k, 1] = _jit.STATUS_RUNNING
-    out: list = [None] * n
+        for i in flow_idx:
+            if out[i] is None:
+                out[i] = _flow_run(models[i], trains[i], W0[i], float(tols[i]), weights, n_steps=0)
     for g in groups:
         for k, i in enumerate(g.idx):
             out[i] = _result(g, k, trains[i], weights)
     return out
+
+
+def _flow_run(model: ModelParams, train: TrainParams, W0, head_tol: float, weights: bool, *,
+              n_steps: int | None = None) -> RunSummary:
+    """One flow run to its stop (``n_steps=0``: not run, reported ``interrupted``)."""
+    inputs = step_inputs(model, train)
+    W0, st = flow_engine.initial_state(model, train, inputs.V, W0, None, t_record=np.zeros(0),
+                                       head_tol=head_tol)
+    mask, model_t, ratio = np.ascontiguousarray(inputs.E_mask), inputs.model, train.eta_E / train.eta
+    code = int(st["ist"][_flow.I_STATUS])
+    while code == _jit.STATUS_RUNNING and n_steps != 0:
+        chunk = FLOW_CALL_STEPS if n_steps is None else n_steps
+        code = flow_engine.advance_state(st, mask, model_t, ratio, chunk)
+    status = STATUS_NAMES[code]
+    m = model.m
+    y = st["coords"]
+    B, E = y[:-m * m].reshape(m, -1), y[-m * m:].reshape(m, m).copy()
+    A = B @ st["features_r"]
+    nrm = np.sqrt(np.einsum("ij,ij->i", B, B))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.abs(np.where(nrm[:, None] > 0.0, A / nrm[:, None], 0.0))
+    t = float(st["fst"][_flow.F_T])
+    ev = flow_engine.event_arrays(st)
+    times = phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c, status, t)
+    thr = train.align_threshold
+    feats = []
+    for j in range(m):
+        l = int(np.argmax(c[j])) if np.all(np.isfinite(c[j])) else -1
+        feats.append(l if l >= 0 and c[j, l] >= thr else None)
+    capped = status == "max_steps" and train.steps is None
+    unsettled = status in ("diverged", "interrupted", "vanishing") or capped
+    peak = ev["peak"]
+    np.fill_diagonal(peak, 0.0)
+    Wf = None
+    if weights and "basis" in st:
+        Wf = B @ st["basis"].T
+    return RunSummary(status=status, steps=int(round(t / train.eta)), flow_time=t,
+                      **both_units(times, "flow_time", train.eta), alignment=c, features=feats,
+                      peak_offdiag=peak, E=E, head_distance=float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
+                      loss=float(st["fst"][_flow.F_LOSS]),
+                      outcome=outcome_from(feats, settled=not unsettled),
+                      W=Wf, stats=flow_engine.stats(st))
 
 
 def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:
@@ -266,7 +328,8 @@ def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:
     peak[peak < 0] = np.nan  # nothing evaluated
     np.fill_diagonal(peak, 0.0)
     E = g.E_last[k].copy()
-    return RunSummary(status=status, steps=step, flow_time=step * train.eta, **times,
+    return RunSummary(status=status, steps=step, flow_time=step * train.eta,
+                      **both_units(times, "steps", train.eta),
                       alignment=c, features=feats, peak_offdiag=peak, E=E,
                       head_distance=float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
                       loss=float(g.loss_last[k]), outcome=outcome,

@@ -34,13 +34,16 @@ def phase_times_from_events(first_v1, c_v1_at_first, first_v2, first_head_back, 
                             c_final: np.ndarray, status: str, last: int) -> dict:
     """``analysis.phase_times`` from the events of one run (step resolution).
 
+    The event times are steps (int arrays, the discrete engines) or flow times (float
+    arrays, the flow engine); the phase times come back in the same unit.
     ``c_final`` (m, L): final ``|c_jl|`` (picks the follower when none learns ``v_2``);
     ``last``: the last evaluated step (T2 is ``None`` when the peak is still rising there
     and the run has not converged).
     """
     none = {"T1": None, "T2": None, "T3": None, "T4": None, "leader": None, "follower": None}
     m, L = c_final.shape
-    hits = [(int(first_v1[j]), -float(c_v1_at_first[j]), j) for j in range(m) if first_v1[j] >= 0]
+    as_time = float if np.asarray(first_v1).dtype.kind == "f" else int
+    hits = [(as_time(first_v1[j]), -float(c_v1_at_first[j]), j) for j in range(m) if first_v1[j] >= 0]
     if not hits:
         return none
     T1, _, leader = min(hits)
@@ -49,16 +52,34 @@ def phase_times_from_events(first_v1, c_v1_at_first, first_v2, first_head_back, 
         return none | {"T1": T1, "leader": leader}
     follower, T3 = None, None
     if L >= 2:
-        v2 = [(int(first_v2[j]), j) for j in others if first_v2[j] >= 0]
+        v2 = [(as_time(first_v2[j]), j) for j in others if first_v2[j] >= 0]
         if v2:
             T3, follower = min(v2)
     if follower is None:
         col = c_final[others, 1 if L >= 2 else 0]
         follower = others[int(np.argmax(col))]
     top = float(peak[follower, leader])
-    at = int(peak_step[follower, leader])
+    at = as_time(peak_step[follower, leader])
     T2 = None if top <= 0.0 or (at == last and status != "converged") else at
     T4 = None
     if T3 is not None and first_head_back[follower] >= 0:
-        T4 = int(first_head_back[follower])
+        T4 = as_time(first_head_back[follower])
     return {"T1": T1, "T2": T2, "T3": T3, "T4": T4, "leader": leader, "follower": follower}
+
+
+PHASES = ("T1", "T2", "T3", "T4")
+
+
+def both_units(times: dict, unit: str, eta: float) -> dict:
+    """``times`` (``T1..T4`` in ``unit``, ``"steps"`` or ``"flow_time"``) with the phase times
+    in steps (``T1..T4``; from flow time: the nominal step ``round(t / eta)``) and in flow
+    time (``T1_flow..T4_flow``; from steps: ``eta * step``)."""
+    out = dict(times)
+    for k in PHASES:
+        v = times[k]
+        if unit == "flow_time":
+            out[k] = None if v is None else int(round(v / eta))
+            out[f"{k}_flow"] = None if v is None else float(v)
+        else:
+            out[f"{k}_flow"] = None if v is None else v * eta
+    return out

@@ -25,7 +25,8 @@ FORMAT = "theory-sim-run"
 FORMAT_VERSION = 1
 TRAJECTORY = "trajectory.npz"
 SUMMARY = "summary.json"
-_ARRAYS = ("steps", "alignment", "norms", "E", "loss", "rho", "gram", "W0", "W", "E_final")
+_ARRAYS = ("steps", "alignment", "norms", "E", "loss", "rho", "gram", "W0", "W", "E_final", "time")
+"""The arrays of a run file; the first seven are required, ``time`` only for the flow engine."""
 
 
 class RunFileError(ValueError):
@@ -76,10 +77,13 @@ def save_run(run: Run, directory, *, summary: dict | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": run.config,
             "status": run.status, "message": run.message, "elapsed": run.elapsed}
+    if run.stats is not None:
+        meta["stats"] = run.stats
     arrays = {name: getattr(run, name) for name in _ARRAYS if getattr(run, name) is not None}
     if run.events is not None:
         arrays.update({f"event_{k}": run.events[k] for k in EVENT_ARRAYS})
-        meta["events"] = {k: run.events[k] for k in ("last", "align_threshold", "head_tol")}
+        meta["events"] = {k: run.events[k] for k in ("last", "align_threshold", "head_tol", "unit")
+                          if k in run.events}
     with atomic_write(directory / TRAJECTORY) as fh:
         np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
     if summary is not None:
@@ -130,7 +134,8 @@ def load_run(path) -> Run:
     if isinstance(meta.get("events"), dict) and all(f"event_{k}" in data for k in EVENT_ARRAYS):
         events = {k: data[f"event_{k}"] for k in EVENT_ARRAYS} | meta["events"]
     return Run(**{k: data.get(k) for k in _ARRAYS}, config=meta["config"], status=meta["status"],
-               message=meta.get("message", ""), elapsed=meta.get("elapsed", float("nan")), events=events)
+               message=meta.get("message", ""), elapsed=meta.get("elapsed", float("nan")), events=events,
+               stats=meta.get("stats"))
 
 
 CHECKPOINT = "checkpoint.npz"

@@ -13,13 +13,28 @@ from dataclasses import KW_ONLY, asdict, dataclass, fields
 from numbers import Integral, Real
 
 HEADS = ("offdiag", "frozen", "full")
+INITS = ("materialised", "reduced")
+RECORD_SPACINGS = ("linear", "log")
 FEATURES = ("basis", "random")
 SPLITS = ("bernoulli", "half")
 
 # Defaults where the paper's constants are unknown (docs/model.md: [choice]).
 DEFAULT_MAX_FLOW_TIME = 2.0e5
-"""Cap on ``eta * steps`` when ``steps=None``: the follower's escape from its
-``O(1/sqrt(d))`` initial alignment can take very long (docs/model.md section 10)."""
+"""Cap on ``eta * steps`` when ``steps=None`` (discrete engines): the follower's escape from
+its ``O(1/sqrt(d))`` initial alignment can take very long (docs/model.md section 10)."""
+DEFAULT_FLOW_MAX_FLOW_TIME = 1.0e9
+"""The flow engine's cap on flow time at ``d <= 512``, scaled by ``(d / 512)^2`` above (phase I
+lasts O(d^2), docs/model.md section 10): its cost grows like ``log T``, so the cap can sit far
+beyond the slowest escape seen at the defaults (~1e7)."""
+MAX_D = 10**12
+"""Largest ``d``: the flow engine with ``init="reduced"`` allocates nothing of size ``d``."""
+DEFAULT_RTOL = 1e-7
+"""Flow engine: relative tolerance of the adaptive step (scipy's RK45 at 1e-7 reproduces the
+discrete engine's phase times to O(eta), docs/model.md section 11)."""
+ATOL_FACTOR = 1e-7
+"""Flow engine: ``atol=None`` means ``ATOL_FACTOR`` times the RMS of the initial ``A = W(0) V``
+(``~ 1/sqrt(d)``), the smallest scale the dynamics must resolve (the escape from the initial
+alignment); a fixed tiny ``atol`` makes the solver track components decaying to zero."""
 DEFAULT_TOL = 1e-5
 """Convergence: flow-time speed of the weights and head below this (see core.population)."""
 MAX_STEPS = 10**15
@@ -132,7 +147,7 @@ class ModelParams:
 
     def __post_init__(self):
         set_ = object.__setattr__
-        set_(self, "d", _int("d", self.d, 1, MAX_ELEMENTS))
+        set_(self, "d", _int("d", self.d, 1, MAX_D))
         set_(self, "P", _int("P", self.P, 2, MAX_ELEMENTS))
         set_(self, "k", _int("k", self.k, 2, self.P))
         alpha = _vector("alpha", self.alpha)
@@ -154,8 +169,6 @@ class ModelParams:
         if self.sigma > MAX_SIGMA:
             _fail("sigma", f"at most {MAX_SIGMA:.4g} (sigma^12 must fit in float64)", self.sigma)
         set_(self, "m", _int("m", self.m, 1, 10**4))
-        if self.m * self.d > MAX_ELEMENTS:
-            _fail("m * d", f"at most {MAX_ELEMENTS:.0e} (the weights must fit in memory)", self.m * self.d)
         _choice("features", self.features, FEATURES)
         set_(self, "feature_seed", _int("feature_seed", self.feature_seed, 0))
         _choice("split", self.split, SPLITS)
@@ -168,6 +181,14 @@ class ModelParams:
     def L(self) -> int:
         """Number of features."""
         return len(self.alpha)
+
+    def check_materialised(self) -> None:
+        """Raise ParamError if ``W`` (m x d) or the features (d x L) would not fit in memory
+        (every run that materialises ``W``; only ``engine="flow", init="reduced"`` does not)."""
+        size = max(self.m, self.L) * self.d
+        if size > MAX_ELEMENTS:
+            _fail("m * d", f"at most {MAX_ELEMENTS:.0e} to materialise the weights (use --engine flow "
+                  "--init reduced for larger d)", size)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -202,9 +223,21 @@ class TrainParams:
         spaced in steps; the final step is always kept).
 
     Keyword-only: ``tol`` (convergence speed, per unit flow time),
-    ``align_threshold``, ``max_flow_time``, ``max_norm`` (a row norm beyond this is
-    a divergence), ``check_every`` (steps between convergence checks; ``None``:
-    about every 0.5 unit of flow time).
+    ``align_threshold``, ``max_flow_time`` (``None``: ``DEFAULT_MAX_FLOW_TIME`` = 2e5; for
+    the flow engine it stays ``None`` and means ``DEFAULT_FLOW_MAX_FLOW_TIME`` = 1e9 times
+    ``max(1, d / 512)^2``, see ``flow_max_time``), ``max_norm`` (a row norm
+    beyond this is a divergence), ``check_every`` (steps between convergence checks;
+    ``None``: about every 0.5 unit of flow time).
+
+    Flow engine only (keyword-only): ``rtol`` (default ``DEFAULT_RTOL`` = 1e-7) and ``atol``
+    (``None``: ``ATOL_FACTOR`` = 1e-7 times the RMS of ``A(0)``, ~1e-7/sqrt(d)) of the
+    adaptive step; ``init``: ``"materialised"`` draws ``W(0)`` from ``seed`` exactly as the
+    other engines do (the same seed gives the same ``W(0)`` in every engine; O(m d)) or
+    ``"reduced"`` draws its reduced coordinates from the same law at O(m^2) cost for any
+    ``d`` (``theory_sim.initial_law``; the same seed does *not* give the materialised
+    ``W(0)``, only a draw from the same law; ``d`` up to 1e12); ``record_spacing``:
+    ``"linear"`` or ``"log"`` in flow time (``None``: linear for the discrete engines,
+    log for the flow engine, whose runs span decades; ``"log"`` is the flow engine's only).
     """
 
     eta: float = 1e-3
@@ -218,9 +251,13 @@ class TrainParams:
     _: KW_ONLY
     tol: float = DEFAULT_TOL
     align_threshold: float = DEFAULT_ALIGN_THRESHOLD
-    max_flow_time: float = DEFAULT_MAX_FLOW_TIME
+    max_flow_time: float | None = None
     max_norm: float = 1e6
     check_every: int | None = None
+    rtol: float = DEFAULT_RTOL
+    atol: float | None = None
+    init: str = "materialised"
+    record_spacing: str | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -241,11 +278,32 @@ class TrainParams:
         if not 0.0 < thr <= 1.0:
             _fail("align_threshold", "in (0, 1]", thr)
         set_(self, "align_threshold", thr)
-        set_(self, "max_flow_time", _real("max_flow_time", self.max_flow_time, positive=True))
+        flow = self.engine == "flow"
+        if self.max_flow_time is None and not flow:  # the flow engine's default depends on d
+            set_(self, "max_flow_time", DEFAULT_MAX_FLOW_TIME)
+        if self.max_flow_time is not None:
+            set_(self, "max_flow_time", _real("max_flow_time", self.max_flow_time, positive=True))
         set_(self, "max_norm", _real("max_norm", self.max_norm, positive=True))
         if self.check_every is not None:
             set_(self, "check_every", _int("check_every", self.check_every, 1, MAX_STEPS))
-        if self.steps is None and self.max_flow_time / self.eta > MAX_STEPS:
+        set_(self, "rtol", _real("rtol", self.rtol, positive=True))
+        if not self.rtol < 1.0:
+            _fail("rtol", "in (0, 1)", self.rtol)
+        if self.atol is not None:
+            set_(self, "atol", _real("atol", self.atol, nonneg=True))
+        _choice("init", self.init, INITS)
+        if self.init == "reduced" and not flow:
+            _fail("init", "'materialised' unless engine='flow' (only the flow engine runs in reduced "
+                  "coordinates without W)", self.init)
+        if self.record_spacing is None:
+            set_(self, "record_spacing", "log" if flow else "linear")
+        _choice("record_spacing", self.record_spacing, RECORD_SPACINGS)
+        if self.record_spacing == "log" and not flow:
+            _fail("record_spacing", "'linear' unless engine='flow' (the discrete engines record at "
+                  "multiples of a stride)", self.record_spacing)
+        if flow and self.steps is not None and self.steps * self.eta > 1e300:
+            _fail("steps * eta", "finite", self.steps * self.eta)
+        if not flow and self.steps is None and self.max_flow_time / self.eta > MAX_STEPS:
             _fail("max_flow_time / eta", f"at most {MAX_STEPS:.0e} steps (raise eta or give --steps)",
                   self.max_flow_time / self.eta)
 
@@ -254,7 +312,17 @@ class TrainParams:
         """The step budget: ``steps``, or the flow-time cap when ``steps`` is None."""
         if self.steps is not None:
             return self.steps
+        if self.engine == "flow":  # the cap is in flow time; the solver's steps are not bounded
+            return MAX_STEPS
         return int(math.ceil(self.max_flow_time / self.eta))
+
+    def flow_max_time(self, d: int) -> float:
+        """The flow-time cap of a run at dimension ``d`` (``max_flow_time`` or its default)."""
+        if self.max_flow_time is not None:
+            return self.max_flow_time
+        if self.engine == "flow":
+            return DEFAULT_FLOW_MAX_FLOW_TIME * max(1.0, d / 512.0) ** 2
+        return DEFAULT_MAX_FLOW_TIME
 
     @property
     def check_interval(self) -> int:
@@ -326,9 +394,16 @@ PARAMETERS = (
     Parameter("record", "train", int, "trajectory points kept", sweepable=False),
     Parameter("tol", "train", float, "convergence speed"),
     Parameter("align_threshold", "train", float, "|c_jl| that counts as learned"),
-    Parameter("max_flow_time", "train", float, "cap on eta*steps when --steps is not given"),
+    Parameter("max_flow_time", "train", float, "cap on the flow time eta*steps when --steps is not given "
+              "(default 2e5; --engine flow: 1e9 x max(1, d/512)^2)"),
     Parameter("max_norm", "train", float, "a row norm beyond this is a divergence"),
     Parameter("check_every", "train", int, "steps between convergence checks (default: every 0.5 flow time)"),
+    Parameter("rtol", "train", float, "flow engine: relative tolerance of the adaptive step"),
+    Parameter("atol", "train", float, "flow engine: absolute tolerance (default 1e-7 x RMS of A(0))"),
+    Parameter("init", "train", str, "materialised: W(0) from --seed as every engine draws it; reduced "
+              "(flow engine): its reduced coordinates from the same law, any d", INITS, sweepable=False),
+    Parameter("record_spacing", "train", str, "spacing of the recorded points in flow time (default "
+              "linear; log for --engine flow)", RECORD_SPACINGS, sweepable=False),
 )
 """Every field of ModelParams and TrainParams, once: ``cli/options.py`` builds its options
 from this (and the sweep keys are to be generated from it)."""

@@ -180,7 +180,9 @@ def incomplete_reasons(run, threshold: float = 0.9) -> list[str]:
         return []
     out = []
     eta = run.eta
-    flow = float(run.steps[-1]) * eta
+    flow = float(run.flow_time[-1]) if len(run.steps) else 0.0
+    if run.status == "vanishing":
+        out.append(run.message)
     if run.status == "interrupted":
         out.append(f"interrupted at flow time {flow:.6g} before it settled; continue with --resume")
     if run.status == "diverged":
@@ -214,7 +216,7 @@ def incomplete_reasons(run, threshold: float = 0.9) -> list[str]:
         else:
             out.append(f"stopped at {where}, nearly stationary (|c| changed by {moved:.2g} over the last "
                        f"{TAIL_FRACTION:.0%}): a saddle, whose escape can take much longer")
-    if run.status != "diverged":
+    if run.status != "diverged" and run.stats is None:  # the flow engine takes no steps of size eta
         flips = max(_sign_flip_fraction(np.asarray(run.loss)[tail]), _sign_flip_fraction(c[tail]),
                     _sign_flip_fraction(np.asarray(run.E)[tail]))
         if flips > OSCILLATING:

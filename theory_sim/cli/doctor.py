@@ -15,10 +15,12 @@ ENGINE_KERNELS = {
                    ("core.moments", "loss_grad")),
     "sgd": (("core.sgd", "sgd_advance"), ("core.moments", "loss_rho"), ("core.moments", "loss_grad")),
     "sgd-fast": (("core.sgd", "sgd_advance"), ("core.moments", "loss_rho"), ("core.moments", "loss_grad")),
+    "flow": (("core.flow", "flow_init"), ("core.flow", "flow_advance"), ("core.flow", "_record"),
+             ("core.moments", "loss_rho"), ("core.moments", "loss_grad")),
 }
 """Engine -> (module under theory_sim, kernel name) of the numba dispatchers it needs."""
 
-COMPILE_SECONDS = {"population": 15, "sgd": 40, "sgd-fast": 40}
+COMPILE_SECONDS = {"population": 15, "sgd": 40, "sgd-fast": 40, "flow": 45}
 """First-compile times measured on a 2-core machine (cold cache), for the messages."""
 
 

@@ -151,8 +151,8 @@ class RunProgress:
         repeat = done and step == self._last_step
         self._last_step = step
         self.max_steps = total
-        flow = step * self.eta
-        cap = total * self.eta
+        flow = info.get("flow_time", step * self.eta)  # a continuous engine reports its flow time
+        cap = info.get("cap", total * self.eta)
         parts = [f"step {step:.3g}", f"t {flow:.4g} (cap {cap:.3g})"]
         force = False
         if "alignment" in info:

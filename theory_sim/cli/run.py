@@ -56,18 +56,17 @@ def run_summary(run) -> dict:
         return _empty_summary(run)
     threshold = float(run.config["train"]["align_threshold"])
     pt = analysis.phase_times(run, threshold)
-    eta = run.eta
-    times = {k: v for k, v in pt.as_dict().items() if k.startswith("T")}
-    return {
+    times = {k: getattr(pt, k) for k in ("T1", "T2", "T3", "T4")}
+    out = {
         "config": run.config,
         "status": run.status,
         "partial": run.status == "interrupted",
         "message": run.message,
         "steps": int(run.steps[-1]),
-        "flow_time": float(run.steps[-1] * eta),
+        "flow_time": float(run.flow_time[-1]),
         "elapsed_seconds": run.elapsed,
         "phase_times_steps": times,
-        "phase_times_flow": {k: (None if v is None else v * eta) for k, v in times.items()},
+        "phase_times_flow": pt.flow_times(),
         "leader": pt.leader,
         "follower": pt.follower,
         "final_alignment": np.abs(run.alignment[-1]).tolist(),
@@ -79,18 +78,26 @@ def run_summary(run) -> dict:
         "incomplete_reasons": incomplete_reasons(run, threshold),
         "indexing": "0-based (neuron j, feature l)",
     }
+    if run.stats is not None:  # the flow engine: steps are nominal, round(flow time / eta)
+        out["solver"] = dict(run.stats)
+        out["steps_note"] = "nominal: round(flow_time / eta); the flow engine takes adaptive steps"
+    return out
+
+
+def _seconds(s: float) -> str:
+    return f"{s * 1e3:.2f} ms" if s < 1.0 else f"{s:.2f} s"
 
 
 def format_summary(run, summary: dict, out, *, compiled: bool = False) -> str:
-    eta = run.eta
     note = ", including the first compile" if compiled else ""
-    lines = [f"theory-sim run: {run.message} [{run.elapsed:.2f} s{note}]"]
+    lines = [f"theory-sim run: {run.message} [{_seconds(run.elapsed)}{note}]"]
     if run.n_points == 0:
         lines.append("no point was recorded; outcome: incomplete")
         if out is not None:
             lines.append(f"results: {out}/ ({TRAJECTORY}, {SUMMARY})")
         return "\n".join(lines)
-    pt = summary["phase_times_steps"]
+    pt, ptf = summary["phase_times_steps"], summary["phase_times_flow"]
+    continuous = "solver" in summary
     lead, fol = summary["leader"], summary["follower"]
     label = {
         "T1": f"neuron {lead + 1} learns v1" if lead is not None else "some neuron learns v1",
@@ -98,10 +105,19 @@ def format_summary(run, summary: dict, out, *, compiled: bool = False) -> str:
         "T3": f"neuron {fol + 1} learns v2" if fol is not None else "follower learns v2",
         "T4": "|E - I|_F < 0.01 after T3",
     }
-    lines.append("phase times (steps, flow time eta*steps; neurons numbered from 1):")
+    if continuous:
+        lines.append(f"phase times (flow time, located on the solver's dense output; in steps of "
+                     f"eta = {run.eta:g}: t / eta; neurons numbered from 1):")
+    else:
+        lines.append("phase times (steps, flow time eta*steps; neurons numbered from 1):")
     for key in ("T1", "T2", "T3", "T4"):
-        v = pt[key]
-        when = "not reached" if v is None else f"{v:>12d}  t = {v * eta:.6g}"
+        v, t = pt[key], ptf[key]
+        if v is None:
+            when = "not reached"
+        elif continuous:
+            when = f"t = {t:<12.7g} ~ step {v}"
+        else:
+            when = f"{v:>12d}  t = {t:.6g}"
         lines.append(f"  {key}  {label[key]:<28s} {when}")
     c = np.abs(run.alignment[-1])
     m, L = c.shape
@@ -116,6 +132,11 @@ def format_summary(run, summary: dict, out, *, compiled: bool = False) -> str:
                      + (" ..." if len(entries) > 12 else ""))
     lines.append(f"final |E - I|_F = {summary['final_head_distance']:.4g}; "
                  f"final loss = {summary['final_loss']:.6g}; outcome: {summary['outcome']}")
+    if continuous:
+        s = summary["solver"]
+        lines.append(f"solver: {s['n_rhs']} right-hand-side evaluations, {s['accepted_steps']} accepted "
+                     f"steps ({s['stiff_steps']} stiff), {s['rejected_steps']} rejected, "
+                     f"{s['switches']} method switches")
     for reason in summary.get("incomplete_reasons", []):
         lines.append(f"  incomplete: {reason}")
     if out is not None:
@@ -233,13 +254,20 @@ def _open_resume(args):
         sim = Simulation.from_checkpoint(state)
     except ValueError as exc:
         raise UsageError(f"--resume {shown}: {exc}") from None
-    if sim.train.max_steps < done:
+    if sim.train.max_steps < done and not sim.continuous:
         raise UsageError(f"--resume {shown}: the new budget ({sim.train.max_steps} steps) is below the "
                          f"{done} steps already done")
     staged = StagedDir(shown, resume=True, flag="--resume")
-    flow = done * sim.train.eta
-    note = f"resuming {shown} at step {done} (flow time {flow:.6g})"
+    note = f"resuming {shown} at step {done} (flow time {sim.flow_time:.6g})"
     return sim, staged, note + ("; " + "; ".join(notes) if notes else "")
+
+
+def _bar(train, args) -> RunProgress:
+    engine = train.engine
+    return RunProgress(engine=engine, eta=train.eta, max_steps=train.max_steps,
+                       threshold=train.align_threshold, tol=train.tol,
+                       compiling=engine_cache_state(engine) == "cold",
+                       compile_seconds=COMPILE_SECONDS.get(engine), enabled=not args.quiet)
 
 
 def cmd_run(args) -> int:
@@ -252,16 +280,16 @@ def cmd_run(args) -> int:
         model = model_from_args(args)
         train = train_from_args(args)
         target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
+        # the bar first: building a flow run compiles its kernels, and the bar says so
+        bar = _bar(train, args)
         sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
         staged = StagedDir(target, force=args.force)
     train = sim.train
-    engine = train.engine
-    bar = RunProgress(engine=engine, eta=train.eta, max_steps=train.max_steps,
-                      threshold=train.align_threshold, tol=train.tol,
-                      compiling=engine_cache_state(engine) == "cold",
-                      compile_seconds=COMPILE_SECONDS.get(engine), enabled=not args.quiet)
+    if args.resume is not None:
+        bar = _bar(train, args)
     if args.resume is None:
-        for warning in regime_warnings(sim.model, train):  # outside the model's regime: say so, run anyway
+        # the flow engine takes no steps of size eta: the small-step bound does not apply to it
+        for warning in regime_warnings(sim.model, train, check_step=not sim.continuous):
             print(f"theory-sim: warning: {warning}", file=sys.stderr)
 
     def progress(step, total, info):

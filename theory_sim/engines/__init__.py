@@ -47,12 +47,28 @@ methods
         ``rec = (steps, alignment, norms, E, loss, rho, gram)`` (``record_point``).
     ``observe_final(E, step, events)``: evaluate the current state (the run reached its
         step budget) and call ``observe_run`` on it, without stepping.
-    ``weights() -> ndarray``: the current ``W`` (m, d) as a new array.
+    ``weights() -> ndarray``: the current ``W`` (m, d) as a new array (``None`` where the
+        engine never materialises it: the flow engine with ``init="reduced"``).
+
+    ``start(model, train, inputs, W0, E0) -> (W0, state)`` (classmethod): the base class
+    seeds, validates and calls ``init_state``; an engine that draws ``W(0)`` otherwise (the
+    flow engine's ``init="reduced"``) overrides it and returns ``W0 = None``.
+    ``optional_arrays``: checkpointed arrays that not every run has.
+
+Continuous-time engines (``continuous = True``, the flow engine) measure time in flow time
+and own their records (``engines/flow.py`` says how): ``advance(..., n)`` makes ``n``
+solver steps and sets ``rec_state[0]`` to the accepted steps; the driver reads
+``time``, ``records()`` ``(t, A, gram, E, loss, rho)``, ``events_record()`` (times in flow
+time, ``"unit": "flow_time"``), ``stats()`` and ``progress_info()`` instead of the step
+arrays. For every engine ``Run.flow_time`` is the time axis and the phase times are
+reported in flow time (``PhaseTimes.flow``); discrete engines also in steps (exact), the
+flow engine in nominal steps ``round(t / eta)``.
 """
 
 from __future__ import annotations
 
 from .base import Engine, StepInputs, step_inputs, stop_rule
+from .flow import FlowEngine
 from .population import PopulationEngine
 from .sgd import SGDEngine
 from .sgd_fast import SGDFastEngine
@@ -61,8 +77,10 @@ ENGINES: dict[str, type[Engine]] = {
     PopulationEngine.name: PopulationEngine,
     SGDEngine.name: SGDEngine,
     SGDFastEngine.name: SGDFastEngine,
+    FlowEngine.name: FlowEngine,
 }
 """Engine name -> engine class: the one list of engines."""
 
-__all__ = ["ENGINES", "Engine", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs", "step_inputs",
+__all__ = ["ENGINES", "Engine", "FlowEngine", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs",
+           "step_inputs",
            "stop_rule"]

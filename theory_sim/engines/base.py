@@ -10,14 +10,15 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from ..events import event_params
-from ..model import feature_vectors, head_mask, model_constants
+from ..model import check_weights, feature_vectors, head_mask, initial_weights, model_constants
 from ..params import DEFAULT_HEAD_TOL, ModelParams, TrainParams
 
 
 class StepInputs(NamedTuple):
     """The run's constants, the same for every engine (built by :func:`step_inputs`).
 
-    ``V`` (d, L) the features; ``E_mask`` (m, m) 1 where ``E`` trains; ``model`` the kernels'
+    ``V`` (d, L) the features (``None`` where nothing of size ``d`` is allocated: the flow
+    engine with ``init="reduced"``); ``E_mask`` (m, m) 1 where ``E`` trains; ``model`` the kernels'
     data constants ``(lam, kx, k2, mu, sigma2)``; ``rates = (eta, eta_E)``;
     ``stop = (tol, align_threshold, max_norm, check_every)`` (``tol < 0``: no early stop);
     ``event_params = (thr, thr2, head_tol)`` of the phase events (``core.events``).
@@ -39,7 +40,8 @@ def stop_rule(train: TrainParams) -> tuple:
 
 def step_inputs(model: ModelParams, train: TrainParams) -> StepInputs:
     """The :class:`StepInputs` of a run (the same for every engine)."""
-    return StepInputs(V=np.ascontiguousarray(feature_vectors(model)), E_mask=head_mask(train.head, model.m),
+    V = None if train.init == "reduced" else np.ascontiguousarray(feature_vectors(model))
+    return StepInputs(V=V, E_mask=head_mask(train.head, model.m),
                       model=model_constants(model), rates=(train.eta, train.eta_E), stop=stop_rule(train),
                       event_params=event_params(train.align_threshold, DEFAULT_HEAD_TOL))
 
@@ -53,6 +55,16 @@ class Engine:
     options: ClassVar[tuple[str, ...]] = ()
     first_chunk: ClassVar[int] = 16
     state_arrays: ClassVar[tuple[str, ...]] = ("coords",)
+    optional_arrays: ClassVar[tuple[str, ...]] = ()
+    continuous: ClassVar[bool] = False
+
+    @classmethod
+    def start(cls, model: ModelParams, train: TrainParams, inputs: StepInputs, W0, E0) -> tuple:
+        """``(W0, state)`` of a fresh run: ``W(0)`` validated (seeded from ``train.seed`` when
+        ``W0`` is None; ``None`` where the engine never materialises it) and the state arrays."""
+        W0 = initial_weights(model, train.seed) if W0 is None else W0
+        W0, _ = check_weights(W0, E0, model)
+        return W0, cls.init_state(W0, inputs)
 
     @classmethod
     def check_memory(cls, model: ModelParams, train: TrainParams) -> None:

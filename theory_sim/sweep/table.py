@@ -124,7 +124,9 @@ def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
         row[f"pi{l + 1}"] = model.pi[l]
     for t in ("T1", "T2", "T3", "T4"):
         row[t] = res[t]
-        row[f"{t}_flow"] = None if res[t] is None else res[t] * eta
+        # the located flow time where the summary has it (the flow engine), else eta * steps
+        flow = getattr(res, f"{t}_flow", None)
+        row[f"{t}_flow"] = flow if flow is not None else (None if res[t] is None else res[t] * eta)
     lead, fol = res["leader"], res["follower"]
     row["leader"] = None if lead is None else lead + 1
     row["follower"] = None if fol is None else fol + 1

@@ -1,0 +1,100 @@
+"""The flow kernel at the level of its arrays, for the kernel tests (``core.flow`` through
+``theory_sim.engines.flow``): start from given reduced coordinates, override the solver's
+options, read every counter. The public path is ``simulate(..., TrainParams(engine="flow"))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from theory_sim.core import _jit
+from theory_sim.core import flow as _flow
+from theory_sim.engines import flow as engine
+from theory_sim.model import head_mask, model_constants
+from theory_sim.status import STATUS_NAMES
+
+reduced_start = engine.reduced_start
+DEFAULT_RTOL = 1e-7
+
+
+def new_state(model, train, *, B0, Vr, E0=None, rtol=DEFAULT_RTOL, atol=None, t_record=None, **opts):
+    """``engines.flow.new_state`` with ``rtol``/``atol`` set on ``train`` (flow engine)."""
+    train = dataclasses.replace(train, engine="flow", rtol=rtol, atol=atol)
+    t0 = time.perf_counter()
+    st = engine.new_state(model, train, B0, Vr, E0, t_record=np.zeros(0) if t_record is None else t_record,
+                          **opts)
+    st.update(mask=head_mask(train.head, model.m), model=model_constants(model),
+              ratio=train.eta_E / train.eta, shape=(model.m, st["features_r"].shape[0]),
+              elapsed=time.perf_counter() - t0)
+    return st
+
+
+def advance(st, n_steps):
+    t0 = time.perf_counter()
+    code = engine.advance_state(st, st["mask"], st["model"], st["ratio"], n_steps)
+    st["elapsed"] += time.perf_counter() - t0
+    return code
+
+
+def phase_times(t1, t2, t4, peak_t, peak=None) -> dict:
+    """T1..T4 (flow time) from the event arrays, with the roles of ``analysis.phase_times``:
+    the leader learns ``v_1`` first; the follower is the first other neuron to learn ``v_2``
+    (else the other neuron with the latest ``|E_fl|`` peak is not defined: None)."""
+    m = len(t1)
+    hits = [(t1[j], j) for j in range(m) if t1[j] >= 0]
+    out = {"T1": None, "T2": None, "T3": None, "T4": None, "leader": None, "follower": None}
+    if not hits:
+        return out
+    T1, leader = min(hits)
+    out.update(T1=float(T1), leader=leader)
+    v2 = [(t2[j], j) for j in range(m) if j != leader and t2[j] >= 0]
+    if not v2:
+        others = [j for j in range(m) if j != leader]
+        if len(others) == 1:
+            out["follower"] = others[0]
+            if peak is None or peak[others[0], leader] > 0:
+                out["T2"] = float(peak_t[others[0], leader]) if peak_t[others[0], leader] >= 0 else None
+        return out
+    T3, follower = min(v2)
+    out.update(T3=float(T3), follower=follower)
+    out["T2"] = float(peak_t[follower, leader]) if peak_t[follower, leader] >= 0 else None
+    out["T4"] = float(t4[follower]) if t4[follower] >= 0 else None
+    return out
+
+
+def result(st: dict) -> dict:
+    """The run so far as a dict of plain arrays and numbers."""
+    m = st["mask"].shape[0]
+    mr = st["shape"][0] * st["shape"][1]
+    ist, fst = st["ist"], st["fst"]
+    code = int(ist[_flow.I_STATUS])
+    n = int(ist[_flow.I_NREC])
+    return {
+        "B": st["coords"][:mr].reshape(st["shape"]).copy(), "E": st["coords"][mr:].reshape(m, m).copy(),
+        "t": float(fst[_flow.F_T]), "loss": float(fst[_flow.F_LOSS]),
+        "status_code": code, "status": STATUS_NAMES.get(code, "interrupted"),
+        "events": {k: st[k].copy() for k in ("t1", "t2", "t4", "peak", "peak_t")},
+        "phase_times": phase_times(st["t1"], st["t2"], st["t4"], st["peak_t"], st["peak"]),
+        "records": {"t": st["t_rec"][:n].copy(), "A": st["rec_A"][:n].copy(),
+                    "gram": st["rec_gram"][:n].copy(), "E": st["rec_E"][:n].copy(),
+                    "loss": st["rec_loss"][:n].copy(), "rho": st["rec_rho"][:n].copy()},
+        "n_rhs": int(ist[_flow.I_NRHS]), "n_steps": int(ist[_flow.I_NSTEPS]),
+        "n_rejected": int(ist[_flow.I_NREJECT]), "n_jac": int(ist[_flow.I_NJAC]),
+        "n_switches": int(ist[_flow.I_NSWITCH]), "n_stiff_steps": int(ist[_flow.I_NSTIFFSTEPS]),
+        "n_output_evals": int(ist[_flow.I_NOUT]), "elapsed": float(st["elapsed"]),
+    }
+
+
+def integrate_flow(model, train, *, B0, Vr, E0=None, steps_per_call=2000, **kw):
+    """Integrate until the run stops; see :func:`result`."""
+    st = new_state(model, train, B0=B0, Vr=Vr, E0=E0, **kw)
+    while st["ist"][_flow.I_STATUS] == _jit.STATUS_RUNNING:
+        advance(st, steps_per_call)
+    return result(st)
+
+
+_ = math

@@ -1,0 +1,309 @@
+"""The ``flow`` engine: adaptive integration of the population gradient flow in flow time
+(docs/model.md section 11; kernel ``core.flow``).
+
+It integrates ``dB/dt = -dL/dB``, ``dE/dt = -(eta_E/eta) mask * dL/dE`` in reduced
+coordinates with the closed-form right-hand side of the population engine, so it is the
+``eta -> 0`` limit of that engine. What differs from the discrete engines (the contract's
+continuous-time parts, ``engines/__init__.py``):
+
+* time is flow time ``t``: ``advance(n)`` makes ``n`` solver steps (accepted or rejected
+  attempts); ``rec_state[0]`` counts the accepted ones; ``Run.flow_time`` holds the
+  recorded times and ``Run.steps`` their *nominal* step indices ``round(t / eta)`` (the
+  step of a discrete run at this ``eta``; no step is taken);
+* records at requested flow times from the dense interpolant (``record`` points, spaced
+  ``record_spacing`` over ``[0, t_end]``, ``t_end = steps * eta`` or ``max_flow_time``), plus
+  the final state;
+* phase events located on the dense output in flow time (``Run.events["unit"] ==
+  "flow_time"``);
+* stop rules: convergence (``tol``), ``max_flow_time`` (or ``steps * eta``: a fixed horizon,
+  no early stop), a vanishing follower (status ``vanishing``), step-size underflow;
+* solver statistics (``stats()``): right-hand-side evaluations, accepted / rejected / stiff
+  steps, method switches, Jacobians.
+
+Every solver quantity lives in the engine's state arrays, so a checkpointed run resumes
+bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import initial_law
+from ..core import _jit
+from ..core import flow as _flow
+from ..core.population import make_workspace
+from ..model import check_weights, head_mask, initial_weights, model_constants, reduced_coordinates
+from ..params import ATOL_FACTOR, DEFAULT_HEAD_TOL, ModelParams, ParamError, TrainParams
+from .base import Engine
+
+DEFAULT_VANISH_PERSIST = 10.0
+"""Vanishing rule: the follower's decay must hold over this factor of flow time."""
+DEFAULT_VANISH_SHRINK = 0.75
+"""Vanishing rule: ... and its norm fall by this factor meanwhile."""
+DEFAULT_VANISH_ACCEL = 1.5
+"""Vanishing rule: ... and the follower's log-log alignment slope has not grown by more than
+this factor meanwhile (an escape accelerates)."""
+DEFAULT_JAC_EVERY = 20
+LOG_RECORD_START = 1e-2
+"""First positive recorded time of ``record_spacing="log"`` (flow time; the grid is t = 0,
+then geometric from here to the end)."""
+
+_SOLVER_ARRAYS = ("coords", "rhs", "jacobian", "features_r", "opts", "fst", "ist", "t1", "t2", "t4", "peak",
+                  "peak_t", "vstate", "t_rec", "rec_A", "rec_gram", "rec_E", "rec_loss", "rec_rho")
+
+
+def reduced_start(model: ModelParams, seed: int, init: str = "materialised"):
+    """``(B0, Vr)``: ``W(0)`` of ``seed`` in reduced coordinates (``theory_sim.initial_law``)."""
+    if init == "materialised":
+        return initial_law.materialised_coordinates(model, seed)
+    if init == "reduced":
+        return initial_law.reduced_coordinates(model.m, model.L, model.d, seed)
+    raise ParamError(f"init must be one of materialised, reduced (got {init!r})")
+
+
+def horizon(model: ModelParams, train: TrainParams) -> float:
+    """Where the run stops at the latest: ``steps * eta`` (a fixed horizon) or the flow-time cap."""
+    return train.flow_max_time(model.d) if train.steps is None else train.steps * train.eta
+
+
+def record_times(model: ModelParams, train: TrainParams) -> np.ndarray:
+    """The flow times of the ``record`` requested points (the final state is added after)."""
+    K = train.record
+    t_end = horizon(model, train)
+    if t_end <= 0.0:
+        return np.zeros(1)
+    if train.record_spacing == "linear":
+        return np.linspace(0.0, t_end, K)
+    lo = min(LOG_RECORD_START, t_end / K)
+    return np.concatenate([[0.0], np.geomspace(lo, t_end, K - 1)])
+
+
+def make_opts(model: ModelParams, train: TrainParams, atol: float, *, t_max=None, head_tol=DEFAULT_HEAD_TOL,
+              vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK, h_max=math.inf,
+              jac_every=DEFAULT_JAC_EVERY, vanish_accel=DEFAULT_VANISH_ACCEL) -> np.ndarray:
+    """The kernel's ``opts`` vector (``core.flow.O_*``)."""
+    o = np.empty(_flow.N_OPTS)
+    if t_max is None:
+        t_max = horizon(model, train)
+    o[_flow.O_RTOL] = train.rtol
+    o[_flow.O_ATOL] = atol
+    o[_flow.O_TMAX] = t_max
+    o[_flow.O_TOL] = train.tol if train.steps is None else -1.0  # a fixed horizon: no early stop
+    o[_flow.O_ALIGN] = train.align_threshold
+    o[_flow.O_MAXNORM] = train.max_norm
+    o[_flow.O_HEADTOL] = head_tol
+    o[_flow.O_VPERSIST] = vanish_persist if train.steps is None else math.inf
+    o[_flow.O_VSHRINK] = vanish_shrink
+    o[_flow.O_HMAX] = h_max
+    o[_flow.O_JACEVERY] = jac_every
+    o[_flow.O_VACCEL] = vanish_accel
+    return o
+
+
+def default_atol(B0: np.ndarray, Vr: np.ndarray) -> float:
+    """``ATOL_FACTOR`` times the RMS of ``A(0) = B0 Vr`` (``params.ATOL_FACTOR``)."""
+    return ATOL_FACTOR * float(np.sqrt(np.mean((B0 @ Vr) ** 2)))
+
+
+def new_state(model: ModelParams, train: TrainParams, B0, Vr, E0=None, *, t_record=None, **opts) -> dict:
+    """Validate and allocate every array of a flow run, and evaluate its start (``flow_init``).
+
+    ``opts``: keyword overrides of :func:`make_opts` (``t_max``, ``head_tol``, the vanishing
+    rule, ``h_max``, ``jac_every``) for tests and studies; ``t_record`` overrides
+    :func:`record_times`.
+    """
+    m, L = model.m, model.L
+    B0 = np.array(B0, dtype=np.float64, order="C", copy=True)
+    Vr = np.array(Vr, dtype=np.float64, order="C", copy=True)
+    if B0.ndim != 2 or B0.shape[0] != m:
+        raise ParamError(f"B0 must have shape (m, r) with m = {m} (got {B0.shape})")
+    if Vr.shape != (B0.shape[1], L):
+        raise ParamError(f"Vr must have shape (r, L) = ({B0.shape[1]}, {L}) (got {Vr.shape})")
+    E0 = np.eye(m) if E0 is None else np.array(E0, dtype=np.float64)
+    if E0.shape != (m, m):
+        raise ParamError(f"E0 must have shape (m, m) = ({m}, {m}) (got {E0.shape})")
+    if not (np.all(np.isfinite(B0)) and np.all(np.isfinite(E0)) and np.all(np.isfinite(Vr))):
+        raise ParamError("B0, Vr and E0 must be finite")
+    for name in ("head_tol", "vanish_persist", "vanish_shrink", "h_max", "vanish_accel"):
+        if name in opts and not opts[name] > 0:
+            raise ParamError(f"{name} must be > 0 (got {opts[name]!r})")
+    jac_every = opts.get("jac_every", DEFAULT_JAC_EVERY)
+    if not (isinstance(jac_every, int) and jac_every >= 1):
+        raise ParamError(f"jac_every must be an integer >= 1 (got {jac_every!r})")
+    t_max = opts.get("t_max")
+    if t_max is not None and not (t_max > 0 and math.isfinite(t_max)):
+        raise ParamError(f"t_max must be > 0 and finite (got {t_max!r})")
+    atol = default_atol(B0, Vr) if train.atol is None else train.atol
+    t_rec = record_times(model, train) if t_record is None else np.array(t_record, dtype=np.float64).ravel()
+    if t_rec.size and (not np.all(np.isfinite(t_rec)) or np.any(t_rec < 0) or np.any(np.diff(t_rec) <= 0)):
+        raise ParamError("t_record must be finite, >= 0 and strictly increasing")
+    K, n = t_rec.size, B0.size + m * m
+    st = {
+        "coords": np.concatenate([B0.ravel(), E0.ravel()]), "rhs": np.zeros(n), "jacobian": np.zeros((n, n)),
+        "features_r": Vr, "opts": make_opts(model, train, atol, **opts),
+        "fst": np.zeros(_flow.N_FST), "ist": np.zeros(_flow.N_IST, np.int64),
+        "t1": -np.ones(m), "t2": -np.ones(m), "t4": -np.ones(m),
+        "peak": np.zeros((m, m)), "peak_t": -np.ones((m, m)), "vstate": -np.ones((3, m)),
+        "t_rec": t_rec, "rec_A": np.zeros((K, m, L)), "rec_gram": np.zeros((K, m, m)),
+        "rec_E": np.zeros((K, m, m)), "rec_loss": np.zeros(K), "rec_rho": np.zeros((K, m)),
+    }
+    _flow.flow_init(st["coords"], st["rhs"], Vr, head_mask(train.head, m), model_constants(model),
+                    _ratio(train), st["opts"], st["fst"], st["ist"], st["t1"], st["t2"], st["t4"], st["peak"],
+                    st["peak_t"], st["t_rec"], st["rec_A"], st["rec_gram"], st["rec_E"], st["rec_loss"],
+                    st["rec_rho"])
+    return st
+
+
+def _ratio(train: TrainParams) -> float:
+    return float(train.eta_E / train.eta)
+
+
+def advance_state(st: dict, mask: np.ndarray, model_t: tuple, ratio: float, n_steps: int) -> int:
+    """At most ``n_steps`` solver steps on the arrays of :func:`new_state`; the status code."""
+    return int(_flow.flow_advance(st["coords"], st["rhs"], st["jacobian"], st["features_r"], mask, model_t,
+                                  ratio, st["opts"], st["fst"], st["ist"], st["t1"], st["t2"], st["t4"],
+                                  st["peak"], st["peak_t"], st["vstate"], st["t_rec"], st["rec_A"],
+                                  st["rec_gram"], st["rec_E"], st["rec_loss"], st["rec_rho"], int(n_steps)))
+
+
+def stats(st: dict) -> dict:
+    """The solver statistics of a run (``Run.stats``, ``summary.json``)."""
+    ist = st["ist"]
+    return {"n_rhs": int(ist[_flow.I_NRHS]), "accepted_steps": int(ist[_flow.I_NSTEPS]),
+            "rejected_steps": int(ist[_flow.I_NREJECT]), "stiff_steps": int(ist[_flow.I_NSTIFFSTEPS]),
+            "switches": int(ist[_flow.I_NSWITCH]), "jacobians": int(ist[_flow.I_NJAC]),
+            "output_evals": int(ist[_flow.I_NOUT])}
+
+
+def event_arrays(st: dict) -> dict:
+    """The phase events in flow time, keyed as ``events.EVENT_ARRAYS`` (``-1``: never)."""
+    m = st["t1"].shape[0]
+    return {"first_v1": st["t1"].copy(), "c_v1_at_first": np.zeros(m), "first_v2": st["t2"].copy(),
+            "first_head_back": st["t4"].copy(), "peak": st["peak"].copy(), "peak_step": st["peak_t"].copy()}
+
+
+def final_point(st: dict, mask, model_t, ratio):
+    """``(t, A, gram, E, loss, rho)`` at the current state (one extra evaluation)."""
+    y, Vr = st["coords"], st["features_r"]
+    m = mask.shape[0]
+    r, L = Vr.shape
+    out = (np.zeros((1, m, L)), np.zeros((1, m, m)), np.zeros((1, m, m)), np.zeros(1), np.zeros((1, m)))
+    _flow._record(0, 0.0, y, Vr, mask, model_t, ratio, np.empty((m, r)), np.empty((m, m)),
+                  make_workspace(m, r, L), np.empty(y.size), *out)
+    return (float(st["fst"][_flow.F_T]),) + tuple(a[0] for a in out)
+
+
+def initial_state(model: ModelParams, train: TrainParams, V, W0=None, E0=None, **opts) -> tuple:
+    """``(W0, state)`` of a fresh run: ``W0`` materialised from ``train.seed`` (or given) and
+    projected, or ``None`` with ``init="reduced"`` (the reduced law drawn directly);
+    ``state`` from :func:`new_state` (``opts``: its overrides), with ``basis`` = ``Q``
+    (d, r) when ``W0`` is materialised."""
+    if train.init == "reduced":
+        if W0 is not None:
+            raise ParamError("init='reduced' draws W(0) itself: pass no W0 (or use init='materialised')")
+        B0, Vr = reduced_start(model, train.seed, "reduced")
+        return None, new_state(model, train, B0, Vr, E0, **opts)
+    W0 = initial_weights(model, train.seed) if W0 is None else W0
+    W0, E0 = check_weights(W0, E0, model)
+    Q, B, Vr = reduced_coordinates(V, W0)
+    state = new_state(model, train, B, Vr, E0, **opts)
+    state["basis"] = Q
+    return W0, state
+
+
+class FlowEngine(Engine):
+    name = "flow"
+    help = "adaptive gradient flow (eta -> 0 limit of population), in flow time; --init reduced for any d"
+    options = ("rtol", "atol", "init", "record_spacing")
+    continuous = True
+    first_chunk = 256
+    state_arrays = _SOLVER_ARRAYS
+    optional_arrays = ("basis",)  # Q (d, r), materialised init only (W = B Q^T)
+
+    @classmethod
+    def check_memory(cls, model, train):
+        n = model.m * (model.m + model.L) + model.m ** 2
+        if n > 4000:
+            raise ParamError(f"the flow engine's state has {n} coordinates (its Jacobian n^2); "
+                             "use --m below 40 or --engine population")
+
+    @classmethod
+    def start(cls, model, train, inputs, W0, E0):
+        return initial_state(model, train, inputs.V, W0, E0)
+
+    def __init__(self, model, train, inputs, state):
+        super().__init__(model, train, inputs, state)
+        self._mask = np.ascontiguousarray(inputs.E_mask)
+        self._model = inputs.model
+        self._ratio = _ratio(train)
+        # zero steps: compiles the kernel here, so the first compile stays out of Run.elapsed
+        advance_state(state, self._mask, self._model, self._ratio, 0)
+
+    @property
+    def time(self) -> float:
+        return float(self.state["fst"][_flow.F_T])
+
+    def head(self) -> np.ndarray:
+        m = self.model.m
+        return self.state["coords"][-m * m:].reshape(m, m).copy()
+
+    def advance(self, E, rec, rec_state, events, n):
+        code = advance_state(self.state, self._mask, self._model, self._ratio, n)
+        rec_state[0] = self.state["ist"][_flow.I_NSTEPS]
+        E[:] = self.head()
+        return code
+
+    def observe_final(self, E, step, events):
+        pass  # the kernel observes every accepted step's end, the budget's end included
+
+    def coordinates(self) -> np.ndarray:
+        m = self.model.m
+        return self.state["coords"][:-m * m].reshape(m, -1).copy()
+
+    def weights(self):
+        if "basis" not in self.state:
+            return None  # reduced init: W is never materialised
+        return self.coordinates() @ self.state["basis"].T
+
+    def records(self, include_final: bool = True):
+        """``(t, A, gram, E, loss, rho)`` of the recorded points, the final state appended."""
+        st = self.state
+        k = int(st["ist"][_flow.I_NREC])
+        out = [st["t_rec"][:k].copy()] + [st[name][:k].copy() for name in
+                                          ("rec_A", "rec_gram", "rec_E", "rec_loss", "rec_rho")]
+        t = self.time
+        if include_final and (k == 0 or out[0][-1] != t) and _finite(st):
+            point = final_point(st, self._mask, self._model, self._ratio)
+            out = [np.concatenate([a, np.asarray(p, dtype=a.dtype)[None]])
+                   for a, p in zip(out, point, strict=True)]
+        return out
+
+    def events_record(self) -> dict:
+        return event_arrays(self.state) | {"last": self.time, "unit": "flow_time"}
+
+    def stats(self) -> dict:
+        return stats(self.state)
+
+    def progress_info(self) -> dict:
+        st, m = self.state, self.model.m
+        fst = st["fst"]
+        B = self.coordinates()
+        A = B @ st["features_r"]
+        nrm = np.sqrt(np.einsum("ij,ij->i", B, B))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            align = np.abs(np.where(nrm[:, None] > 0, A / nrm[:, None], 0.0))
+        # the convergence measure of core.population.convergence_status
+        speed = (math.sqrt(max(fst[_flow.F_SPEEDW], 0.0))
+                 + self._ratio * math.sqrt(max(fst[_flow.F_SPEEDE], 0.0)))
+        return {"loss": float(fst[_flow.F_LOSS]), "alignment": align, "E": self.head(),
+                "speed": speed, "flow_time": self.time, "m": m}
+
+
+def _finite(st) -> bool:
+    return bool(np.all(np.isfinite(st["coords"])))
+
+
+__all__ = ["FlowEngine", "record_times", "reduced_start", "new_state", "advance_state", "stats"]
+_ = _jit  # the status codes the kernel returns are core._jit's
