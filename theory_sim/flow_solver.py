@@ -40,7 +40,11 @@ DEFAULT_VANISH_SHRINK = 0.75
 DEFAULT_VANISH_ACCEL = 1.5
 """Vanishing rule: ... and the follower's log-log alignment slope has not grown by more than
 this factor meanwhile (an escape accelerates)."""
-DEFAULT_JAC_EVERY = 20
+STIFF_METHODS = {"rodas4": _flow.STIFF_RODAS4, "ros34pw2": _flow.STIFF_ROS34PW2}
+"""Stiff methods of the kernel (see ``core.flow``); docs/flow.md compares them."""
+DEFAULT_STIFF_METHOD = "ros34pw2"
+DEFAULT_JAC_EVERY = {"rodas4": 1, "ros34pw2": 10}
+"""Accepted steps between Jacobians: Rodas4 is not a W-method and needs a fresh one each step."""
 STEPS_PER_CALL = 2000
 
 
@@ -58,8 +62,9 @@ def reduced_start(model: ModelParams, seed: int, init: str = "materialised"):
 
 
 def _opts(train: TrainParams, rtol, atol, t_max, head_tol, vanish_persist, vanish_shrink, h_max, jac_every,
-          vanish_accel):
+          vanish_accel, stiff_method=DEFAULT_STIFF_METHOD):
     o = np.empty(_flow.N_OPTS)
+    o[_flow.O_STIFFMETHOD] = STIFF_METHODS[stiff_method]
     o[_flow.O_RTOL] = rtol
     o[_flow.O_ATOL] = atol
     o[_flow.O_TMAX] = train.max_flow_time if t_max is None else t_max
@@ -78,7 +83,8 @@ def _opts(train: TrainParams, rtol, atol, t_max, head_tol, vanish_persist, vanis
 def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=DEFAULT_RTOL,
               atol=None, t_record=None, t_max=None, head_tol=DEFAULT_HEAD_TOL,
               vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK,
-              h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, vanish_accel=DEFAULT_VANISH_ACCEL) -> dict:
+              h_max=math.inf, jac_every=None, vanish_accel=DEFAULT_VANISH_ACCEL,
+              stiff_method=DEFAULT_STIFF_METHOD) -> dict:
     """Validate and allocate every array of a flow run, and evaluate its start."""
     if not isinstance(model, ModelParams) or not isinstance(train, TrainParams):
         raise TypeError("new_state(model, train, ...) takes a ModelParams and a TrainParams")
@@ -102,6 +108,10 @@ def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=D
         atol = ATOL_FACTOR * float(np.sqrt(np.mean((B0 @ Vr) ** 2)))
     if not (atol >= 0 and math.isfinite(atol)):
         raise ParamError(f"atol must be >= 0 and finite (got {atol!r})")
+    if stiff_method not in STIFF_METHODS:
+        raise ParamError(f"stiff_method must be one of {', '.join(STIFF_METHODS)} (got {stiff_method!r})")
+    if jac_every is None:
+        jac_every = DEFAULT_JAC_EVERY[stiff_method]
     if not (isinstance(jac_every, int) and jac_every >= 1):
         raise ParamError(f"jac_every must be an integer >= 1 (got {jac_every!r})")
     if t_max is not None and not (t_max > 0 and math.isfinite(t_max)):
@@ -118,7 +128,7 @@ def new_state(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=D
         "J": np.zeros((B0.size + m * m,) * 2),
         "Vr": Vr, "mask": mask, "ratio": float(ratio), "shape": B0.shape,
         "opts": _opts(train, rtol, atol, t_max, head_tol, vanish_persist, vanish_shrink, h_max, jac_every,
-                      vanish_accel),
+                      vanish_accel, stiff_method),
         "fst": np.zeros(_flow.N_FST), "ist": np.zeros(_flow.N_IST, np.int64),
         "t1": -np.ones(m), "t2": -np.ones(m), "t4": -np.ones(m),
         "peak": np.zeros((m, m)), "peak_t": -np.ones((m, m)), "vstate": -np.ones((3, m)),
@@ -198,8 +208,8 @@ def result(st: dict) -> dict:
 def integrate_flow(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, rtol=DEFAULT_RTOL,
                    atol=None, t_record=None, t_max=None, head_tol=DEFAULT_HEAD_TOL,
                    vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK,
-                   h_max=math.inf, jac_every=DEFAULT_JAC_EVERY, vanish_accel=DEFAULT_VANISH_ACCEL,
-                   steps_per_call=STEPS_PER_CALL) -> dict:
+                   h_max=math.inf, jac_every=None, vanish_accel=DEFAULT_VANISH_ACCEL,
+                   stiff_method=DEFAULT_STIFF_METHOD, steps_per_call=STEPS_PER_CALL) -> dict:
     """Integrate the gradient flow from ``(B0, E0)`` until it stops; see :func:`result`.
 
     ``t_max`` defaults to ``train.max_flow_time``; ``t_record``: increasing flow times at
@@ -209,7 +219,7 @@ def integrate_flow(model: ModelParams, train: TrainParams, *, B0, Vr, E0=None, r
     st = new_state(model, train, B0=B0, Vr=Vr, E0=E0, rtol=rtol, atol=atol, t_record=t_record,
                    t_max=t_max, head_tol=head_tol, vanish_persist=vanish_persist,
                    vanish_shrink=vanish_shrink, h_max=h_max, jac_every=jac_every,
-                   vanish_accel=vanish_accel)
+                   vanish_accel=vanish_accel, stiff_method=stiff_method)
     while st["ist"][_flow.I_STATUS] == _jit.STATUS_RUNNING:
         advance(st, steps_per_call)
     return result(st)
