@@ -9,10 +9,17 @@ Methods
 -------
 * Dormand-Prince 5(4) (explicit, FSAL, 6 evaluations per step) with Hairer's 4th-order
   dense output, for the non-stiff phases I-IV.
-* Shampine's Rosenbrock 2(3) (``ode23s``; an L-stable Rosenbrock-W method, so the
-  Jacobian may be kept for several steps), with a forward-difference Jacobian (``n``
-  evaluations) and its quadratic dense output, for stiff stretches (a vanishing follower,
-  section 10).
+* A Rosenbrock method for stiff stretches (a vanishing follower, section 10), in Hairer's
+  transformed form with a forward-difference Jacobian (``n`` evaluations, fewer: entries of
+  ``E`` that are not trained are skipped) reused for ``O_JACEVERY`` accepted steps:
+  ``O_STIFFMETHOD`` selects ROS34PW2 (Rang & Angermann 2005; a 4-stage, L-stable,
+  stiffly accurate W-method of order 3 with an embedded order 2: it keeps its order with a
+  stale Jacobian; cubic Hermite dense output on ``(y, f, y_new, f_new)``; 4 evaluations per
+  step, the wrapper's default with a Jacobian every 10 steps) or Rodas4 (Hairer & Wanner;
+  6 stages, order 4(3), L-stable, its own order-3 dense output; not a W-method, so a fresh
+  Jacobian every step). docs/flow.md compares them: at d = 1e4 the order-2 ``ode23s`` this
+  replaces needed 10,678 evaluations to 1e4 T1 (seed 0), ROS34PW2 needs 5,778 and Rodas4,
+  whose 16 evaluations per step buy no larger steps here, about 50,000.
 * Switching, in the manner of LSODA: in explicit mode Hairer's estimate ``h |lambda|``
   from the last two stages (both at ``t + h``) flags an attempt (accepted or rejected) as
   near the stability boundary (``STIFF_HLAMBDA`` = 3.25 on the negative axis) when it
@@ -59,7 +66,13 @@ Stop rules
   alignments drift algebraically (``kappa`` steady or falling). And now (e)
   ``t >= vanish_persist * t0`` (a decade at the default 10: the decay is slow, so one needs
   a range of scales, not a time span) and (f) ``|w_f(t)| <= vanish_shrink |w_f(t0)|``
-  (default 0.75). ``vanish_persist = inf`` disables the rule.
+  (default 0.75); or, the fast path, (h) (a)-(d) and (g) have held over at least two accepted
+  steps and the rising head entry ``|E_fq|`` is at least ``vanish_head`` (default 1: the
+  follower's online output is then more the leader's than its own). At d >= 1e8 (reduced
+  law, defaults) the follower shrinks after T1 while ``E_fl`` and ``E_lf`` grow in opposite
+  signs like ``(t - t_c)^(1/4)`` without bound; the decay is measured from ``t_c ~ T1 ~
+  1e13``, so (e) would need ~1e14 flow time at steps of ~5e6 (docs/flow.md).
+  ``vanish_persist = inf`` disables the rule (both paths).
 
   What it means: at the defaults (alpha = (6, 3), eta_E/eta = 0.1) some followers shrink
   for 1e4-1e6 flow time with ``|c_f2|`` almost flat and then escape along ``v_2`` after
@@ -150,7 +163,8 @@ O_HMAX = 9          # largest step (inf: none)
 O_JACEVERY = 10     # Rosenbrock: recompute J after this many accepted steps
 O_VACCEL = 11       # vanishing rule: largest growth of the log-log alignment slope in the window
 O_STIFFMETHOD = 12  # STIFF_RODAS4 or STIFF_ROS34PW2
-N_OPTS = 13
+O_VHEAD = 13        # vanishing rule, fast path: |E_fq| at which a held window fires at once
+N_OPTS = 14
 
 MODE_EXPLICIT = 0
 MODE_ROSENBROCK = 1
@@ -169,6 +183,8 @@ N_SAMPLES = 8
 KAPPA_FLAT = 0.01
 """Vanishing rule: a log-log alignment slope below this counts as flat (2.3 % per decade)."""
 EXPLICIT_COST = 6.0
+JAC_REL_STEP = 6.0554544523933395e-06
+"""Central-difference step of the Jacobian, relative: eps^(1/3)."""
 
 # Dormand-Prince 5(4)
 C2, C3, C4, C5 = 0.2, 0.3, 0.8, 8.0 / 9.0
@@ -567,6 +583,7 @@ def _jacobian(y, f0, J, Vr, E_mask, model, ratio, Bb, Eb, ws, ytmp, fbuf, m, r, 
     components are zero and the column is never used) are set to zero, not evaluated."""
     n = y.shape[0]
     base = m * r
+    ok = True
     for c in range(n):
         if c >= base:
             jq = c - base
@@ -574,17 +591,27 @@ def _jacobian(y, f0, J, Vr, E_mask, model, ratio, Bb, Eb, ws, ytmp, fbuf, m, r, 
                 for i in range(n):
                     J[i, c] = 0.0
                 continue
-        dy = 1.4901161193847656e-08 * max(abs(y[c]), 1e-6)
+        # central differences: at d >= 1e8 the stiffness ratio reaches 1e9 (docs/flow.md) and
+        # the O(sqrt(eps)) error of forward differences swamps the slow eigenvalues
+        dy = JAC_REL_STEP * max(abs(y[c]), 1e-6)
         for i in range(n):
             ytmp[i] = y[i]
         ytmp[c] = y[c] + dy
-        dy = ytmp[c] - y[c]
+        dyp = ytmp[c] - y[c]
         _rhs(ytmp, fbuf, Vr, E_mask, model, ratio, Bb, Eb, ws)
-        ist[I_NRHS] += 1
         for i in range(n):
-            J[i, c] = (fbuf[i] - f0[i]) / dy
+            J[i, c] = fbuf[i]
+        ytmp[c] = y[c] - dy
+        dym = y[c] - ytmp[c]
+        _rhs(ytmp, fbuf, Vr, E_mask, model, ratio, Bb, Eb, ws)
+        ist[I_NRHS] += 2
+        for i in range(n):
+            J[i, c] = (J[i, c] - fbuf[i]) / (dyp + dym)
+            if not math.isfinite(J[i, c]):
+                ok = False
     ist[I_NJAC] += 1
-    ist[I_JACAGE] = 0
+    ist[I_JACAGE] = 0 if ok else -1
+    return ok
 
 
 @njit
@@ -629,6 +656,7 @@ def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
                     ok = False
                 rate = max(rate, dA / A[fo, l] - dlog_norm)  # d ln|c_fl| / dt
             kappa = t * rate  # log-log slope d ln|c_fl| / d ln t
+        head = 0.0
         if ok:  # (a) + (d): some aligned neuron q, and |E_fq| rising
             rising = False
             for q in range(m):
@@ -641,6 +669,7 @@ def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
                     e = y[base + fo * m + q]
                     if e * f[base + fo * m + q] > 0.0:
                         rising = True
+                        head = max(head, abs(e))
             ok = rising
         if not ok:
             vstate[0, fo] = -1.0
@@ -651,6 +680,10 @@ def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
             vstate[1, fo] = nrm[fo]
             vstate[2, fo] = kappa
         elif t >= opts[O_VPERSIST] * vstate[0, fo] and nrm[fo] <= opts[O_VSHRINK] * vstate[1, fo]:
+            fired = True
+        elif head >= opts[O_VHEAD] and opts[O_VPERSIST] < np.inf:
+            # (h) the window held over two accepted steps with the rising head entry past
+            # O_VHEAD: the follower's online output is the leader's (docs/flow.md)
             fired = True
     return fired
 
@@ -858,15 +891,18 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
             # already at this y (age 0)
             if (ist[I_JACAGE] < 0 or ist[I_JACAGE] >= opts[O_JACEVERY]
                     or (ist[I_REJECTED] == 1 and ist[I_JACAGE] > 0)):
-                _jacobian(y, f0, J, Vr, E_mask, model, ratio, Bb, Eb, ws, ytmp, fbuf, m, r, ist)
-                rad = _spectral_radius(J)
-                fst[F_HSTAB] = STIFF_HLAMBDA / rad if rad > 0.0 else np.inf
-            for i in range(n):
-                for c in range(n):
-                    Wm[i, c] = -J[i, c]
-                Wm[i, i] += 1.0 / (h * gam)
-            if not _lu_factor(Wm, piv):
-                failed = True
+                if _jacobian(y, f0, J, Vr, E_mask, model, ratio, Bb, Eb, ws, ytmp, fbuf, m, r, ist):
+                    rad = _spectral_radius(J)
+                    fst[F_HSTAB] = STIFF_HLAMBDA / rad if rad > 0.0 else np.inf
+                else:  # a column left the domain (a zero row): reject, retry smaller
+                    failed = True
+            if not failed:
+                for i in range(n):
+                    for c in range(n):
+                        Wm[i, c] = -J[i, c]
+                    Wm[i, i] += 1.0 / (h * gam)
+                if not _lu_factor(Wm, piv):
+                    failed = True
             # stages in Hairer's transformed form (docs: module docstring):
             # (I/(h gamma) - J) u_i = f(y + sum_j a_ij u_j) + sum_j c_ij u_j / h
             for st in range(ns):
@@ -1011,7 +1047,7 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
         if mode == MODE_ROSENBROCK:
             ist[I_NSTIFFSTEPS] += 1
             ist[I_JACAGE] += 1
-            ros_cost = ROS_S[int(opts[O_STIFFMETHOD])] + n / max(opts[O_JACEVERY], 1.0)
+            ros_cost = ROS_S[int(opts[O_STIFFMETHOD])] + 2.0 * n / max(opts[O_JACEVERY], 1.0)
             h_exp = min(fst[F_HSTAB], 2.0 * h_next)
             if EXPLICIT_COST / h_exp * SWITCH_BACK_GAIN <= ros_cost / h_next:
                 ist[I_MODE] = MODE_EXPLICIT
