@@ -7,7 +7,7 @@ a warm-up call of each kernel (numba compile). Times are kernel time only
 1. The default run (d=512, alpha=(6,3), seed 1, eta_E/eta=0.1) to convergence: flow vs the
    discrete engine at eta=1e-3 (targets: >= 300x, < 5 ms); RHS evaluations vs steps.
 2. d = 1e9 with the reduced initial law, to its end (target < 50 ms): it ends ``vanishing``
-   by the fast path of the rule (docs/flow.md), the leader aligned and the head entries growing.
+   by the fast path of the rule (docs/model.md section 11), the leader aligned and the head entries growing.
 3. The vanishing follower (d=1e4, alpha=(6, 0.651), eta_E/eta=0.109) integrated to
    1e2, 1e3, 1e4 x its T1 with the vanishing stop off, seeds 0-7: RHS evaluations (target
    <= 10,000 at 1e4 T1, growing like log T), with the stiff method ROS34PW2 (default) and,

@@ -3,7 +3,7 @@
 The Rosenbrock tableaux are checked by an independent numpy stepper (Hairer's transformed
 form, written here) on a small nonlinear ODE against scipy's DOP853: the fitted orders must
 be the published ones. The large-d run (d = 1e9, reduced law) must end as ``vanishing`` in
-bounded work, in the state docs/flow.md describes.
+bounded work, in the state docs/model.md section 11 describes.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_stiff_method_is_validated():
 
 def test_large_d_run_ends_vanishing_in_bounded_work():
     """d = 1e9 (reduced law, seed 1): after T1 the follower shrinks while E_fl and E_lf grow
-    with opposite signs; the fast path of the vanishing rule stops it (docs/flow.md)."""
+    with opposite signs; the fast path of the vanishing rule stops it (docs/model.md section 11)."""
     model, train = ts.ModelParams(), ts.TrainParams()
     B, Vr = reduced_coordinates(model.m, model.L, 10**9, 1)
     res = fs.integrate_flow(model, train, B0=B, Vr=Vr, t_max=1e30)
@@ -125,3 +125,38 @@ def test_large_d_run_ends_vanishing_in_bounded_work():
     st = fs.new_state(model, train, B0=B, Vr=Vr, t_max=1e30, vanish_head=math.inf)
     fs.advance(st, res["n_steps"] + res["n_rejected"] + 5000)
     assert fs.result(st)["status"] == "interrupted"
+
+
+def test_large_d_run_after_T1_matches_radau():
+    """d = 1e9 from the kernel's own state at T1: the follower's shrinkage and the head's
+    antisymmetric growth (docs/model.md section 11) are the flow's, not the kernel's."""
+    from test_flow_reference import canonical
+
+    model, train = ts.ModelParams(), ts.TrainParams()
+    B, Vr = reduced_coordinates(model.m, model.L, 10**9, 1)
+    st = fs.new_state(model, train, B0=B, Vr=Vr, t_max=1e30, vanish_persist=math.inf, rtol=1e-10)
+    while fs.result(st)["phase_times"]["T1"] is None:
+        fs.advance(st, 1)
+    at_t1 = fs.result(st)
+    s_end = 1.0e7
+    ours = fs.integrate_flow(model, train, B0=at_t1["B"], Vr=Vr, E0=at_t1["E"], t_max=s_end,
+                             vanish_persist=math.inf, rtol=1e-10)
+    m, r = at_t1["B"].shape
+    # test_flow_reference.reference starts from E = I; here E starts at the kernel's E(T1)
+    from theory_sim import population_grad
+
+    M = ts.ModelParams(d=r, P=model.P, k=model.k, alpha=model.alpha, pi=model.pi, sigma=model.sigma, m=m)
+    ratio, mask = train.eta_E / train.eta, 1.0 - np.eye(m)
+
+    def f(t, y):
+        gW, gE = population_grad(y[:m * r].reshape(m, r), y[m * r:].reshape(m, m), M)
+        return np.concatenate([-gW.ravel(), -(ratio * mask * gE).ravel()])
+
+    y0 = np.concatenate([canonical(at_t1["B"], Vr).ravel(), at_t1["E"].ravel()])
+    ref = solve_ivp(f, (0.0, s_end), y0, method="Radau", rtol=1e-8, atol=1e-14)
+    W, E = ref.y[:m * r, -1].reshape(m, r), ref.y[m * r:, -1].reshape(m, m)
+    lead = at_t1["phase_times"]["leader"]
+    fol = 1 - lead
+    assert np.linalg.norm(W[fol]) < 0.15 and abs(E[fol, lead]) > 0.2 and E[fol, lead] * E[lead, fol] < 0
+    assert np.allclose(canonical(ours["B"], Vr), W, rtol=1e-5, atol=1e-9)
+    assert np.allclose(ours["E"], E, rtol=1e-5, atol=1e-9)

@@ -40,7 +40,7 @@ DEFAULT_VANISH_SHRINK = 0.75
 DEFAULT_VANISH_HEAD = 1.0
 """Vanishing rule, fast path: a held window fires at once when the follower's rising head
 entry ``|E_fq|`` reaches ``max(DEFAULT_VANISH_HEAD, VANISH_HEAD_PER_SQRT_RATIO *
-sqrt(eta_E/eta))`` (docs/flow.md: at d >= 1e8 the head entries then grow without bound,
+sqrt(eta_E/eta))`` (docs/model.md section 11: at d >= 1e8 the head entries then grow without bound,
 like t^(1/4); the converged runs of a 432-run check at d = 512 peak at 0.18, 0.76, 0.06 for
 eta_E/eta = 0.1, 1, 0.01, i.e. at most ~0.76 sqrt(eta_E/eta))."""
 VANISH_HEAD_PER_SQRT_RATIO = 1.5
@@ -48,7 +48,7 @@ DEFAULT_VANISH_ACCEL = 1.5
 """Vanishing rule: ... and the follower's log-log alignment slope has not grown by more than
 this factor meanwhile (an escape accelerates)."""
 STIFF_METHODS = {"rodas4": _flow.STIFF_RODAS4, "ros34pw2": _flow.STIFF_ROS34PW2}
-"""Stiff methods of the kernel (see ``core.flow``); docs/flow.md compares them."""
+"""Stiff methods of the kernel (see ``core.flow``); docs/model.md section 11 compares them."""
 DEFAULT_STIFF_METHOD = "ros34pw2"
 DEFAULT_JAC_EVERY = {"rodas4": 1, "ros34pw2": 10}
 """Accepted steps between Jacobians: Rodas4 is not a W-method and needs a fresh one each step."""

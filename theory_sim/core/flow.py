@@ -10,16 +10,16 @@ Methods
 * Dormand-Prince 5(4) (explicit, FSAL, 6 evaluations per step) with Hairer's 4th-order
   dense output, for the non-stiff phases I-IV.
 * A Rosenbrock method for stiff stretches (a vanishing follower, section 10), in Hairer's
-  transformed form with a forward-difference Jacobian (``n`` evaluations, fewer: entries of
+  transformed form with a central-difference Jacobian (``2 n`` evaluations, fewer: entries of
   ``E`` that are not trained are skipped) reused for ``O_JACEVERY`` accepted steps:
   ``O_STIFFMETHOD`` selects ROS34PW2 (Rang & Angermann 2005; a 4-stage, L-stable,
   stiffly accurate W-method of order 3 with an embedded order 2: it keeps its order with a
   stale Jacobian; cubic Hermite dense output on ``(y, f, y_new, f_new)``; 4 evaluations per
   step, the wrapper's default with a Jacobian every 10 steps) or Rodas4 (Hairer & Wanner;
   6 stages, order 4(3), L-stable, its own order-3 dense output; not a W-method, so a fresh
-  Jacobian every step). docs/flow.md compares them: at d = 1e4 the order-2 ``ode23s`` this
-  replaces needed 10,678 evaluations to 1e4 T1 (seed 0), ROS34PW2 needs 5,778 and Rodas4,
-  whose 16 evaluations per step buy no larger steps here, about 50,000.
+  Jacobian every step). docs/model.md section 11 compares them: at d = 1e4 the order-2 ``ode23s`` this
+  replaces needed 10,678 evaluations to 1e4 T1 (seed 0), ROS34PW2 needs 6,286 and Rodas4,
+  whose ~26 evaluations per step buy no larger steps here, tens of thousands.
 * Switching, in the manner of LSODA: in explicit mode Hairer's estimate ``h |lambda|``
   from the last two stages (both at ``t + h``) flags an attempt (accepted or rejected) as
   near the stability boundary (``STIFF_HLAMBDA`` = 3.25 on the negative axis) when it
@@ -71,7 +71,7 @@ Stop rules
   follower's online output is then more the leader's than its own). At d >= 1e8 (reduced
   law, defaults) the follower shrinks after T1 while ``E_fl`` and ``E_lf`` grow in opposite
   signs like ``(t - t_c)^(1/4)`` without bound; the decay is measured from ``t_c ~ T1 ~
-  1e13``, so (e) would need ~1e14 flow time at steps of ~5e6 (docs/flow.md).
+  1e13``, so (e) would need ~1e14 flow time at steps of ~5e6 (docs/model.md section 11).
   ``vanish_persist = inf`` disables the rule (both paths).
 
   What it means: at the defaults (alpha = (6, 3), eta_E/eta = 0.1) some followers shrink
@@ -591,7 +591,7 @@ def _jacobian(y, f0, J, Vr, E_mask, model, ratio, Bb, Eb, ws, ytmp, fbuf, m, r, 
                 for i in range(n):
                     J[i, c] = 0.0
                 continue
-        # central differences: at d >= 1e8 the stiffness ratio reaches 1e9 (docs/flow.md) and
+        # central differences: at d >= 1e8 the stiffness ratio reaches 1e9 (docs/model.md section 11) and
         # the O(sqrt(eps)) error of forward differences swamps the slow eigenvalues
         dy = JAC_REL_STEP * max(abs(y[c]), 1e-6)
         for i in range(n):
@@ -683,7 +683,7 @@ def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
             fired = True
         elif head >= opts[O_VHEAD] and opts[O_VPERSIST] < np.inf:
             # (h) the window held over two accepted steps with the rising head entry past
-            # O_VHEAD: the follower's online output is the leader's (docs/flow.md)
+            # O_VHEAD: the follower's online output is the leader's (docs/model.md section 11)
             fired = True
     return fired
 
