@@ -18,6 +18,7 @@ from theory_sim.model import head_mask, model_constants
 from theory_sim.status import STATUS_NAMES
 
 reduced_start = engine.reduced_start
+DEFAULT_VANISH_HEAD = engine.DEFAULT_VANISH_HEAD
 DEFAULT_RTOL = 1e-7
 
 

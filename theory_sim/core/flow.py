@@ -9,10 +9,17 @@ Methods
 -------
 * Dormand-Prince 5(4) (explicit, FSAL, 6 evaluations per step) with Hairer's 4th-order
   dense output, for the non-stiff phases I-IV.
-* Shampine's Rosenbrock 2(3) (``ode23s``; an L-stable Rosenbrock-W method, so the
-  Jacobian may be kept for several steps), with a forward-difference Jacobian (``n``
-  evaluations) and its quadratic dense output, for stiff stretches (a vanishing follower,
-  section 10).
+* A Rosenbrock method for stiff stretches (a vanishing follower, section 10), in Hairer's
+  transformed form with a central-difference Jacobian (``2 n`` evaluations, fewer: entries of
+  ``E`` that are not trained are skipped) reused for ``O_JACEVERY`` accepted steps:
+  ``O_STIFFMETHOD`` selects ROS34PW2 (Rang & Angermann 2005; a 4-stage, L-stable,
+  stiffly accurate W-method of order 3 with an embedded order 2: it keeps its order with a
+  stale Jacobian; cubic Hermite dense output on ``(y, f, y_new, f_new)``; 4 evaluations per
+  step, the wrapper's default with a Jacobian every 10 steps) or Rodas4 (Hairer & Wanner;
+  6 stages, order 4(3), L-stable, its own order-3 dense output; not a W-method, so a fresh
+  Jacobian every step). docs/model.md section 11 compares them: at d = 1e4 the order-2 ``ode23s`` this
+  replaces needed 10,678 evaluations to 1e4 T1 (seed 0), ROS34PW2 needs 6,286 and Rodas4,
+  whose ~26 evaluations per step buy no larger steps here, tens of thousands.
 * Switching, in the manner of LSODA: in explicit mode Hairer's estimate ``h |lambda|``
   from the last two stages (both at ``t + h``) flags an attempt (accepted or rejected) as
   near the stability boundary (``STIFF_HLAMBDA`` = 3.25 on the negative axis) when it
@@ -59,7 +66,13 @@ Stop rules
   alignments drift algebraically (``kappa`` steady or falling). And now (e)
   ``t >= vanish_persist * t0`` (a decade at the default 10: the decay is slow, so one needs
   a range of scales, not a time span) and (f) ``|w_f(t)| <= vanish_shrink |w_f(t0)|``
-  (default 0.75). ``vanish_persist = inf`` disables the rule.
+  (default 0.75); or, the fast path, (h) (a)-(d) and (g) have held over at least two accepted
+  steps and the rising head entry ``|E_fq|`` is at least ``vanish_head`` (default 1: the
+  follower's online output is then more the leader's than its own). At d >= 1e8 (reduced
+  law, defaults) the follower shrinks after T1 while ``E_fl`` and ``E_lf`` grow in opposite
+  signs like ``(t - t_c)^(1/4)`` without bound; the decay is measured from ``t_c ~ T1 ~
+  1e13``, so (e) would need ~1e14 flow time at steps of ~5e6 (docs/model.md section 11).
+  ``vanish_persist = inf`` disables the rule (both paths).
 
   What it means: at the defaults (alpha = (6, 3), eta_E/eta = 0.1) some followers shrink
   for 1e4-1e6 flow time with ``|c_f2|`` almost flat and then escape along ``v_2`` after
@@ -149,7 +162,9 @@ O_VSHRINK = 8       # vanishing rule: |w_f| <= shrink * |w_f(t0)|
 O_HMAX = 9          # largest step (inf: none)
 O_JACEVERY = 10     # Rosenbrock: recompute J after this many accepted steps
 O_VACCEL = 11       # vanishing rule: largest growth of the log-log alignment slope in the window
-N_OPTS = 12
+O_STIFFMETHOD = 12  # STIFF_RODAS4 or STIFF_ROS34PW2
+O_VHEAD = 13        # vanishing rule, fast path: |E_fq| at which a held window fires at once
+N_OPTS = 14
 
 MODE_EXPLICIT = 0
 MODE_ROSENBROCK = 1
@@ -168,6 +183,8 @@ N_SAMPLES = 8
 KAPPA_FLAT = 0.01
 """Vanishing rule: a log-log alignment slope below this counts as flat (2.3 % per decade)."""
 EXPLICIT_COST = 6.0
+JAC_REL_STEP = 6.0554544523933395e-06
+"""Central-difference step of the Jacobian, relative: eps^(1/3)."""
 
 # Dormand-Prince 5(4)
 C2, C3, C4, C5 = 0.2, 0.3, 0.8, 8.0 / 9.0
@@ -181,9 +198,74 @@ E1, E3, E4, E5, E6, E7 = (71.0 / 57600.0, -71.0 / 16695.0, 71.0 / 1920.0, -17253
                           22.0 / 525.0, -1.0 / 40.0)
 D1, D3, D4 = -12715105075.0 / 11282082432.0, 87487479700.0 / 32700410799.0, -10690763975.0 / 1880347072.0
 D5, D6, D7 = 701980252875.0 / 199316789632.0, -1453857185.0 / 822651844.0, 69997945.0 / 29380423.0
-# Rosenbrock 2(3) of Shampine & Reichelt (ode23s)
-RB_D = 1.0 / (2.0 + math.sqrt(2.0))
-RB_E32 = 6.0 + math.sqrt(2.0)
+# Rosenbrock methods in Hairer's transformed form (Hairer & Wanner, Solving ODEs II, IV.7):
+# (I/(h gamma) - J) u_i = f(y + sum_{j<i} a_ij u_j) + sum_{j<i} c_ij u_j / h,
+# y_new = y + sum m_i u_i, error estimate sum e_i u_i.
+STIFF_RODAS4 = 0
+"""Rodas4 (Hairer & Wanner): 6 stages, order 4 (embedded 3), L-stable, stiffly accurate,
+order-3 dense output. Needs the exact Jacobian (it is not a W-method): ``jac_every = 1``."""
+STIFF_ROS34PW2 = 1
+"""ROS34PW2 (Rang & Angermann 2005): 4 stages, W-method of order 3 (embedded 2), L-stable,
+stiffly accurate: keeps its order with a Jacobian reused over several steps."""
+
+
+def _rodas4():
+    a = np.zeros((6, 6))
+    c = np.zeros((6, 6))
+    a[1, 0] = 1.544
+    a[2, :2] = (0.9466785280815826, 0.2557011698983284)
+    a[3, :3] = (3.314825187068521, 2.896124015972201, 0.9986419139977817)
+    a[4, :4] = (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950)
+    a[5, :5] = (*a[4, :4], 1.0)
+    c[1, 0] = -5.6688
+    c[2, :2] = (-2.430093356833875, -0.2063599157091915)
+    c[3, :3] = (-0.1073529058151375, -9.594562251023355, -20.47028614809616)
+    c[4, :4] = (7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160)
+    c[5, :5] = (8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136,
+                -6.058818238834054)
+    m = np.append(a[5, :5], 1.0)
+    e = np.zeros(6)
+    e[5] = 1.0
+    hd = np.array([[10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823,
+                    1.025137723295662, 0.0],
+                   [-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386,
+                    -6.594389125716872, 0.0]])
+    return 0.25, a, c, m, e, hd
+
+
+def _ros34pw2():
+    """From the published (alpha, Gamma, b, b_hat) form: a = alpha Gamma^-1,
+    c = diag(1/gamma) - Gamma^-1, m = b Gamma^-1, e = (b - b_hat) Gamma^-1."""
+    gam = 4.3586652150845900e-01
+    al = np.zeros((4, 4))
+    G = np.eye(4) * gam
+    al[1, 0] = 8.7173304301691801e-01
+    al[2, :2] = (8.4457060015369423e-01, -1.1299064236484185e-01)
+    al[3, 2] = 1.0
+    G[1, 0] = -8.7173304301691801e-01
+    G[2, :2] = (-9.0338057013044082e-01, 5.4180672388095326e-02)
+    G[3, :3] = (2.4212380706095346e-01, -1.2232505839045147e+00, 5.4526025533510214e-01)
+    b = np.array([2.4212380706095346e-1, -1.2232505839045147, 1.5452602553351020, gam])
+    bh = np.array([3.7810903145819369e-1, -9.6042292212423178e-2, 0.5, 2.1793326075422950e-1])
+    Gi = np.linalg.inv(G)
+    a, c = np.zeros((6, 6)), np.zeros((6, 6))
+    a[:4, :4] = al @ Gi
+    c[:4, :4] = np.diag(np.diag(Gi)) - Gi
+    m, e = np.zeros(6), np.zeros(6)
+    m[:4], e[:4] = b @ Gi, (b - bh) @ Gi
+    return gam, a, c, m, e, np.zeros((2, 6))
+
+
+_TABS = (_rodas4(), _ros34pw2())
+ROS_GAMMA = np.array([t[0] for t in _TABS])
+ROS_A = np.array([t[1] for t in _TABS])
+ROS_C = np.array([t[2] for t in _TABS])
+ROS_M = np.array([t[3] for t in _TABS])
+ROS_E = np.array([t[4] for t in _TABS])
+ROS_H = np.array([t[5] for t in _TABS])
+ROS_S = np.array([6, 4], dtype=np.int64)           # stages = evaluations per step (FSAL included)
+ROS_KORD = np.array([4.0, 3.0])                     # order of the error estimate + 1
+ROS_OWN_DENSE = np.array([True, False])            # else cubic Hermite on (y, f, y_new, f_new)
 
 
 @njit
@@ -495,6 +577,44 @@ def _lu_solve(W, piv, b):
 
 
 @njit
+def _jacobian(y, f0, J, Vr, E_mask, model, ratio, Bb, Eb, ws, ytmp, fbuf, m, r, ist):
+    """Forward differences around ``y`` (``f0 = f(y)`` known). Columns of coordinates that
+    never move (untrained head entries: their rows of J are zero, so their stage
+    components are zero and the column is never used) are set to zero, not evaluated."""
+    n = y.shape[0]
+    base = m * r
+    ok = True
+    for c in range(n):
+        if c >= base:
+            jq = c - base
+            if E_mask[jq // m, jq % m] == 0.0 or ratio == 0.0:
+                for i in range(n):
+                    J[i, c] = 0.0
+                continue
+        # central differences: at d >= 1e8 the stiffness ratio reaches 1e9 (docs/model.md section 11) and
+        # the O(sqrt(eps)) error of forward differences swamps the slow eigenvalues
+        dy = JAC_REL_STEP * max(abs(y[c]), 1e-6)
+        for i in range(n):
+            ytmp[i] = y[i]
+        ytmp[c] = y[c] + dy
+        dyp = ytmp[c] - y[c]
+        _rhs(ytmp, fbuf, Vr, E_mask, model, ratio, Bb, Eb, ws)
+        for i in range(n):
+            J[i, c] = fbuf[i]
+        ytmp[c] = y[c] - dy
+        dym = y[c] - ytmp[c]
+        _rhs(ytmp, fbuf, Vr, E_mask, model, ratio, Bb, Eb, ws)
+        ist[I_NRHS] += 2
+        for i in range(n):
+            J[i, c] = (J[i, c] - fbuf[i]) / (dyp + dym)
+            if not math.isfinite(J[i, c]):
+                ok = False
+    ist[I_NJAC] += 1
+    ist[I_JACAGE] = 0 if ok else -1
+    return ok
+
+
+@njit
 def _spectral_radius(J):
     ev = np.linalg.eigvals(J.astype(np.complex128))
     rad = 0.0
@@ -536,6 +656,7 @@ def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
                     ok = False
                 rate = max(rate, dA / A[fo, l] - dlog_norm)  # d ln|c_fl| / dt
             kappa = t * rate  # log-log slope d ln|c_fl| / d ln t
+        head = 0.0
         if ok:  # (a) + (d): some aligned neuron q, and |E_fq| rising
             rising = False
             for q in range(m):
@@ -548,6 +669,7 @@ def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
                     e = y[base + fo * m + q]
                     if e * f[base + fo * m + q] > 0.0:
                         rising = True
+                        head = max(head, abs(e))
             ok = rising
         if not ok:
             vstate[0, fo] = -1.0
@@ -558,6 +680,10 @@ def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
             vstate[1, fo] = nrm[fo]
             vstate[2, fo] = kappa
         elif t >= opts[O_VPERSIST] * vstate[0, fo] and nrm[fo] <= opts[O_VSHRINK] * vstate[1, fo]:
+            fired = True
+        elif head >= opts[O_VHEAD] and opts[O_VPERSIST] < np.inf:
+            # (h) the window held over two accepted steps with the rising head entry past
+            # O_VHEAD: the follower's online output is the leader's (docs/model.md section 11)
             fired = True
     return fired
 
@@ -757,54 +883,63 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
                     errv[i] = h * (E1 * k[0, i] + E3 * k[2, i] + E4 * k[3, i] + E5 * k[4, i]
                                    + E6 * k[5, i] + E7 * k[6, i])
         else:
-            kord = 3.0
-            if ist[I_JACAGE] < 0 or ist[I_JACAGE] >= opts[O_JACEVERY] or ist[I_REJECTED] == 1:
-                # forward differences around y (f0 = f(y) is known)
-                for c in range(n):
-                    dy = 1.4901161193847656e-08 * max(abs(y[c]), 1e-6)
-                    for i in range(n):
-                        ytmp[i] = y[i]
-                    ytmp[c] = y[c] + dy
-                    dy = ytmp[c] - y[c]
-                    _rhs(ytmp, fbuf, Vr, E_mask, model, ratio, Bb, Eb, ws)
-                    for i in range(n):
-                        J[i, c] = (fbuf[i] - f0[i]) / dy
-                ist[I_NRHS] += n
-                ist[I_NJAC] += 1
-                ist[I_JACAGE] = 0
-                rad = _spectral_radius(J)
-                fst[F_HSTAB] = STIFF_HLAMBDA / rad if rad > 0.0 else np.inf
-            for i in range(n):
-                for c in range(n):
-                    Wm[i, c] = -h * RB_D * J[i, c]
-                Wm[i, i] += 1.0
-            if not _lu_factor(Wm, piv):
-                failed = True
+            meth = int(opts[O_STIFFMETHOD])
+            ns = ROS_S[meth]
+            kord = ROS_KORD[meth]
+            gam = ROS_GAMMA[meth]
+            # a fresh Jacobian when asked, when old, or after a rejection unless it is
+            # already at this y (age 0)
+            if (ist[I_JACAGE] < 0 or ist[I_JACAGE] >= opts[O_JACEVERY]
+                    or (ist[I_REJECTED] == 1 and ist[I_JACAGE] > 0)):
+                if _jacobian(y, f0, J, Vr, E_mask, model, ratio, Bb, Eb, ws, ytmp, fbuf, m, r, ist):
+                    rad = _spectral_radius(J)
+                    fst[F_HSTAB] = STIFF_HLAMBDA / rad if rad > 0.0 else np.inf
+                else:  # a column left the domain (a zero row): reject, retry smaller
+                    failed = True
             if not failed:
                 for i in range(n):
-                    k[0, i] = f0[i]
-                _lu_solve(Wm, piv, k[0])                       # k1
+                    for c in range(n):
+                        Wm[i, c] = -J[i, c]
+                    Wm[i, i] += 1.0 / (h * gam)
+                if not _lu_factor(Wm, piv):
+                    failed = True
+            # stages in Hairer's transformed form (docs: module docstring):
+            # (I/(h gamma) - J) u_i = f(y + sum_j a_ij u_j) + sum_j c_ij u_j / h
+            for st in range(ns):
+                if failed:
+                    break
+                if st == 0:
+                    for i in range(n):
+                        fbuf[i] = f0[i]
+                else:
+                    for i in range(n):
+                        acc = y[i]
+                        for q in range(st):
+                            acc += ROS_A[meth, st, q] * k[q, i]
+                        ytmp[i] = acc
+                    res = _rhs(ytmp, fbuf, Vr, E_mask, model, ratio, Bb, Eb, ws)
+                    ist[I_NRHS] += 1
+                    if step_status(res[0], res[1], res[2]) != STATUS_RUNNING:
+                        failed = True
+                        break
                 for i in range(n):
-                    ytmp[i] = y[i] + 0.5 * h * k[0, i]
-                res = _rhs(ytmp, k[3], Vr, E_mask, model, ratio, Bb, Eb, ws)   # F1
+                    acc = fbuf[i]
+                    for q in range(st):
+                        acc += ROS_C[meth, st, q] / h * k[q, i]
+                    k[st, i] = acc
+                _lu_solve(Wm, piv, k[st])
+            if not failed:
+                for i in range(n):
+                    acc = y[i]
+                    e = 0.0
+                    for q in range(ns):
+                        acc += ROS_M[meth, q] * k[q, i]
+                        e += ROS_E[meth, q] * k[q, i]
+                    y1[i] = acc
+                    errv[i] = e
+                res = _rhs(y1, k[6], Vr, E_mask, model, ratio, Bb, Eb, ws)     # FSAL: f(y_new)
                 ist[I_NRHS] += 1
                 failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
-            if not failed:
-                for i in range(n):
-                    k[1, i] = k[3, i] - k[0, i]
-                _lu_solve(Wm, piv, k[1])
-                for i in range(n):
-                    k[1, i] += k[0, i]                         # k2
-                    y1[i] = y[i] + h * k[1, i]
-                res = _rhs(y1, k[6], Vr, E_mask, model, ratio, Bb, Eb, ws)     # F2 = f(y_new)
-                ist[I_NRHS] += 1
-                failed = step_status(res[0], res[1], res[2]) != STATUS_RUNNING
-            if not failed:
-                for i in range(n):
-                    k[2, i] = k[6, i] - RB_E32 * (k[1, i] - k[3, i]) - 2.0 * (k[0, i] - f0[i])
-                _lu_solve(Wm, piv, k[2])                       # k3
-                for i in range(n):
-                    errv[i] = h / 6.0 * (k[0, i] - 2.0 * k[1, i] + k[2, i])
         if failed:
             ist[I_LASTFAIL] = STATUS_NONFINITE
             ist[I_REJECTED] = 1
@@ -855,15 +990,26 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
                 dense[4, i] = h * (D1 * k[0, i] + D3 * k[2, i] + D4 * k[3, i] + D5 * k[4, i]
                                    + D6 * k[5, i] + D7 * k[6, i])
         else:
-            # y(t + s h) = y + s a + s^2 b
+            meth = int(opts[O_STIFFMETHOD])
+            ns = ROS_S[meth]
             for i in range(n):
-                a = h * (k[0, i] - 2.0 * RB_D * k[1, i]) / (1.0 - 2.0 * RB_D)
-                b = h * (k[1, i] - k[0, i]) / (1.0 - 2.0 * RB_D)
+                ydiff = y1[i] - y[i]
                 dense[0, i] = y[i]
-                dense[1, i] = a + b
-                dense[2, i] = -b
-                dense[3, i] = 0.0
+                dense[1, i] = ydiff
                 dense[4, i] = 0.0
+                if ROS_OWN_DENSE[meth]:
+                    # the method's own (order-3) interpolant, y0 + th dy + th (1-th) (h1 + th h2)
+                    a = 0.0
+                    b = 0.0
+                    for q in range(ns):
+                        a += ROS_H[meth, 0, q] * k[q, i]
+                        b += ROS_H[meth, 1, q] * k[q, i]
+                    dense[2, i] = a
+                    dense[3, i] = b
+                else:  # cubic Hermite on (y, f0, y1, f1)
+                    bspl = h * f0[i] - ydiff
+                    dense[2, i] = bspl
+                    dense[3, i] = ydiff - h * k[6, i] - bspl
         if last:
             t_new = tmax
             t_lo = 0.0
@@ -901,7 +1047,7 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
         if mode == MODE_ROSENBROCK:
             ist[I_NSTIFFSTEPS] += 1
             ist[I_JACAGE] += 1
-            ros_cost = 2.0 + n / max(opts[O_JACEVERY], 1.0)
+            ros_cost = ROS_S[int(opts[O_STIFFMETHOD])] + 2.0 * n / max(opts[O_JACEVERY], 1.0)
             h_exp = min(fst[F_HSTAB], 2.0 * h_next)
             if EXPLICIT_COST / h_exp * SWITCH_BACK_GAIN <= ros_cost / h_next:
                 ist[I_MODE] = MODE_EXPLICIT

@@ -45,7 +45,18 @@ DEFAULT_VANISH_SHRINK = 0.75
 DEFAULT_VANISH_ACCEL = 1.5
 """Vanishing rule: ... and the follower's log-log alignment slope has not grown by more than
 this factor meanwhile (an escape accelerates)."""
-DEFAULT_JAC_EVERY = 20
+DEFAULT_VANISH_HEAD = 1.0
+"""Vanishing rule, fast path: a held window fires at once when the follower's rising head
+entry ``|E_fq|`` reaches ``max(DEFAULT_VANISH_HEAD, VANISH_HEAD_PER_SQRT_RATIO *
+sqrt(eta_E/eta))`` (docs/model.md section 11: at d >= 1e8 the head entries then grow without
+bound, like t^(1/4); converged runs of a 432-run check at d = 512 peaked at most at about
+0.76 sqrt(eta_E/eta))."""
+VANISH_HEAD_PER_SQRT_RATIO = 1.5
+STIFF_METHODS = {"rodas4": _flow.STIFF_RODAS4, "ros34pw2": _flow.STIFF_ROS34PW2}
+"""Stiff methods of the kernel (``core.flow``); docs/model.md section 11 compares them."""
+DEFAULT_STIFF_METHOD = "ros34pw2"
+DEFAULT_JAC_EVERY = {"rodas4": 1, "ros34pw2": 10}
+"""Accepted steps between Jacobians: Rodas4 is not a W-method and needs a fresh one each step."""
 LOG_RECORD_START = 1e-2
 """First positive recorded time of ``record_spacing="log"`` (flow time; the grid is t = 0,
 then geometric from here to the end)."""
@@ -82,9 +93,17 @@ def record_times(model: ModelParams, train: TrainParams) -> np.ndarray:
 
 def make_opts(model: ModelParams, train: TrainParams, atol: float, *, t_max=None, head_tol=DEFAULT_HEAD_TOL,
               vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK, h_max=math.inf,
-              jac_every=DEFAULT_JAC_EVERY, vanish_accel=DEFAULT_VANISH_ACCEL) -> np.ndarray:
-    """The kernel's ``opts`` vector (``core.flow.O_*``)."""
+              jac_every=None, vanish_accel=DEFAULT_VANISH_ACCEL, stiff_method=DEFAULT_STIFF_METHOD,
+              vanish_head=None) -> np.ndarray:
+    """The kernel's ``opts`` vector (``core.flow.O_*``); ``None`` options take their defaults."""
     o = np.empty(_flow.N_OPTS)
+    if jac_every is None:
+        jac_every = DEFAULT_JAC_EVERY[stiff_method]
+    if vanish_head is None:
+        ratio = train.eta_E / train.eta
+        vanish_head = max(DEFAULT_VANISH_HEAD, VANISH_HEAD_PER_SQRT_RATIO * math.sqrt(ratio))
+    o[_flow.O_STIFFMETHOD] = STIFF_METHODS[stiff_method]
+    o[_flow.O_VHEAD] = vanish_head
     if t_max is None:
         t_max = horizon(model, train)
     o[_flow.O_RTOL] = train.rtol
@@ -126,10 +145,14 @@ def new_state(model: ModelParams, train: TrainParams, B0, Vr, E0=None, *, t_reco
         raise ParamError(f"E0 must have shape (m, m) = ({m}, {m}) (got {E0.shape})")
     if not (np.all(np.isfinite(B0)) and np.all(np.isfinite(E0)) and np.all(np.isfinite(Vr))):
         raise ParamError("B0, Vr and E0 must be finite")
-    for name in ("head_tol", "vanish_persist", "vanish_shrink", "h_max", "vanish_accel"):
-        if name in opts and not opts[name] > 0:
+    for name in ("head_tol", "vanish_persist", "vanish_shrink", "h_max", "vanish_accel", "vanish_head"):
+        if opts.get(name) is not None and not opts[name] > 0:
             raise ParamError(f"{name} must be > 0 (got {opts[name]!r})")
-    jac_every = opts.get("jac_every", DEFAULT_JAC_EVERY)
+    stiff_method = opts.get("stiff_method", DEFAULT_STIFF_METHOD)
+    if stiff_method not in STIFF_METHODS:
+        raise ParamError(f"stiff_method must be one of {', '.join(STIFF_METHODS)} (got {stiff_method!r})")
+    jac_every = opts.get("jac_every")
+    jac_every = DEFAULT_JAC_EVERY[stiff_method] if jac_every is None else jac_every
     if not (isinstance(jac_every, int) and jac_every >= 1):
         raise ParamError(f"jac_every must be an integer >= 1 (got {jac_every!r})")
     t_max = opts.get("t_max")
