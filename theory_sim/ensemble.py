@@ -80,6 +80,9 @@ def _broadcast(models, trains, head_tol):
             plural = "s" if len(BATCHED_ENGINES) > 1 else ""
             raise ParamError(f"simulate_many runs the {' / '.join(BATCHED_ENGINES)} engine{plural} only "
                              f"(run {i} has engine={t.engine!r})")
+        if (t.norm, t.stopgrad, t.target) != ("bn", "on", "online"):  # docs/model.md section 12
+            raise ParamError(f"simulate_many runs the paper's model only (run {i} has norm={t.norm}, "
+                             f"stopgrad={t.stopgrad}, target={t.target}); run ablations with simulate()")
     return models, trains, tols
 
 

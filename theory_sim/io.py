@@ -25,7 +25,7 @@ FORMAT = "theory-sim-run"
 FORMAT_VERSION = 1
 TRAJECTORY = "trajectory.npz"
 SUMMARY = "summary.json"
-_ARRAYS = ("steps", "alignment", "norms", "E", "loss", "rho", "gram", "W0", "W", "E_final")
+_ARRAYS = ("steps", "alignment", "norms", "E", "loss", "rho", "gram", "W0", "W", "E_final", "W_target")
 
 
 class RunFileError(ValueError):

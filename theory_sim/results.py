@@ -33,6 +33,8 @@ class Run:
         of ``EVENT_ARRAYS`` plus ``last`` evaluated step, ``align_threshold`` and
         ``head_tol``), or ``None`` (a file or checkpoint from before they were tracked);
         ``analysis.phase_times`` reads them when its threshold and head_tol match.
+    W_target : (m, d) the final EMA target weights ``Wbar`` (``target="ema"``, docs/model.md
+        section 12), else ``None``.
     """
 
     steps: np.ndarray
@@ -50,6 +52,7 @@ class Run:
     E_final: np.ndarray = field(default=None, repr=False)
     elapsed: float = float("nan")
     events: dict | None = field(default=None, repr=False)
+    W_target: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.status not in STATUSES:

@@ -52,7 +52,8 @@ methods
 
 from __future__ import annotations
 
-from .base import Engine, StepInputs, step_inputs, stop_rule
+from ..params import ParamError
+from .base import Engine, StepInputs, is_default_variant, step_inputs, stop_rule
 from .population import PopulationEngine
 from .sgd import SGDEngine
 from .sgd_fast import SGDFastEngine
@@ -64,5 +65,16 @@ ENGINES: dict[str, type[Engine]] = {
 }
 """Engine name -> engine class: the one list of engines."""
 
-__all__ = ["ENGINES", "Engine", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs", "step_inputs",
+
+def check_variant(train) -> None:
+    """Refuse, in one line, an ablation (docs/model.md section 12) that ``train.engine``
+    does not run (its class has ``variants = False``), naming the engines that do."""
+    if is_default_variant(train) or ENGINES[train.engine].variants:
+        return
+    able = ", ".join(name for name, eng in ENGINES.items() if eng.variants)
+    raise ParamError(f"engine {train.engine!r} runs only the paper's model (norm=bn, stopgrad=on, "
+                     f"target=online); use --engine {able} for norm={train.norm}, stopgrad={train.stopgrad}, "
+                     f"target={train.target}")
+
+__all__ = ["ENGINES", "Engine", "check_variant", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs", "step_inputs",
            "stop_rule"]

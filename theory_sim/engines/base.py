@@ -11,6 +11,8 @@ import numpy as np
 
 from ..events import event_params
 from ..model import feature_vectors, head_mask, model_constants
+from ..objective import variant_tuple
+from ..core.variants import DEFAULT_VARIANT
 from ..params import DEFAULT_HEAD_TOL, ModelParams, TrainParams
 
 
@@ -20,7 +22,9 @@ class StepInputs(NamedTuple):
     ``V`` (d, L) the features; ``E_mask`` (m, m) 1 where ``E`` trains; ``model`` the kernels'
     data constants ``(lam, kx, k2, mu, sigma2)``; ``rates = (eta, eta_E)``;
     ``stop = (tol, align_threshold, max_norm, check_every)`` (``tol < 0``: no early stop);
-    ``event_params = (thr, thr2, head_tol)`` of the phase events (``core.events``).
+    ``event_params = (thr, thr2, head_tol)`` of the phase events (``core.events``);
+    ``variant = (norm, stopgrad, target, tau)`` the kernels' ablation codes (``core.variants``,
+    docs/model.md section 12; the default is the paper's model).
     """
 
     V: np.ndarray
@@ -29,6 +33,7 @@ class StepInputs(NamedTuple):
     rates: tuple
     stop: tuple
     event_params: tuple
+    variant: tuple = DEFAULT_VARIANT
 
 
 def stop_rule(train: TrainParams) -> tuple:
@@ -41,7 +46,18 @@ def step_inputs(model: ModelParams, train: TrainParams) -> StepInputs:
     """The :class:`StepInputs` of a run (the same for every engine)."""
     return StepInputs(V=np.ascontiguousarray(feature_vectors(model)), E_mask=head_mask(train.head, model.m),
                       model=model_constants(model), rates=(train.eta, train.eta_E), stop=stop_rule(train),
-                      event_params=event_params(train.align_threshold, DEFAULT_HEAD_TOL))
+                      event_params=event_params(train.align_threshold, DEFAULT_HEAD_TOL),
+                      variant=train_variant(train))
+
+
+def train_variant(train: TrainParams) -> tuple:
+    """The kernels' ``variant`` tuple of a run (docs/model.md section 12)."""
+    return variant_tuple(train.norm, train.stopgrad, train.target, train.tau)
+
+
+def is_default_variant(train: TrainParams) -> bool:
+    """The paper's model: BN, stop-gradient, online target."""
+    return (train.norm, train.stopgrad, train.target) == ("bn", "on", "online")
 
 
 class Engine:
@@ -53,6 +69,12 @@ class Engine:
     options: ClassVar[tuple[str, ...]] = ()
     first_chunk: ClassVar[int] = 16
     state_arrays: ClassVar[tuple[str, ...]] = ("coords",)
+    variants: ClassVar[bool] = False
+    """Runs every ablation of docs/model.md section 12 (else only the paper's model;
+    ``engines.check_variant`` refuses the others)."""
+    derived_state: ClassVar[tuple[str, ...]] = ()
+    """State arrays that a checkpoint written before they existed may lack: the driver
+    rebuilds them from ``init_state(W0)`` (valid for the paper's model, the only one then)."""
 
     @classmethod
     def check_memory(cls, model: ModelParams, train: TrainParams) -> None:
@@ -83,3 +105,7 @@ class Engine:
     def weights(self) -> np.ndarray:
         """*Required.* The current ``W`` (m, d), a new array."""
         raise NotImplementedError
+
+    def target_weights(self) -> np.ndarray | None:
+        """The current EMA target ``Wbar`` (m, d), a new array (``None``: no EMA target)."""
+        return None
