@@ -43,13 +43,10 @@ OUTCOMES = ("diverse", "collapsed", "incomplete", "vanishing", "complete_collaps
 """What a run learned: every neuron a feature and more than one feature (``diverse``),
 every neuron the same feature (``collapsed``), not settled (``incomplete``), a neuron
 without a feature shrinking away beside one that holds a feature (``vanishing``,
-docs/model.md section 10), or nothing at all: every ``|w_j|`` or every output's second
-moment fallen to ~0 (``complete_collapse``, docs/model.md section 12). New labels go last,
+docs/model.md section 10), or nothing at all: every ``|w_j|`` fallen below
+``core._jit.VANISH_TOL`` times its start, so that every output's second moment
+``DF_j >= c sigma^6 |w_j|^6`` is ~0 too (``complete_collapse``, docs/model.md section 12). New labels go last,
 so that the earlier indices keep their meaning."""
-
-COMPLETE_COLLAPSE_TOL = 1e-6
-"""``complete_collapse``: every ``|w_j|`` below this times its start, or every ``DF_j`` below
-this times its start (docs/model.md section 12)."""
 
 VANISHED_MESSAGE = ("vanished at step {step}: every |w_j| fell below {tol:g} of its start "
                     "(W -> 0 is a fixed point without BN, docs/model.md section 12)")

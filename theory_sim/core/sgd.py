@@ -789,8 +789,8 @@ def stop_check_variant(W, Wb, E, V, E_mask, model, rates, stop, A, gram, step, v
     if norm == NORM_BN and not through:
         loss = loss_grad(A, C, E, Ab, Cb, lam, kx, k2, mu, gA, gC, gE, rho)
     else:
-        loss = variant_loss_grad(A, C, E, Ab, Cb, lam, kx, k2, mu, norm == NORM_NONE, through, gA, gC, gE, gAb,
-                                 gCbd, rho)
+        loss = variant_loss_grad(A, C, E, Ab, Cb, lam, kx, k2, mu, norm == NORM_NONE, through, gA, gC, gE,
+                                 gAb, gCbd, rho)
     if not (step > 0 and step % stop[3] == 0) or not math.isfinite(loss):
         return STATUS_RUNNING, loss, rho
     if norm == NORM_NONE and all_vanished(gram, vanish2):

@@ -76,5 +76,5 @@ def check_variant(train) -> None:
                      f"target=online); use --engine {able} for norm={train.norm}, stopgrad={train.stopgrad}, "
                      f"target={train.target}")
 
-__all__ = ["ENGINES", "Engine", "check_variant", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs", "step_inputs",
-           "stop_rule"]
+__all__ = ["ENGINES", "Engine", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs",
+           "check_variant", "step_inputs", "stop_rule"]

@@ -9,10 +9,10 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from ..core.variants import DEFAULT_VARIANT
 from ..events import event_params
 from ..model import feature_vectors, head_mask, model_constants
 from ..objective import variant_tuple
-from ..core.variants import DEFAULT_VARIANT
 from ..params import DEFAULT_HEAD_TOL, ModelParams, TrainParams
 
 
