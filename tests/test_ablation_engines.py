@@ -59,7 +59,8 @@ def assert_runs_equal(a, b):
 
 
 @pytest.mark.parametrize("engine", sorted(engines.ENGINES))
-@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "paper")
+@pytest.mark.parametrize("kw", VARIANTS,
+                         ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "paper")
 def test_every_engine_runs_every_variant_or_refuses(engine, kw, single_thread):
     tp = train(engine, steps=40, **kw)
     if not engines.ENGINES[engine].variants and kw:
@@ -98,8 +99,10 @@ def test_simulate_many_refuses_variants():
         ts.simulate_many(SMALL, ts.TrainParams(stopgrad="off", steps=5))
 
 
-@pytest.mark.parametrize("kw, msg", [({"tau": 0.5}, "target='ema'"), ({"target": "ema", "tau": 1.0}, r"\[0, 1\)"),
-                                     ({"norm": "layer"}, "one of bn, none"), ({"stopgrad": True}, "one of on, off")])
+@pytest.mark.parametrize("kw, msg", [({"tau": 0.5}, "target='ema'"),
+                                     ({"target": "ema", "tau": 1.0}, r"\[0, 1\)"),
+                                     ({"norm": "layer"}, "one of bn, none"),
+                                     ({"stopgrad": True}, "one of on, off")])
 def test_bad_variant_parameters_are_one_line_errors(kw, msg):
     with pytest.raises(ParamError, match=msg):
         ts.TrainParams(**kw)
@@ -112,7 +115,8 @@ def test_cli_has_the_variant_flags():
 
     p = argparse.ArgumentParser()
     add_train_args(p)
-    tp = train_from_args(p.parse_args(["--norm", "none", "--stopgrad", "off", "--target", "ema", "--tau", "0.3"]))
+    args = ["--norm", "none", "--stopgrad", "off", "--target", "ema", "--tau", "0.3"]
+    tp = train_from_args(p.parse_args(args))
     assert (tp.norm, tp.stopgrad, tp.target, tp.tau) == ("none", "off", "ema", 0.3)
 
 
@@ -121,7 +125,8 @@ def test_cli_has_the_variant_flags():
 
 @pytest.mark.parametrize("engine, kw", [("population", {}), ("population", {"norm": "none"}),
                                         ("population", {"stopgrad": "off"}), ("sgd", {"norm": "none"}),
-                                        ("sgd", {"stopgrad": "off"}), ("sgd", {"norm": "none", "stopgrad": "off"})])
+                                        ("sgd", {"stopgrad": "off"}),
+                                        ("sgd", {"norm": "none", "stopgrad": "off"})])
 def test_ema_with_tau_zero_is_the_online_run_bit_for_bit(engine, kw, single_thread):
     online = ts.simulate(SMALL, train(engine, **kw))
     ema = ts.simulate(SMALL, train(engine, target="ema", tau=0.0, **kw))

@@ -119,6 +119,18 @@ def is_complete_collapse(run: Run) -> bool:
     return bool(np.all(end < VANISH_TOL * start))
 
 
+def wilson_interval(k, n, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion ``k / n`` (``z = 1.96``: 95%);
+    ``(nan, nan)`` when ``n = 0``."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    den = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
 def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incomplete: bool = False,
             vanishing: bool = False) -> str:
     """``diverse`` (every neuron learned a feature and not all the same one),
