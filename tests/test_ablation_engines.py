@@ -267,3 +267,14 @@ def test_population_weights_and_target_stay_in_the_initial_span(model, kw, seed)
         if W is not None:
             assert np.linalg.norm(W - (W @ Q) @ Q.T) <= 1e-12 * np.linalg.norm(W)
     assert not np.array_equal(run.W, run.W0)
+
+
+def test_run_files_carry_the_ema_target(tmp_path):
+    from theory_sim.io import load_run, save_run
+
+    run = ts.simulate(SMALL, train(steps=30, target="ema", tau=0.5))
+    back = load_run(save_run(run, tmp_path / "r"))
+    np.testing.assert_array_equal(back.W_target, run.W_target)
+    assert back.config["train"]["target"] == "ema" and back.config["train"]["tau"] == 0.5
+    online = load_run(save_run(ts.simulate(SMALL, train(steps=30)), tmp_path / "o"))
+    assert online.W_target is None
