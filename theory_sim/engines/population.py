@@ -25,7 +25,8 @@ class PopulationEngine(Engine):
     @classmethod
     def init_state(cls, W0, inputs: StepInputs):
         Q, B, _ = reduced_coordinates(inputs.V, W0)
-        return {"coords": B, "basis": Q, "target": B.copy(), "norms0": np.sqrt(np.sum(W0 * W0, axis=1))}
+        # |w_j(0)| = |B_j(0)| (Q is orthonormal): no need for W0 itself
+        return {"coords": B, "basis": Q, "target": B.copy(), "norms0": np.sqrt(np.sum(B * B, axis=1))}
 
     def __init__(self, model, train, inputs, state):
         super().__init__(model, train, inputs, state)
