@@ -14,6 +14,12 @@ target) and every other variant in the same run, warm-up (compile) first:
   EMA target, projects each patch on both weight sets) and exact in distribution
   (``sgd_fast_gradient`` against ``sgd_fast_gradient_variant``, whose basis spans W and Wbar).
 
+* engines: whole ``theory_sim.simulate`` runs through each engine's ``advance`` loop
+  (population: ``population_advance`` for the default row, ``population_advance_variant``
+  otherwise, recording, events and the stop rule included; sgd / sgd-fast:
+  ``sgd_advance`` / ``sgd_advance_variant``, with the EMA target update), a fixed step budget
+  at ``eta = ETA_ENGINE``, time per step from ``Run.elapsed``.
+
 Each row: the median over repeats of the per-step time, its min-max spread, and the ratio
 to the default row. Timings on a shared machine are only as good as its idleness: the
 load average is printed.
@@ -132,6 +138,28 @@ def sgd_rows(model, batch, repeats, fast):
     return rows
 
 
+ETA_ENGINE = 1e-5
+"""Engine runs: small enough that no run vanishes, diverges or converges in the budget."""
+
+
+def engine_rows(model, engine, steps, repeats, batch=256):
+    rows = {}
+    for name, (norm, stopgrad, target) in variants():
+        kw = {"norm": norm, "stopgrad": stopgrad, "target": target, "tau": TAU if target == "ema" else 0.0}
+        tp = ts.TrainParams(engine=engine, eta=ETA_ENGINE, steps=steps, batch=batch, seed=1, **kw)
+        t0 = time.perf_counter()
+        ts.simulate(model, ts.TrainParams(engine=engine, eta=ETA_ENGINE, steps=2, batch=batch, seed=1, **kw))
+        warm = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            run = ts.simulate(model, tp)
+            if run.status != "max_steps":
+                raise RuntimeError(f"{engine} {name}: {run.message}")
+            times.append(run.elapsed / steps)
+        rows[name] = (warm, times)
+    return rows
+
+
 def table(title, rows, unit, scale):
     base = statistics.median(rows["bn/on/online"][1])
     print(f"\n{title}")
@@ -155,6 +183,12 @@ def main(argv=None):
         kind = "sgd-fast" if fast else "sgd, materialised"
         table(f"SGD gradient ({kind}, batch 256, P = {model.P}, d = {model.d}, 10 per repeat)",
               sgd_rows(model, 256, srep, fast), "ms/grad", 1e3)
+    esteps, ssteps = (20_000, 10) if args.quick else (200_000, 40)
+    table(f"population engine (simulate, {esteps} steps, eta = {ETA_ENGINE:g}, {repeats} repeats)",
+          engine_rows(model, "population", esteps, repeats), "us/step", 1e6)
+    for engine in ("sgd", "sgd-fast"):
+        table(f"{engine} engine (simulate, batch 256, {ssteps} steps, {srep} repeats)",
+              engine_rows(model, engine, ssteps, srep), "ms/step", 1e3)
     print(f"\nload average after: {os.getloadavg()}")
 
 

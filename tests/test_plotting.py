@@ -8,6 +8,7 @@ import pytest
 
 from theory_sim import plotting
 from theory_sim.params import ModelParams
+from theory_sim.plotting.outcomes import GRID_OUTCOMES
 from theory_sim.results import Run
 from theory_sim.status import OUTCOMES
 
@@ -158,9 +159,9 @@ def test_phase_diagram_figure_images_are_the_fractions():
     fig = plotting.phase_diagram_figure(ratios_alpha, ratios_eta, counts, frozen, n, default_counts=default,
                                         note="a note", alpha1=6.0)
     axes = _plot_axes(fig)
-    assert len(axes) == len(OUTCOMES) + 1
+    assert len(axes) == len(GRID_OUTCOMES) + 1
     assert fig.get_suptitle() == "a note"
-    for ax, oc in zip(axes[:-1], OUTCOMES, strict=True):
+    for ax, oc in zip(axes[:-1], GRID_OUTCOMES, strict=True):
         assert ax.get_title() == f"fraction {oc}"
         img = np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
         assert img.shape == (len(ratios_eta) + 2, len(ratios_alpha))
@@ -170,8 +171,8 @@ def test_phase_diagram_figure_images_are_the_fractions():
         assert [t.get_text() for t in ax.get_yticklabels()] == ["0.01", "0.1", "frozen"]
         assert [t.get_text() for t in ax.get_xticklabels()] == ["1.5", "2", "3"]
     bars = axes[-1].patches
-    assert len(bars) == 2 * len(OUTCOMES)
-    heights = np.array([b.get_height() for b in bars]).reshape(len(OUTCOMES), 2)
+    assert len(bars) == 2 * len(GRID_OUTCOMES)
+    heights = np.array([b.get_height() for b in bars]).reshape(len(GRID_OUTCOMES), 2)
     np.testing.assert_allclose(heights, [[6 / 8, 2 / 8], [1 / 8, 6 / 8], [0, 0], [1 / 8, 0]])
     assert axes[-1].get_title() == "default parameters, 8 seeds"
 
@@ -185,10 +186,10 @@ SWEEP = {"alpha1": np.array([4.0, 4.0, 5.0, 5.0, 4.0, 5.0]),
 def test_sweep_phase_diagram_uses_the_same_heatmap():
     fig = plotting.phase_diagram(SWEEP, "alpha1", "eta_E_ratio", note="6 runs")
     axes = _plot_axes(fig)
-    assert len(axes) == len(OUTCOMES)
+    assert len(axes) == len(GRID_OUTCOMES)
     expected = {"diverse": [[0.5, 1.0], [0.0, 0.0]], "collapsed": [[0.5, 0.0], [0.0, 1.0]],
                 "vanishing": [[0.0, 0.0], [0.0, 0.0]], "incomplete": [[0.0, 0.0], [1.0, 0.0]]}
-    for ax, oc in zip(axes, OUTCOMES, strict=True):
+    for ax, oc in zip(axes, GRID_OUTCOMES, strict=True):
         assert ax.get_title() == f"fraction {oc}"
         np.testing.assert_array_equal(ax.images[0].get_array(), expected[oc])
         assert ax.get_xlabel() == r"$\alpha_1$" and ax.get_ylabel() == r"$\eta_E / \eta$"
@@ -199,7 +200,7 @@ def test_sweep_phase_diagram_in_one_key_draws_curves():
     fig = plotting.phase_diagram(SWEEP, "eta_E_ratio")
     (ax,) = _plot_axes(fig)
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
-    assert set(lines) == set(OUTCOMES)
+    assert set(lines) == set(GRID_OUTCOMES)
     np.testing.assert_allclose(lines["diverse"].get_ydata(), [3 / 4, 0.0])
     np.testing.assert_allclose(lines["collapsed"].get_ydata(), [1 / 4, 1 / 2])
     np.testing.assert_allclose(lines["incomplete"].get_ydata(), [0.0, 1 / 2])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .core._jit import VANISH_TOL
 from .events import EVENT_ARRAYS, both_units, phase_times_from_events
 from .model import model_constants, split_moments
 from .params import DEFAULT_ALIGN_THRESHOLD, DEFAULT_HEAD_TOL
@@ -117,11 +118,36 @@ def hit_cap(run: Run) -> bool:
     return run.status == "max_steps" and run.config.get("train", {}).get("steps") is None
 
 
+def is_complete_collapse(run: Run) -> bool:
+    """Complete collapse (docs/model.md section 12): the run ``vanished``, or at its last
+    recorded point every ``|w_j|`` is below ``VANISH_TOL`` times its first recorded value
+    (then every output's second moment, ``>= c sigma^6 |w_j|^6``, is ~0 as well)."""
+    if run.status == "vanished":
+        return True
+    if run.n_points == 0 or run.status == "diverged":
+        return False
+    start, end = run.norms[0], run.norms[-1]
+    return bool(np.all(end < VANISH_TOL * start))
+
+
+def wilson_interval(k, n, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion ``k / n`` (``z = 1.96``: 95%);
+    ``(nan, nan)`` when ``n = 0``."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    den = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
 def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incomplete: bool = False,
             vanishing: bool = False) -> str:
     """``diverse`` (every neuron learned a feature and not all the same one),
     ``collapsed`` (every neuron learned a feature, all the same one) or
-    ``incomplete`` (some neuron learned nothing, or the run diverged).
+    ``incomplete`` (some neuron learned nothing, or the run diverged), or, first when it
+    applies, ``complete_collapse`` (:func:`is_complete_collapse`: every ``|w_j|`` -> 0).
 
     ``vanishing=True`` names ``vanishing`` the runs among the ``incomplete`` ones that the
     flow engine stopped as ``vanishing`` or where :func:`is_vanishing` holds (a neuron
@@ -132,6 +158,8 @@ def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incompl
     (it had not settled), as ``theory_sim.ensemble.simulate_many`` does, unless
     ``vanishing`` names it.
     """
+    if is_complete_collapse(run):
+        return outcome_from((), settled=True, complete_collapse=True)
     unsettled = hit_cap(run) or run.status in ("interrupted", "vanishing")
     if run.status == "diverged":
         return outcome_from((), settled=False)  # no features to read off a run that never settled

@@ -15,12 +15,12 @@ import numpy as np
 
 from ._version import __version__
 from .core import _jit
-from .engines import ENGINES, step_inputs
+from .engines import ENGINES, check_variant, step_inputs
 from .events import EVENT_ARRAYS, new_events
 from .objective import population_terms
 from .params import MAX_ELEMENTS, MAX_STEPS, ModelParams, ParamError, TrainParams
 from .results import Run
-from .status import FAILURE_REASONS, STATUS_NAMES, divergence_message
+from .status import FAILURE_REASONS, STATUS_NAMES, VANISHED_MESSAGE, divergence_message
 
 ProgressFn = Callable[[int, int, dict], None]
 
@@ -58,6 +58,7 @@ class Simulation:
         self.model, self.train = model, train
         m, L, cap = model.m, model.L, train.record
         check_memory(model, train)
+        check_variant(train)
         self.inputs = step_inputs(model, train)
         self.V = self.inputs.V
         engine = ENGINES[train.engine]
@@ -174,17 +175,20 @@ class Simulation:
             status = STATUS_NAMES[code]
             if status == "converged":
                 message = f"converged at step {step} (flow time {step * train.eta:g})"
+            elif status == "vanished":
+                message = VANISHED_MESSAGE.format(step=step, tol=_jit.VANISH_TOL)
             else:
                 message = divergence_message(code, train, step, options=self.engine.options)
         Wf = self.weights()
+        W_target = self.engine.target_weights()
         n = int(self.rec_state[1])
         out = [a[:n].copy() for a in self.rec]
         if status != "diverged" and (n == 0 or out[0][-1] != step):
-            out = _append_final(out, Wf, self.E, self.V, self.model, step)
+            out = _append_final(out, Wf, self.E, self.V, self.model, step, norm=train.norm, target=W_target)
         return Run(steps=out[0], alignment=out[1], norms=out[2], E=out[3], loss=out[4], rho=out[5],
                    gram=out[6], config=config_dict(self.model, self.train), status=status,
                    message=message, W0=self.W0, W=Wf, E_final=self.E.copy(), elapsed=self.elapsed,
-                   events=self._events_record())
+                   events=self._events_record(), W_target=W_target)
 
     def _continuous_result(self, interrupted: bool) -> Run:
         """The :class:`Run` of a continuous-time engine: records at flow times, nominal steps."""
@@ -266,7 +270,7 @@ class Simulation:
             self.rec = tuple(rec) if rec else None
             self.rec_state = _owned(state["rec_state"], np.int64)
             self.engine_state = {k: _owned(state[k], _dtype_of(state[k])) for k in
-                                 (*engine.state_arrays, *(k for k in engine.optional_arrays if k in state))}
+                                 (*engine.state_arrays, *engine.optional_arrays) if k in state}
             self.events = new_events(m)
             self.events_complete = engine.continuous or all(f"events_{k}" in state for k in _EVENT_KEYS)
             if self.events_complete and not engine.continuous:  # older checkpoints: the Run carries none
@@ -282,8 +286,22 @@ class Simulation:
         w0_ok = self.W0 is None or self.W0.shape == (m, model.d)
         if self.rec_state.shape != (3,) or self.E.shape != (m, m) or not w0_ok:
             raise ValueError("checkpoint arrays have inconsistent shapes")
+        self._derive_missing_state(engine)
         self.code = int(state["meta"].get("code", _jit.STATUS_RUNNING))
         self.elapsed = float(state["meta"].get("elapsed", 0.0))
+
+
+    def _derive_missing_state(self, engine) -> None:
+        """A checkpoint from before the ablations (docs/model.md section 12) lacks the engine's
+        ``derived_state`` arrays: rebuild them from ``W0`` (only the paper's model existed then)."""
+        missing = [k for k in engine.state_arrays if k not in self.engine_state]
+        if not missing:
+            return
+        if set(missing) - set(engine.derived_state) or self.train.target == "ema":
+            raise ValueError(f"checkpoint is missing {missing[0]}")
+        fresh = engine.init_state(self.W0, self.inputs)
+        for k in missing:
+            self.engine_state[k] = fresh[k] if k != "target" else self.engine_state["coords"].copy()
 
 
 def _dtype_of(a):
@@ -350,10 +368,11 @@ def resume(state: dict, **run_options) -> Run:
     return Simulation.from_checkpoint(state).run(**run_options)
 
 
-def _append_final(out, W, E, V, model, step):
+def _append_final(out, W, E, V, model, step, *, norm="bn", target=None):
     A = W @ V
     gram = W @ W.T
-    loss, rho = population_terms(W, E, model)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        loss, rho = population_terms(W, E, model, norm=norm, target=target)
     nrm = np.sqrt(np.diag(gram))
     with np.errstate(invalid="ignore", divide="ignore"):
         align = np.where(nrm[:, None] > 0, A / nrm[:, None], 0.0)

@@ -85,6 +85,9 @@ def _broadcast(models, trains, head_tol):
             engines = " and ".join(f"the {e} engine" for e in BATCHED_ENGINES)
             raise ParamError(f"simulate_many runs {engines} only "
                              f"(run {i} has engine={t.engine!r}); use simulate for the others")
+        if (t.norm, t.stopgrad, t.target) != ("bn", "on", "online"):  # docs/model.md section 12
+            raise ParamError(f"simulate_many runs the paper's model only (run {i} has norm={t.norm}, "
+                             f"stopgrad={t.stopgrad}, target={t.target}); run ablations with simulate()")
     return models, trains, tols
 
 

@@ -25,8 +25,10 @@ FORMAT = "theory-sim-run"
 FORMAT_VERSION = 1
 TRAJECTORY = "trajectory.npz"
 SUMMARY = "summary.json"
-_ARRAYS = ("steps", "alignment", "norms", "E", "loss", "rho", "gram", "W0", "W", "E_final", "time")
-"""The arrays of a run file; the first seven are required, ``time`` only for the flow engine."""
+_ARRAYS = ("steps", "alignment", "norms", "E", "loss", "rho", "gram", "W0", "W", "E_final", "time",
+           "W_target")
+"""The arrays of a run file; the first seven are required, ``time`` only for the flow engine,
+``W_target`` only for an EMA target."""
 
 
 class RunFileError(ValueError):

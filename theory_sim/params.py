@@ -17,6 +17,10 @@ INITS = ("materialised", "reduced")
 RECORD_SPACINGS = ("linear", "log")
 FEATURES = ("basis", "random")
 SPLITS = ("bernoulli", "half")
+NORMS = ("bn", "none")
+STOPGRADS = ("on", "off")
+TARGETS = ("online", "ema")
+"""Mechanism ablations (docs/model.md section 12); the first of each is the paper's model."""
 
 # Defaults where the paper's constants are unknown (docs/model.md: [choice]).
 DEFAULT_MAX_FLOW_TIME = 2.0e5
@@ -258,6 +262,10 @@ class TrainParams:
     atol: float | None = None
     init: str = "materialised"
     record_spacing: str | None = None
+    norm: str = "bn"
+    stopgrad: str = "on"
+    target: str = "online"
+    tau: float = 0.0
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -306,6 +314,15 @@ class TrainParams:
         if not flow and self.steps is None and self.max_flow_time / self.eta > MAX_STEPS:
             _fail("max_flow_time / eta", f"at most {MAX_STEPS:.0e} steps (raise eta or give --steps)",
                   self.max_flow_time / self.eta)
+        _choice("norm", self.norm, NORMS)
+        _choice("stopgrad", self.stopgrad, STOPGRADS)
+        _choice("target", self.target, TARGETS)
+        tau = _real("tau", self.tau)
+        if not 0.0 <= tau < 1.0:
+            _fail("tau", "in [0, 1)", tau)
+        if tau != 0.0 and self.target != "ema":
+            _fail("tau", "0 unless target='ema' (the EMA rate; give --target ema)", tau)
+        set_(self, "tau", tau)
 
     @property
     def max_steps(self) -> int:
@@ -404,6 +421,11 @@ PARAMETERS = (
               "(flow engine): its reduced coordinates from the same law, any d", INITS, sweepable=False),
     Parameter("record_spacing", "train", str, "spacing of the recorded points in flow time (default "
               "linear; log for --engine flow)", RECORD_SPACINGS, sweepable=False),
+    Parameter("norm", "train", str, "ablation: bn (batch normalisation, the paper) or none", NORMS),
+    Parameter("stopgrad", "train", str, "ablation: stop-gradient on the target branch (on, the paper) or off",
+              STOPGRADS),
+    Parameter("target", "train", str, "ablation: online target (SimSiam, the paper) or ema (BYOL)", TARGETS),
+    Parameter("tau", "train", float, "EMA rate of --target ema, in [0, 1)"),
 )
 """Every field of ModelParams and TrainParams, once: ``cli/options.py`` builds its options
 from this (and the sweep keys are to be generated from it)."""

@@ -40,6 +40,8 @@ class Run:
     stats : solver statistics of the flow engine (``n_rhs``, ``accepted_steps``,
         ``rejected_steps``, ``stiff_steps``, ``switches``, ``jacobians``, ``output_evals``),
         else ``None``.
+    W_target : (m, d) the final EMA target weights ``Wbar`` (``target="ema"``, docs/model.md
+        section 12), else ``None``.
     """
 
     steps: np.ndarray
@@ -59,6 +61,7 @@ class Run:
     events: dict | None = field(default=None, repr=False)
     time: np.ndarray | None = field(default=None, repr=False)
     stats: dict | None = field(default=None, repr=False)
+    W_target: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.status not in STATUSES:

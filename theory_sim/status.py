@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from .core import _jit
 
-RUN_STATUSES = ("converged", "max_steps", "diverged", "interrupted", "vanishing")
+RUN_STATUSES = ("converged", "max_steps", "diverged", "interrupted", "vanishing", "vanished")
 """What ``Run.status`` may be: why the run stopped (``vanishing``: the flow engine's stop
-rule recognised a follower shrinking towards zero for ever, docs/model.md section 10)."""
+rule recognised a follower shrinking towards zero for ever, docs/model.md section 10;
+``vanished``: without BN every ``|w_j|`` fell below ``VANISH_TOL`` times its start,
+docs/model.md section 12)."""
 
 STATUS_NAMES = {
     _jit.STATUS_RUNNING: "interrupted",  # a run still running when asked for its result
@@ -24,6 +26,7 @@ STATUS_NAMES = {
     _jit.STATUS_MAX_FLOW_TIME: "max_steps",  # the flow engine's cap is in flow time
     _jit.STATUS_STEP_UNDERFLOW: "diverged",
     _jit.STATUS_VANISHING: "vanishing",
+    _jit.STATUS_VANISHED: "vanished",
 }
 """Kernel status code -> ``Run.status``."""
 
@@ -36,11 +39,18 @@ FAILURE_REASONS = {
 }
 """Kernel failure code -> what went wrong, in words."""
 
-OUTCOMES = ("diverse", "collapsed", "incomplete", "vanishing")
+OUTCOMES = ("diverse", "collapsed", "incomplete", "vanishing", "complete_collapse")
 """What a run learned: every neuron a feature and more than one feature (``diverse``),
-every neuron the same feature (``collapsed``), not settled (``incomplete``), or a neuron
+every neuron the same feature (``collapsed``), not settled (``incomplete``), a neuron
 without a feature shrinking away beside one that holds a feature (``vanishing``,
-docs/model.md section 10; last, so that the earlier indices keep their meaning)."""
+docs/model.md section 10), or nothing at all: every ``|w_j|`` fallen below
+``core._jit.VANISH_TOL`` times its start, so that every output's second moment
+``DF_j >= c sigma^6 |w_j|^6`` is ~0 too (``complete_collapse``, docs/model.md section 12). New labels go last,
+so that the earlier indices keep their meaning."""
+
+VANISHED_MESSAGE = ("vanished at step {step}: every |w_j| fell below {tol:g} of its start "
+                    "(W -> 0 is a fixed point without BN, docs/model.md section 12)")
+"""``Run.message`` of a ``vanished`` run."""
 
 RUNNING = _jit.STATUS_RUNNING
 """The kernels' code for a run that has not stopped."""
@@ -63,7 +73,7 @@ def divergence_message(code: int, train, step: int, *, options: tuple = ()) -> s
     return f"diverged at step {step}: {what}; {fix}"
 
 
-def outcome_from(features, *, settled: bool, vanishing: bool = False) -> str:
+def outcome_from(features, *, settled: bool, vanishing: bool = False, complete_collapse: bool = False) -> str:
     """The outcome rule, in one place (docs/model.md section 9).
 
     ``features``: the feature each neuron has learned (``None`` for none); ``settled``:
@@ -73,7 +83,11 @@ def outcome_from(features, *, settled: bool, vanishing: bool = False) -> str:
     ``vanishing``: the caller found some featureless neuron shrinking away
     (``analysis.is_vanishing`` on a run, ``analysis.vanishing_state`` on a final state);
     it names a run with a neuron without a feature, settled or not.
+    ``complete_collapse``: the caller found every ``|w_j|`` (or every output's second
+    moment) fallen to ~0 (``analysis.is_complete_collapse``); it comes first.
     """
+    if complete_collapse:
+        return "complete_collapse"
     features = list(features)
     if vanishing and any(f is None for f in features) and any(f is not None for f in features):
         return "vanishing"

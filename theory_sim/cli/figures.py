@@ -42,16 +42,21 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_figures)
 
 
+def _numbers() -> str:
+    return ", ".join(map(str, sorted(FIGURES)))
+
+
 def parse_only(text: str | None) -> list[int]:
     if text is None:
         return sorted(FIGURES)
     try:
         nums = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError:
-        raise UsageError(f"--only takes figure numbers 1-7 separated by commas (got {text!r})") from None
+        raise UsageError(f"--only takes figure numbers {_numbers()} separated by commas "
+                         f"(got {text!r})") from None
     bad = [n for n in nums if n not in FIGURES]
     if bad or not nums:
-        raise UsageError(f"--only takes figure numbers 1-7 separated by commas (got {text!r})")
+        raise UsageError(f"--only takes figure numbers {_numbers()} separated by commas (got {text!r})")
     return nums
 
 

@@ -177,7 +177,8 @@ def _finished_message(target: Path) -> str | None:
         summary = json.loads((target / SUMMARY).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(summary, dict) or summary.get("status") not in ("converged", "max_steps", "diverged"):
+    if not isinstance(summary, dict) or summary.get("status") not in ("converged", "max_steps", "diverged",
+                                                                      "vanished"):
         return None
     return str(summary.get("message") or summary["status"])
 

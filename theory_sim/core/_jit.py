@@ -32,6 +32,14 @@ STATUS_DEGENERATE = 5
 STATUS_MAX_FLOW_TIME = 6
 STATUS_STEP_UNDERFLOW = 7
 STATUS_VANISHING = 8
+# mechanism ablations without BN (core/variants.py, docs/model.md section 12)
+STATUS_VANISHED = 9
+VANISH_TOL = 0.05
+"""Without BN, ``W -> 0`` is where the runs go: a run stops as ``vanished`` when every
+``|w_j| < VANISH_TOL * |w_j(0)|`` (checked before the convergence test). The loss is
+homogeneous of degree 6 in ``W`` and, with the online target and ``E = I``,
+``d|W|^2/dt = -12 sum_j (DF_j - N_j) <= 0``, so the decay is algebraic (``|w|^-4 ~ t``):
+a strict tolerance would take forever, 5% of the start is reached in O(100) flow time."""
 
 njit_inline = numba.njit(inline="always", **JIT_OPTIONS)
 """Decorator for small helpers of the inner loops: inlined at the numba IR level so

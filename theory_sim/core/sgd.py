@@ -21,12 +21,21 @@ import math
 
 import numpy as np
 
-from ._jit import STATUS_NONFINITE, STATUS_RUNNING, njit, njit_inline, njit_parallel, prange
+from ._jit import (
+    STATUS_DEGENERATE,
+    STATUS_NONFINITE,
+    STATUS_RUNNING,
+    STATUS_VANISHED,
+    njit,
+    njit_inline,
+    njit_parallel,
+    prange,
+)
 from .events import observe_run
-from .moments import loss_grad
+from .moments import loss_grad, variant_loss_grad
 from .population import convergence_status, record_point
 from .rng import xo_normal, xo_stream, xo_uniform
-from .variants import NORM_NONE, STOPGRAD_OFF, TARGET_EMA
+from .variants import NORM_BN, NORM_NONE, STOPGRAD_OFF, TARGET_EMA, all_vanished
 
 _REMAINDER_STREAM = 1 << 40
 """Stream indices from here on belong to the fast engine's remainder draw, not to samples."""
@@ -747,3 +756,106 @@ def sgd_fast_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric,
     Z -= (Z @ U) @ Ut  # project out span(U)
     gW[:, :] = gY @ Ut + F @ Z + aparts[0] @ np.ascontiguousarray(V.T)
     return loss
+
+
+@njit
+def stop_check_variant(W, Wb, E, V, E_mask, model, rates, stop, A, gram, step, variant, vanish2):
+    """``stop_check`` for a variant (docs/model.md section 12): the exact population loss of the
+    variant with the target branch at ``Wb`` (``W`` itself for the online target), ``rho``, and
+    on check steps the stop status from the exact population gradient of the variant.
+    Without BN a neuron at exactly zero, or every ``|w_j|^2 < vanish2[j]`` (check steps,
+    before the convergence test), is ``STATUS_VANISHED``; with BN a zero neuron is degenerate."""
+    lam, kx, k2, mu, sigma2 = model
+    eta, eta_E = rates
+    norm, stopgrad, target, tau = variant
+    m, d = W.shape
+    L = V.shape[1]
+    A[:, :] = W @ V
+    gram[:, :] = W @ W.T
+    Wt = Wb if target == TARGET_EMA else W
+    C = sigma2 * gram
+    Ab = Wt @ V
+    Cb = sigma2 * (Wt @ Wt.T)
+    gA = np.empty((m, L))
+    gC = np.empty((m, m))
+    gE = np.empty((m, m))
+    gAb = np.zeros((m, L))
+    gCbd = np.zeros(m)
+    rho = np.zeros(m)
+    for j in range(m):
+        if gram[j, j] == 0.0:
+            return (STATUS_VANISHED if norm == NORM_NONE else STATUS_DEGENERATE), math.nan, rho
+    through = stopgrad == STOPGRAD_OFF
+    if norm == NORM_BN and not through:
+        loss = loss_grad(A, C, E, Ab, Cb, lam, kx, k2, mu, gA, gC, gE, rho)
+    else:
+        loss = variant_loss_grad(A, C, E, Ab, Cb, lam, kx, k2, mu, norm == NORM_NONE, through, gA, gC, gE,
+                                 gAb, gCbd, rho)
+    if not (step > 0 and step % stop[3] == 0) or not math.isfinite(loss):
+        return STATUS_RUNNING, loss, rho
+    if norm == NORM_NONE and all_vanished(gram, vanish2):
+        return STATUS_VANISHED, loss, rho
+    gW = gA @ V.T + sigma2 * (gC + gC.T) @ W
+    if through:
+        w = 1.0 - tau if target == TARGET_EMA else 1.0
+        gW += w * (gAb @ V.T + 2.0 * sigma2 * (gCbd.reshape((m, 1)) * Wt))
+    speed_w = 0.0
+    for j in range(m):
+        speed_w += (gW[j] @ gW[j]) / gram[j, j]
+    speed_e = np.sum((E_mask * gE) ** 2)
+    status = convergence_status(A, gram, speed_w, speed_e, eta_E / eta, stop)
+    return status, loss, rho
+
+
+@njit
+def sgd_advance_variant(W, Wb, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_steps, seed, gW, gE,
+                        work, extra, fast, events, event_params, variant, vanish2):
+    """``sgd_advance`` for any variant (docs/model.md section 12): the gradient of
+    ``sgd_gradient_variant`` (``fast``: ``sgd_fast_gradient_variant``, ``work[0]`` (N, P, 2m)),
+    the one-sided loss, the target branch at ``Wb`` (EMA: ``Wb <- tau Wb + (1 - tau) W`` after
+    each step; online: ``Wb`` is unused). Recording and the stop rule use the closed form of
+    the variant at the current ``(W, Wb)`` (``stop_check_variant``)."""
+    eta, eta_E = rates
+    target, tau = variant[2], variant[3]
+    ema = target == TARGET_EMA
+    m, d = W.shape
+    L = V.shape[1]
+    A = np.empty((m, L))
+    gram = np.empty((m, m))
+    check_every = stop[3]
+    for _ in range(n_steps):
+        step = rec_state[0]
+        if step % rec_state[2] == 0 or (step > 0 and step % check_every == 0):
+            status, loss, rho = stop_check_variant(W, Wb, E, V, E_mask, model, rates, stop, A, gram, step,
+                                                   variant, vanish2)
+            if status == STATUS_VANISHED or status == STATUS_DEGENERATE:
+                return status
+            if not math.isfinite(loss):
+                return STATUS_NONFINITE
+            observe_run(step, A, gram, E, events, event_params)
+            if step % rec_state[2] == 0:
+                record_point(rec, rec_state, step, A, gram, E, loss, rho)
+            if status != STATUS_RUNNING:
+                return status
+        else:
+            A[:, :] = W @ V
+            gram[:, :] = W @ W.T
+            observe_run(step, A, gram, E, events, event_params)
+        Wt = Wb if ema else W
+        if fast:
+            bl = sgd_fast_gradient_variant(W, Wt, E, V, data, seed, step, variant, False, gW, gE, work, extra)
+        else:
+            bl = sgd_gradient_variant(W, Wt, E, V, data, seed, step, variant, False, gW, gE, work, extra)
+        if not math.isfinite(bl):
+            return STATUS_NONFINITE
+        for j in range(m):
+            for c in range(d):
+                W[j, c] -= eta * gW[j, c]
+            for q in range(m):
+                E[j, q] -= eta_E * E_mask[j, q] * gE[j, q]
+        if ema:
+            for j in range(m):
+                for c in range(d):
+                    Wb[j, c] = tau * Wb[j, c] + (1.0 - tau) * W[j, c]
+        rec_state[0] = step + 1
+    return STATUS_RUNNING

@@ -28,7 +28,8 @@ import math
 
 import numpy as np
 
-from ._jit import njit, njit_inline
+from ._jit import STATUS_RUNNING, STATUS_VANISHED, njit, njit_inline
+from .events import observe
 from .moments import (
     backward,
     forward,
@@ -37,7 +38,17 @@ from .moments import (
     variant_backward,
     variant_forward,
 )
-from .population import apply_step, make_workspace, population_step
+from .population import (
+    apply_step,
+    convergence_status,
+    make_workspace,
+    population_step,
+    record_point,
+    step_status,
+    ws_A,
+    ws_gram,
+    ws_rho,
+)
 
 NORM_BN = 0
 NORM_NONE = 1
@@ -194,3 +205,69 @@ def population_run_variant(B, Bbar, E, Vr, E_mask, model, rates, variant, n_step
             return t
         apply_step_variant(B, Bbar, E, rates, variant, ws)
     return n_steps
+
+
+@njit_inline
+def all_vanished(gram, vanish2):
+    """Every ``|w_j|^2 < vanish2[j]`` (``vanish2 = (VANISH_TOL |w_j(0)|)^2``)."""
+    for j in range(gram.shape[0]):
+        if not gram[j, j] < vanish2[j]:
+            return False
+    return True
+
+
+@njit
+def population_advance_variant(B, Bbar, E, Vr, E_mask, model, rates, stop, rec, rec_state, n_steps, events,
+                               event_params, variant, vanish2):
+    """``population_advance`` for any variant (docs/model.md section 12): the step is
+    ``population_step_variant`` / ``apply_step_variant`` (the EMA target ``Bbar`` follows ``B``
+    after each step), with the same recording, event observation and stop rule, plus, without
+    BN, ``STATUS_VANISHED`` when every ``|w_j|^2 < vanish2[j]`` (checked on check steps, before
+    the convergence test) or a neuron's weights are exactly zero (``W = 0`` is the fixed point
+    the run falls into; with BN that is ``STATUS_DEGENERATE``).
+    """
+    m, r = B.shape
+    L = Vr.shape[1]
+    ws = make_variant_workspace(m, r, L)
+    base = ws[0]
+    A, gram, rho = ws_A(base), ws_gram(base), ws_rho(base)
+    ratio = rates[1] / rates[0]
+    check_every = stop[3]
+    norm_none = variant[0] == NORM_NONE
+    first_v1, c_v1_at_first, first_v2, first_head_back, peak, peak_step, last_evaluated = events
+    thr, thr2, head_tol = event_params
+    step = rec_state[0]
+    to_record = (-step) % rec_state[2]
+    to_check = (-step) % check_every
+    for _ in range(n_steps):
+        loss, speed_w, speed_e = population_step_variant(B, Bbar, E, Vr, E_mask, model, rates, variant, ws)
+        status = step_status(loss, speed_w, speed_e)
+        if status != STATUS_RUNNING:
+            rec_state[0] = step
+            if norm_none and speed_w < 0.0:
+                return STATUS_VANISHED
+            return status
+        observe(step, A, gram, E, thr, thr2, head_tol, first_v1, c_v1_at_first, first_v2, first_head_back,
+                peak, peak_step)
+        last_evaluated[0] = step
+        if to_record == 0:
+            record_point(rec, rec_state, step, A, gram, E, loss, rho)
+            to_record = (-step) % rec_state[2]
+            if to_record == 0:
+                to_record = rec_state[2]
+        if to_check == 0:
+            to_check = check_every
+            if step > 0:
+                if norm_none and all_vanished(gram, vanish2):
+                    rec_state[0] = step
+                    return STATUS_VANISHED
+                status = convergence_status(A, gram, speed_w, speed_e, ratio, stop)
+                if status != STATUS_RUNNING:
+                    rec_state[0] = step
+                    return status
+        apply_step_variant(B, Bbar, E, rates, variant, ws)
+        step += 1
+        to_record -= 1
+        to_check -= 1
+    rec_state[0] = step
+    return STATUS_RUNNING

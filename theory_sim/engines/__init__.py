@@ -67,7 +67,8 @@ flow engine in nominal steps ``round(t / eta)``.
 
 from __future__ import annotations
 
-from .base import Engine, StepInputs, step_inputs, stop_rule
+from ..params import ParamError
+from .base import Engine, StepInputs, is_default_variant, step_inputs, stop_rule
 from .flow import FlowEngine
 from .population import PopulationEngine
 from .sgd import SGDEngine
@@ -81,6 +82,16 @@ ENGINES: dict[str, type[Engine]] = {
 }
 """Engine name -> engine class: the one list of engines."""
 
+
+def check_variant(train) -> None:
+    """Refuse, in one line, an ablation (docs/model.md section 12) that ``train.engine``
+    does not run (its class has ``variants = False``), naming the engines that do."""
+    if is_default_variant(train) or ENGINES[train.engine].variants:
+        return
+    able = ", ".join(name for name, eng in ENGINES.items() if eng.variants)
+    raise ParamError(f"engine {train.engine!r} runs only the paper's model (norm=bn, stopgrad=on, "
+                     f"target=online); use --engine {able} for norm={train.norm}, stopgrad={train.stopgrad}, "
+                     f"target={train.target}")
+
 __all__ = ["ENGINES", "Engine", "FlowEngine", "PopulationEngine", "SGDEngine", "SGDFastEngine", "StepInputs",
-           "step_inputs",
-           "stop_rule"]
+           "check_variant", "step_inputs", "stop_rule"]

@@ -9,8 +9,10 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from ..core.variants import DEFAULT_VARIANT
 from ..events import event_params
 from ..model import check_weights, feature_vectors, head_mask, initial_weights, model_constants
+from ..objective import variant_tuple
 from ..params import DEFAULT_HEAD_TOL, ModelParams, TrainParams
 
 
@@ -21,7 +23,9 @@ class StepInputs(NamedTuple):
     engine with ``init="reduced"``); ``E_mask`` (m, m) 1 where ``E`` trains; ``model`` the kernels'
     data constants ``(lam, kx, k2, mu, sigma2)``; ``rates = (eta, eta_E)``;
     ``stop = (tol, align_threshold, max_norm, check_every)`` (``tol < 0``: no early stop);
-    ``event_params = (thr, thr2, head_tol)`` of the phase events (``core.events``).
+    ``event_params = (thr, thr2, head_tol)`` of the phase events (``core.events``);
+    ``variant = (norm, stopgrad, target, tau)`` the kernels' ablation codes (``core.variants``,
+    docs/model.md section 12; the default is the paper's model).
     """
 
     V: np.ndarray
@@ -30,6 +34,7 @@ class StepInputs(NamedTuple):
     rates: tuple
     stop: tuple
     event_params: tuple
+    variant: tuple = DEFAULT_VARIANT
 
 
 def stop_rule(train: TrainParams) -> tuple:
@@ -43,7 +48,18 @@ def step_inputs(model: ModelParams, train: TrainParams) -> StepInputs:
     V = None if train.init == "reduced" else np.ascontiguousarray(feature_vectors(model))
     return StepInputs(V=V, E_mask=head_mask(train.head, model.m),
                       model=model_constants(model), rates=(train.eta, train.eta_E), stop=stop_rule(train),
-                      event_params=event_params(train.align_threshold, DEFAULT_HEAD_TOL))
+                      event_params=event_params(train.align_threshold, DEFAULT_HEAD_TOL),
+                      variant=train_variant(train))
+
+
+def train_variant(train: TrainParams) -> tuple:
+    """The kernels' ``variant`` tuple of a run (docs/model.md section 12)."""
+    return variant_tuple(train.norm, train.stopgrad, train.target, train.tau)
+
+
+def is_default_variant(train: TrainParams) -> bool:
+    """The paper's model: BN, stop-gradient, online target."""
+    return (train.norm, train.stopgrad, train.target) == ("bn", "on", "online")
 
 
 class Engine:
@@ -55,6 +71,12 @@ class Engine:
     options: ClassVar[tuple[str, ...]] = ()
     first_chunk: ClassVar[int] = 16
     state_arrays: ClassVar[tuple[str, ...]] = ("coords",)
+    variants: ClassVar[bool] = False
+    """Runs every ablation of docs/model.md section 12 (else only the paper's model;
+    ``engines.check_variant`` refuses the others)."""
+    derived_state: ClassVar[tuple[str, ...]] = ()
+    """State arrays that a checkpoint written before they existed may lack: the driver
+    rebuilds them from ``init_state(W0)`` (valid for the paper's model, the only one then)."""
     optional_arrays: ClassVar[tuple[str, ...]] = ()
     continuous: ClassVar[bool] = False
 
@@ -95,3 +117,7 @@ class Engine:
     def weights(self) -> np.ndarray:
         """*Required.* The current ``W`` (m, d), a new array."""
         raise NotImplementedError
+
+    def target_weights(self) -> np.ndarray | None:
+        """The current EMA target ``Wbar`` (m, d), a new array (``None``: no EMA target)."""
+        return None

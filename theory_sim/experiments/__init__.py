@@ -16,6 +16,7 @@ from . import (
     fig5_phase_diagram,
     fig6_sgd,
     fig7_many_neurons,
+    fig9_ablations,
 )
 from .fig4_scaling import BANDS, THEORY, coupled_weights, fit_scaling, substitution_kind
 from .fig5_phase_diagram import grid_outcomes
@@ -24,7 +25,7 @@ from .runs import Progress, no_progress, run_many
 from .story import story_runs
 
 MODULES = {1: fig1_alignment, 2: fig2_head, 3: fig3_substitution, 4: fig4_scaling,
-           5: fig5_phase_diagram, 6: fig6_sgd, 7: fig7_many_neurons}
+           5: fig5_phase_diagram, 6: fig6_sgd, 7: fig7_many_neurons, 9: fig9_ablations}
 FIGURES = {num: mod.NAME for num, mod in MODULES.items()}
 """Figure number -> file stem (``figN_*.png`` and its data file)."""
 STORY = (1, 2, 3)

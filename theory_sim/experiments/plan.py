@@ -47,6 +47,13 @@ class Plan:
     many_seed: int = 1
     many_eta: float = 0.05
     many_cap: float = 2e4
+    # fig 9 (mechanism ablations, docs/model.md section 12)
+    ablation_seeds: tuple = tuple(range(1, 65))
+    ablation_eta: float = 0.1
+    ablation_cap: float = 3e4
+    ablation_eta_none: float = 1e-3
+    ablation_cap_none: float = 2e3
+    ablation_taus: tuple = (0.9, 0.99)
 
 
 FULL = Plan(name="full")
@@ -60,6 +67,7 @@ QUICK = Plan(
     default_seeds=tuple(range(1, 9)), grid_cap=1e4,
     sgd_batches=(128, 512), sgd_seeds=(101, 102), sgd_flow=100.0,
     many_cap=4e3,
+    ablation_seeds=(1, 2, 3), ablation_cap=1e4,
 )
 
 
@@ -74,4 +82,6 @@ def cost(plan: Plan, num: int) -> float:
                 + 2 * len(plan.default_seeds))
     if num == 6:
         return 1 + sum(b / 256 for b in plan.sgd_batches) * len(plan.sgd_seeds)
+    if num == 9:
+        return (8 + len(plan.ablation_taus)) * len(plan.ablation_seeds) * 0.1
     return {1: 4, 2: 0, 3: 0, 7: 8}[num]

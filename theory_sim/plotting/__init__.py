@@ -8,10 +8,12 @@ matplotlib is imported lazily, through its object API only (no pyplot).
 - ``scaling``: log-log scaling panels (fig. 4).
 - ``outcomes``: the one outcome heatmap, for fig. 5 and for sweeps (``theory-sim plot-sweep``).
 - ``sgd``: SGD against the population engine (fig. 6).
+- ``ablations``: the mechanism ablations (fig. 9).
 """
 
 from __future__ import annotations
 
+from .ablations import ablation_figure
 from .outcomes import (
     LABELS,
     outcome_bars,
@@ -27,6 +29,6 @@ from .style import FEATURE_COLORS, FLOW_LABEL, OUTCOME_CMAPS, OUTCOME_COLORS, ST
 from .trajectories import alignment_figure, head_figure, many_neurons_figure, substitution_acceleration_figure
 
 __all__ = ["FEATURE_COLORS", "FLOW_LABEL", "LABELS", "OUTCOME_CMAPS", "OUTCOME_COLORS", "STYLE",
-           "alignment_figure", "head_figure", "many_neurons_figure", "outcome_bars", "outcome_fractions",
-           "outcome_heatmaps", "phase_diagram", "phase_diagram_figure", "scaling_figure", "sgd_figure",
-           "substitution_acceleration_figure", "sweep_axes", "zoom_window"]
+           "ablation_figure", "alignment_figure", "head_figure", "many_neurons_figure", "outcome_bars",
+           "outcome_fractions", "outcome_heatmaps", "phase_diagram", "phase_diagram_figure",
+           "scaling_figure", "sgd_figure", "substitution_acceleration_figure", "sweep_axes", "zoom_window"]

@@ -14,6 +14,11 @@ import numpy as np
 from ..status import OUTCOMES
 from .style import OUTCOME_CMAPS, OUTCOME_COLORS, new_figure, styled
 
+GRID_OUTCOMES = tuple(oc for oc in OUTCOMES if oc != "complete_collapse")
+"""The outcomes of the grids (fig. 5, sweeps): those of ``simulate_many``, which runs the
+paper's model only; with BN the row norms never shrink (the gradient is orthogonal to
+``w_j``), so ``complete_collapse`` (docs/model.md section 12, fig. 9) cannot occur there."""
+
 LABELS = {"alpha1": r"$\alpha_1$", "alpha2": r"$\alpha_2$", "eta_E_ratio": r"$\eta_E / \eta$",
           "eta": r"$\eta$", "eta_E": r"$\eta_E$", "d": "$d$", "m": "$m$", "k": "$k$", "P": "$P$",
           "sigma": r"$\sigma$"}
@@ -29,7 +34,7 @@ def tick_label(v) -> str:
 def outcome_heatmaps(fig, axes, frac: np.ndarray, xticks: Sequence[str], yticks: Mapping[int, str], *,
                      xlabel: str, ylabel: str, separator: int | None = None):
     """One heatmap per outcome: ``frac[k]`` (rows y, columns x; NaN cells left blank) is the
-    fraction of runs ending ``OUTCOMES[k]``, coloured on [0, 1] and annotated with its value.
+    fraction of runs ending ``GRID_OUTCOMES[k]``, coloured on [0, 1] and annotated with its value.
 
     ``yticks``: row index -> label; ``separator``: a row drawn as a white band (fig. 5 puts
     the frozen-head row above it). Returns the images.
@@ -37,7 +42,7 @@ def outcome_heatmaps(fig, axes, frac: np.ndarray, xticks: Sequence[str], yticks:
     ny, nx = frac.shape[1:]
     annotate = nx * ny <= MAX_ANNOTATED_CELLS
     images = []
-    for k, (ax, name) in enumerate(zip(axes, OUTCOMES, strict=True)):
+    for k, (ax, name) in enumerate(zip(axes, GRID_OUTCOMES, strict=True)):
         im = ax.imshow(frac[k], origin="lower", vmin=0.0, vmax=1.0, cmap=OUTCOME_CMAPS[name],
                        aspect="auto", interpolation="nearest")
         images.append(im)
@@ -65,7 +70,7 @@ def outcome_bars(ax, counts: Mapping[str, Mapping[str, int]]):
     labels = list(counts)
     bottom = np.zeros(len(labels))
     tot = np.array([sum(counts[h].values()) for h in labels], float)
-    for oc in OUTCOMES:
+    for oc in GRID_OUTCOMES:
         v = np.array([counts[h].get(oc, 0) for h in labels], float) / tot
         ax.bar(labels, v, bottom=bottom, color=OUTCOME_COLORS[oc], label=oc, width=0.6)
         for i, (b, h) in enumerate(zip(bottom, v, strict=True)):
@@ -89,19 +94,19 @@ def phase_diagram_figure(ratios_alpha: Sequence[float], ratios_eta: Sequence[flo
     head frozen at I, drawn as a separate top row. ``default_counts``: optional
     ``{"trainable": {outcome: n}, "frozen": {...}}`` drawn as a bar panel.
     """
-    ncols = len(OUTCOMES) + (default_counts is not None)
+    ncols = len(GRID_OUTCOMES) + (default_counts is not None)
     fig, axes = new_figure(1, ncols, (4.3 * ncols, 4.8))
     na, ne = len(ratios_alpha), len(ratios_eta)
-    frac = np.full((len(OUTCOMES), ne + 2, na), np.nan)
-    for k, oc in enumerate(OUTCOMES):
+    frac = np.full((len(GRID_OUTCOMES), ne + 2, na), np.nan)
+    for k, oc in enumerate(GRID_OUTCOMES):
         frac[k, :ne] = np.asarray(counts[oc], float) / n_seeds
         frac[k, ne + 1] = np.asarray(frozen_counts[oc], float) / n_seeds
     yticks = {**{i: f"{r:g}" for i, r in enumerate(ratios_eta)}, ne + 1: "frozen"}
-    outcome_heatmaps(fig, axes[0, :len(OUTCOMES)], frac, [f"{r:g}" for r in ratios_alpha], yticks,
+    outcome_heatmaps(fig, axes[0, :len(GRID_OUTCOMES)], frac, [f"{r:g}" for r in ratios_alpha], yticks,
                      xlabel=rf"$\alpha_1 / \alpha_2$  ($\alpha_1 = {alpha1:g}$)", ylabel=r"$\eta_E / \eta$",
                      separator=ne)
     if default_counts is not None:
-        ax = axes[0, len(OUTCOMES)]
+        ax = axes[0, len(GRID_OUTCOMES)]
         outcome_bars(ax, default_counts)
         n = int(sum(default_counts[next(iter(default_counts))].values()))
         ax.set_title(f"default parameters, {n} seeds")
@@ -123,14 +128,14 @@ def outcome_fractions(table: Mapping[str, np.ndarray], x: str, y: str | None = N
     ycol = np.asarray(table[y]) if y is not None else np.zeros(len(outcome))
     xs, ys = _levels(xcol), _levels(ycol)
     counts = np.zeros((len(ys), len(xs)), dtype=int)
-    frac = np.full((len(OUTCOMES), len(ys), len(xs)), np.nan)
+    frac = np.full((len(GRID_OUTCOMES), len(ys), len(xs)), np.nan)
     for iy, yv in enumerate(ys):
         for ix, xv in enumerate(xs):
             sel = (xcol == xv) & (ycol == yv)
             n = int(sel.sum())
             counts[iy, ix] = n
             if n:
-                for k, name in enumerate(OUTCOMES):
+                for k, name in enumerate(GRID_OUTCOMES):
                     frac[k, iy, ix] = np.mean(outcome[sel] == name)
     return xs, (ys if y is not None else [None]), counts, frac
 
@@ -149,7 +154,7 @@ def phase_diagram(table: Mapping[str, np.ndarray], x: str, y: str | None = None,
         fig, axes = new_figure(1, 1, (6.0, 4.0))
         ax = axes[0, 0]
         pos = np.arange(len(xs))
-        for k, name in enumerate(OUTCOMES):
+        for k, name in enumerate(GRID_OUTCOMES):
             ax.plot(pos, frac[k, 0], marker="o", label=name, color=OUTCOME_COLORS[name])
         ax.set_xticks(pos, [tick_label(v) for v in xs])
         ax.set_xlabel(LABELS.get(x, x))
@@ -158,7 +163,7 @@ def phase_diagram(table: Mapping[str, np.ndarray], x: str, y: str | None = None,
         ax.legend()
         ax.set_title(title, fontsize=9)
         return fig
-    fig, axes = new_figure(1, len(OUTCOMES), (4.2 * len(OUTCOMES), 4.2))
+    fig, axes = new_figure(1, len(GRID_OUTCOMES), (4.2 * len(GRID_OUTCOMES), 4.2))
     outcome_heatmaps(fig, axes[0], frac, [tick_label(v) for v in xs],
                      {i: tick_label(v) for i, v in enumerate(ys)},
                      xlabel=LABELS.get(x, x), ylabel=LABELS.get(y, y))

@@ -34,9 +34,9 @@ STYLE = {
 FEATURE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 NEURON_STYLES = ("-", "--", ":", "-.")
 PHASE_COLOR = "#555555"
-OUTCOME_COLORS = dict(zip(OUTCOMES, ("#2ca02c", "#d62728", "#7f7f7f", "#ff7f0e"), strict=True))
+OUTCOME_COLORS = dict(zip(OUTCOMES, ("#2ca02c", "#d62728", "#7f7f7f", "#ff7f0e", "#000000"), strict=True))
 """Line and bar colour of each outcome (``status.OUTCOMES``)."""
-OUTCOME_CMAPS = dict(zip(OUTCOMES, ("Greens", "Reds", "Greys", "Oranges"), strict=True))
+OUTCOME_CMAPS = dict(zip(OUTCOMES, ("Greens", "Reds", "Greys", "Oranges", "Purples"), strict=True))
 """Colour map of each outcome's fraction in the phase diagrams."""
 FLOW_LABEL = r"flow time $\eta\,\cdot$ steps"
 
