@@ -42,8 +42,8 @@ def wilson_interval(k, n, z: float = 1.959963984540054):
         den = 1.0 + z * z / np.maximum(n, 1)
         centre = (p + z * z / (2 * np.maximum(n, 1))) / den
         half = z * np.sqrt(p * (1 - p) / np.maximum(n, 1) + z * z / (4 * np.maximum(n, 1) ** 2)) / den
-    lo = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
-    hi = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    lo = np.where((n > 0) & (k > 0), np.clip(centre - half, 0.0, 1.0), 0.0)  # exact ends at k = 0, n
+    hi = np.where((n > 0) & (k < n), np.clip(centre + half, 0.0, 1.0), 1.0)
     return (float(lo), float(hi)) if lo.ndim == 0 else (lo, hi)
 
 
@@ -105,7 +105,7 @@ def _one(model, train, seed, d, init, t_max, max_steps, until, rescue_steps):
     return {"status": status, "outcome": outcome, "d": d, "seed": seed, "t": r["t"],
             "T1": pt["T1"], "T2": pt["T2"], "T3": pt["T3"], "T4": pt["T4"], "leader": lead, "follower": fol,
             "features": feats, "alignment": c, "norms": nrm, "E": r["E"], "peak_offdiag": peak,
-            "n_steps": r["n_steps"], "elapsed": r["elapsed"], "flagged_vanishing_at": flagged_t,
+            "n_steps": r["n_steps"], "elapsed": r["elapsed"], "flagged_vanishing_at": flagged_t, "B0": B0,
             "escaped_after_vanishing": escaped}
 
 
@@ -126,7 +126,8 @@ def run_flow_many(models, trains, seeds=None, init: str = "reduced", *, dims=Non
     Each dict: ``status`` (converged / vanishing / max_steps / diverged / interrupted: the
     step budget), ``outcome`` (one of :data:`FLOW_OUTCOMES`), ``t`` (flow time at the stop),
     ``T1..T4``, ``leader``, ``follower``, ``features``, ``alignment`` (m x L ``|c_jl|``),
-    ``norms``, ``E``, ``peak_offdiag``, ``n_steps``, ``elapsed`` and the vanishing flags.
+    ``norms``, ``E``, ``peak_offdiag``, ``n_steps``, ``elapsed``, the vanishing flags and ``B0``
+    (the reduced initial coordinates ``[A, K]``, docs/model.md section 11).
     """
     n = len(trains)
     models = list(models) if isinstance(models, (list, tuple)) else [models] * n

@@ -33,7 +33,8 @@ def regime_figure(rows: Sequence[Mapping], outcomes: Sequence[str], *, note: str
             hi = np.array([r[head]["intervals"][oc][1] for r in rows])
             color = OUTCOME_COLORS.get(oc, _EXTRA_COLORS.get(oc, "k"))
             shift = d * 10 ** (0.04 * (k - 1.5))  # keep the error bars apart
-            ax.errorbar(shift, p, yerr=[p - lo, hi - p], marker="o", ms=6 if oc == main else 4,
+            yerr = [np.maximum(p - lo, 0), np.maximum(hi - p, 0)]
+            ax.errorbar(shift, p, yerr=yerr, marker="o", ms=6 if oc == main else 4,
                         lw=2.4 if oc == main else 1.0, capsize=3, color=color,
                         label=f"{oc}" + ("  (the theorem: -> 1)" if oc == main else ""))
         ax.axhline(1.0, color="k", lw=0.6, ls=":")
