@@ -135,3 +135,25 @@ def test_fig8_small_plan_counts_every_run():
 def test_count_outcomes_has_every_outcome():
     c = count_outcomes([{"outcome": "vanishing"}, {"outcome": "diverse"}, {"outcome": "vanishing"}])
     assert c == {**dict.fromkeys(FLOW_OUTCOMES, 0), "vanishing": 2, "diverse": 1}
+
+
+def test_frozen_collapse_fraction_follows_the_cauchy_law():
+    """With E = I the neurons race independently: a neuron takes v_2 iff
+    |a_2/a_1| > (alpha_1/alpha_2)^{3/2} (a Cauchy tail). The flow's collapsed fraction over 256
+    seeds at d = 1e3 in fig 8's regime lies in its 99 % Wilson interval around the measured
+    value, and the prediction is not trivial (well below 1)."""
+    d = 1000
+    a1, a2 = f8.regime_alpha(d)
+    pred = f8.frozen_collapse_prediction(a1, a2)
+    assert 0.85 < pred < 0.97
+    trains = [ts.TrainParams(eta=1.0, head="frozen", seed=s) for s in range(1, 257)]
+    res = run_flow_many(ts.ModelParams(alpha=(a1, a2)), trains, dims=[d] * 256)
+    c = count_outcomes(res)
+    assert c["incomplete"] == 0 and c["vanishing"] == 0
+    lo, hi = wilson_interval(c["collapsed"], 256, z=2.5758293035489)
+    assert lo <= pred <= hi
+    # the same law at a small gap (r = 1.5), where collapse is far from certain
+    pred_small = f8.frozen_collapse_prediction(6.0, 4.0)
+    res = run_flow_many(ts.ModelParams(alpha=(6.0, 4.0)), trains[:128], dims=[d] * 128)
+    lo, hi = wilson_interval(count_outcomes(res)["collapsed"], 128, z=2.5758293035489)
+    assert pred_small < 0.7 and lo <= pred_small <= hi

@@ -39,6 +39,20 @@ def regime_ratio(d: float) -> float:
     return 1.0 / regime_alpha(d)[0] ** 2
 
 
+def frozen_collapse_prediction(alpha1: float, alpha2: float) -> float:
+    """Leading-order fraction of frozen-head runs that collapse (docs/regime.md).
+
+    With ``E = I`` each neuron evolves alone; near initialisation ``d<w_j, v_l>/dt ~
+    lam_l <w_j, v_l>^5`` (docs/model.md section 5, phase I), so neuron ``j`` learns ``v_2`` first
+    iff ``lam_2 a_2^4 > lam_1 a_1^4``, i.e. ``|a_2 / a_1| > (alpha_1/alpha_2)^{3/2}`` (equal
+    ``pi``). ``a_2 / a_1`` is a ratio of independent centred Gaussians (standard Cauchy), so
+    ``p = 1 - (2/pi) arctan(r^{3/2})`` and the two neurons end on different features with
+    probability ``2 p (1 - p)``. No fitted constant; it does not depend on ``d``.
+    """
+    p = 1.0 - 2.0 / math.pi * math.atan((alpha1 / alpha2) ** 1.5)
+    return 1.0 - 2.0 * p * (1.0 - p)
+
+
 def regime_runs(plan: Plan, progress: Progress = no_progress) -> dict:
     """``{d: {"trainable" | "frozen": [run dicts]}}`` over ``plan.regime_d_values`` x seeds."""
     models, trains, dims, keys = [], [], [], []
@@ -64,20 +78,32 @@ def summarise(runs: dict) -> dict:
     what the runs that are not diverse / collapsed did."""
     rows = []
     for d, by_head in runs.items():
-        row = {"d": int(d), "alpha": list(regime_alpha(d)), "eta_E_ratio": regime_ratio(d)}
+        row = {"d": int(d), "alpha": list(regime_alpha(d)), "eta_E_ratio": regime_ratio(d),
+               "frozen_collapse_prediction": frozen_collapse_prediction(*regime_alpha(d))}
         for head, rs in by_head.items():
             counts = count_outcomes(rs)
             n = len(rs)
             key = "diverse" if head == "trainable" else "collapsed"
             lo, hi = wilson_interval(counts[key], n)
             fl = [r["t"] for r in rs if r["status"] == "converged"]
+            inc = [r for r in rs if r["outcome"] == "incomplete"]
+            n_one = sum(1 for r in inc if sum(f is not None for f in r["features"]) == 1)
+            settled = n - counts["incomplete"]
             row[head] = {"n": n, "counts": counts, "fraction": counts[key] / n, "wilson95": [lo, hi],
+                         # the same fraction among the runs that settled (budget-limited runs left out)
+                         "settled": settled,
+                         "fraction_of_settled": counts[key] / settled if settled else None,
+                         "wilson95_of_settled": list(wilson_interval(counts[key], settled)),
                          "fraction_of": key,
                          "intervals": {oc: list(wilson_interval(c, n)) for oc, c in counts.items()},
                          "escaped_after_vanishing": int(sum(r["escaped_after_vanishing"] for r in rs)),
                          "statuses": {s: int(sum(r["status"] == s for r in rs))
                                       for s in sorted({r["status"] for r in rs})},
-                         "median_flow_time_converged": float(np.median(fl)) if fl else None}
+                         "median_flow_time_converged": float(np.median(fl)) if fl else None,
+                         # what the unsettled runs were doing at their step budget
+                         "incomplete_detail": {"one_neuron_with_a_feature": n_one,
+                                               "median_flow_time": float(np.median([r["t"] for r in inc]))
+                                               if inc else None}}
         rows.append(row)
     return {"rows": rows}
 

@@ -53,8 +53,8 @@ class Plan:
     # fig 8: the paper's regime (flow engine, reduced initial law; docs/regime.md)
     regime_d_values: tuple = (10**3, 10**4, 10**5, 10**6, 10**7, 10**8, 10**9, 10**10)
     regime_seeds: tuple = tuple(range(1, 257))
-    regime_max_steps: int = 8_000
-    regime_rescue_steps: int = 8_000
+    regime_max_steps: int = 4_000
+    regime_rescue_steps: int = 4_000
 
 
 FULL = Plan(name="full")
@@ -69,7 +69,7 @@ QUICK = Plan(
     sgd_batches=(128, 512), sgd_seeds=(101, 102), sgd_flow=100.0,
     many_cap=4e3,
     regime_d_values=(10**3, 10**5, 10**7, 10**9), regime_seeds=tuple(range(1, 17)),
-    regime_max_steps=5_000, regime_rescue_steps=5_000,
+    regime_max_steps=2_000, regime_rescue_steps=2_000,
 )
 
 

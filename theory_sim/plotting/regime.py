@@ -19,6 +19,7 @@ def regime_figure(rows: Sequence[Mapping], outcomes: Sequence[str], *, note: str
     ``rows``: one per ``d`` with ``d`` and, per head (``trainable``, ``frozen``), ``n``,
     ``counts`` (outcome -> runs) and ``intervals`` (outcome -> ``(low, high)``). The
     theorem's outcome is drawn thick: ``diverse`` with the head, ``collapsed`` without it.
+    Rows with ``frozen_collapse_prediction`` get that curve drawn dashed on the frozen panel.
     """
     fig, axes = new_figure(1, 2, (11.0, 4.8), sharey=True)
     d = np.array([r["d"] for r in rows], float)
@@ -37,6 +38,9 @@ def regime_figure(rows: Sequence[Mapping], outcomes: Sequence[str], *, note: str
             ax.errorbar(shift, p, yerr=yerr, marker="o", ms=6 if oc == main else 4,
                         lw=2.4 if oc == main else 1.0, capsize=3, color=color,
                         label=f"{oc}" + ("  (the theorem: -> 1)" if oc == main else ""))
+        if head == "frozen" and all("frozen_collapse_prediction" in r for r in rows):
+            ax.plot(d, [r["frozen_collapse_prediction"] for r in rows], color="k", ls="--", lw=1.2,
+                    label="collapsed: leading-order prediction")
         ax.axhline(1.0, color="k", lw=0.6, ls=":")
         ax.axhline(0.9, color="0.5", lw=0.6, ls="--")
         ax.set_xscale("log")
