@@ -159,6 +159,8 @@ def test_fig4_exponents_recomputed_lie_in_their_bands():
         keep = np.isfinite(y) & ~np.asarray(p.get("censored", np.zeros(x.shape, bool)), bool)
         if key == "T1_vs_d":
             keep &= x >= ex.QUICK.d_fit_min
+        if key == "E_vs_ratio":
+            keep &= x >= ex.QUICK.ratio_fit_min
         x, y, seed = np.log(x[keep]), np.log(y[keep]), seed[keep]
         groups = np.unique(seed)
         design = np.column_stack([x] + [(seed == g).astype(float) for g in groups])

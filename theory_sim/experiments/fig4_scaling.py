@@ -130,7 +130,9 @@ def fit_scaling(data: dict, plan: Plan) -> dict:
     """Power-law fits of fig 4 with seed fixed effects.
 
     ``T1_vs_d`` is fitted on ``d >= plan.d_fit_min`` (``T1_vs_d_all``: every ``d``);
-    ``E_vs_ratio`` on the phase-II runs (``E_vs_ratio_stuck``: the stuck runs' values at the cap).
+    ``E_vs_ratio`` on the phase-II runs with ``eta_E/eta >= plan.ratio_fit_min``
+    (``E_vs_ratio_all``: every ratio; ``E_vs_ratio_stuck``: the largest ``|E_fl|`` of the runs
+    whose follower never learns ``v_2``).
     """
     fits = {}
     for key, p in data.items():
@@ -141,6 +143,9 @@ def fit_scaling(data: dict, plan: Plan) -> dict:
         if key == "T1_vs_d":
             fits[key + "_all"] = analysis.fit_power_law(x, y, g).as_dict()
             keep &= x >= plan.d_fit_min
+        if key == "E_vs_ratio":
+            fits[key + "_all"] = analysis.fit_power_law(x[keep], y[keep], g[keep]).as_dict()
+            keep &= x >= plan.ratio_fit_min
         fits[key] = analysis.fit_power_law(x[keep], y[keep], g[keep]).as_dict()
         if "alt" in p:
             alt = np.asarray(p["alt"], bool)
@@ -171,7 +176,7 @@ def make(plan: Plan, progress: Progress = no_progress):
     n_phase2, n_stuck = int(np.sum(kind == "phase2")), int(np.sum(kind == "stuck"))
     panels = [
         {**data["T1_vs_d"], "fit": fits["T1_vs_d"], "theory": THEORY["T1_vs_d"],
-         "fit_label": f"fit, d >= {plan.d_fit_min}", "fit_x_min": plan.d_fit_min,
+         "fit_label": f"fit, d >= {plan.d_fit_min:.0e}", "fit_x_min": plan.d_fit_min,
          "extra_fits": [("fit, all d", fits["T1_vs_d_all"], "#7f7f7f")],
          "xlabel": "dimension d", "ylabel": r"$T_1$ (flow time $\eta\cdot$steps)",
          "title": r"$T_1$ against $d$ (gradient flow, reduced $W(0)$)",
@@ -181,7 +186,9 @@ def make(plan: Plan, progress: Progress = no_progress):
          "title": r"$T_1$ against $\eta$ ($d$ = 512)", "verdict_top": True,
          "verdict": verdict("T1_vs_eta", fits["T1_vs_eta"])},
         {**data["E_vs_ratio"], "fit": fits["E_vs_ratio"], "theory": THEORY["E_vs_ratio"],
-         "extra_fits": [("fit (stuck)", fits["E_vs_ratio_stuck"], "#ff7f0e")],
+         "extra_fits": [("fit (stuck)", fits["E_vs_ratio_stuck"], "#ff7f0e"),
+                        ("fit, every ratio", fits["E_vs_ratio_all"], "#7f7f7f")],
+         "fit_label": f"fit, ratio >= {plan.ratio_fit_min:g}", "fit_x_min": plan.ratio_fit_min,
          "xlabel": r"$\eta_E / \eta$", "ylabel": r"$|E_{fl}(T_2)|$ (peak of the head entry)",
          "title": r"$|E_{fl}(T_2)|$ against $\eta_E/\eta$ (gradient flow, to convergence)",
          "point_label": f"phase II run ($T_1 < T_2 < T_3$), {n_phase2}",
@@ -205,13 +212,15 @@ def make(plan: Plan, progress: Progress = no_progress):
         if "kind" in p:
             entry["kind"] = np.asarray(p["kind"]).tolist()
             entry["fit_stuck"] = fits[key + "_stuck"]
+            entry["fit_all"] = fits[key + "_all"]
         js[key] = entry
     if pred is not None:
         js["T1_vs_d"]["T1_pred"] = [float(v) for v in pred]
     facts = {key: {**fits[key], "theory": THEORY[key], "band": BANDS[key],
                    "missing": int(np.sum(~np.isfinite(np.asarray(data[key]["y"], float))))} for key in THEORY}
     facts["E_vs_ratio"].update({"phase2_runs": n_phase2, "stuck_runs": n_stuck,
-                                "stuck_fit": fits["E_vs_ratio_stuck"]})
+                                "stuck_fit": fits["E_vs_ratio_stuck"], "fit_from_ratio": plan.ratio_fit_min,
+                                "all_ratio_fit": fits["E_vs_ratio_all"]})
     facts["T1_vs_d"].update({"fit_from_d": plan.d_fit_min, "all_d_fit": fits["T1_vs_d_all"],
                              "seeds_per_d": len(plan.d_seeds),
                              "d_range": [min(plan.d_values), max(plan.d_values)]})

@@ -29,6 +29,8 @@ class Plan:
     ratio_values: tuple = (0.001, 0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
     ratio_seeds: tuple = tuple(range(1, 33))
     ratio_max_steps: int = 8_000
+    ratio_fit_min: float = 0.01
+    """Below this the follower often learns v_2 before the head entry peaks (docs/regime.md)."""
     # fig 5 (flow engine, every run to convergence or its step budget)
     alpha1: float = 6.0
     alpha_ratios: tuple = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
