@@ -157,3 +157,49 @@ def test_frozen_collapse_fraction_follows_the_cauchy_law():
     res = run_flow_many(ts.ModelParams(alpha=(6.0, 4.0)), trains[:128], dims=[d] * 128)
     lo, hi = wilson_interval(count_outcomes(res)["collapsed"], 128, z=2.5758293035489)
     assert pred_small < 0.7 and lo <= pred_small <= hi
+
+
+def _rows(counts_head, counts_frozen, n, ds=(1e3, 1e4)):
+    rows = []
+    for d, ch, cf in zip(ds, counts_head, counts_frozen, strict=True):
+        row = {"d": d, "frozen_collapse_prediction": 0.9}
+        for head, c in (("trainable", ch), ("frozen", cf)):
+            c = {**dict.fromkeys(FLOW_OUTCOMES, 0), **c}
+            row[head] = {"n": n, "counts": c, "intervals": {oc: wilson_interval(k, n) for oc, k in c.items()}}
+        rows.append(row)
+    return rows
+
+
+def test_regime_figure_draws_the_fractions_and_the_prediction():
+    from theory_sim import plotting
+
+    rows = _rows([{"diverse": 6, "vanishing": 2}, {"diverse": 1, "incomplete": 7}],
+                 [{"collapsed": 7, "diverse": 1}, {"collapsed": 8}], 8)
+    fig = plotting.regime_figure(rows, FLOW_OUTCOMES)
+    left, right = fig.axes[:2]
+    by_label = {c.get_label().split()[0]: c.lines[0] for c in left.containers}
+    np.testing.assert_allclose(by_label["diverse"].get_ydata(), [6 / 8, 1 / 8])
+    np.testing.assert_allclose(by_label["incomplete"].get_ydata(), [0, 7 / 8])
+    assert "collapsed" not in by_label  # an outcome that never happens is not drawn (except the theorem's)
+    labels = [ln.get_label() for ln in right.get_lines()]
+    assert any("prediction" in lab for lab in labels)
+
+
+def test_phase_diagram_draws_vanishing_as_its_own_heatmap():
+    from theory_sim import plotting
+
+    n = 4
+    counts = {oc: np.zeros((2, 3), int) for oc in FLOW_OUTCOMES}
+    counts["diverse"][:] = 2
+    counts["vanishing"][:] = 1
+    counts["incomplete"][:] = 1
+    counts["vanishing"][1, 2], counts["collapsed"][1, 2] = 0, 1
+    frozen = {oc: np.zeros(3, int) for oc in FLOW_OUTCOMES}
+    frozen["collapsed"][:] = 4
+    fig = plotting.phase_diagram_figure([1.5, 2, 3], [0.01, 0.1], counts, frozen, n, outcomes=FLOW_OUTCOMES)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == len(FLOW_OUTCOMES)
+    k = FLOW_OUTCOMES.index("vanishing")
+    arr = np.asarray(images[k].get_array())
+    np.testing.assert_allclose(arr[:2], counts["vanishing"] / n)
+    np.testing.assert_allclose(arr[3], frozen["vanishing"] / n)

@@ -125,9 +125,9 @@ def make(plan: Plan, progress: Progress = no_progress):
     n = len(plan.regime_seeds)
     note = (rf"gradient flow to convergence, reduced $W(0)$, {n} seeds per $d$ and head; "
             rf"$\alpha_1 = \log_2 d$, $\alpha_2 = \alpha_1/\ln d$, $\eta_E/\eta = 1/\alpha_1^2$; "
-            f"P = 16, k = 4, sigma = 1, m = 2\n'vanishing': stopped by the flow's rule and not escaped within "
-            f"{plan.regime_rescue_steps} more steps with the rule off; 'incomplete': not settled within "
-            f"{plan.regime_max_steps} steps")
+            f"P = 16, k = 4, sigma = 1, m = 2\n'vanishing': stopped by the flow's rule and not escaped "
+            f"within {plan.regime_rescue_steps} more steps with the rule off; 'incomplete': not settled "
+            f"within {plan.regime_max_steps} steps")
     fig = plotting.regime_figure(rows, FLOW_OUTCOMES, note=note)
     js = {"choices": {"alpha1": "log2 d", "alpha2": "alpha1 / ln d", "eta_E_ratio": "1 / alpha1^2",
                       "init": "reduced", "engine": "flow", "max_steps": plan.regime_max_steps,
