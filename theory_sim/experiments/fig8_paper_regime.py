@@ -140,5 +140,7 @@ def make(plan: Plan, progress: Progress = no_progress):
              "vanishing_with_head": {r["d"]: r[tr]["counts"]["vanishing"] for r in rows},
              "incomplete": {r["d"]: {h: r[h]["counts"]["incomplete"] for h in HEADS} for r in rows},
              "first_d_diverse_ge_0.9": first_d_above(rows, "trainable"),
-             "first_d_collapsed_ge_0.9": first_d_above(rows, "frozen")}
+             "first_d_collapsed_ge_0.9": first_d_above(rows, "frozen"),
+             "first_d_collapsed_ge_0.9_among_settled": first_d_above(
+                 [{"d": r["d"], fr: {"fraction": r[fr]["fraction_of_settled"] or 0.0}} for r in rows], fr)}
     return fig, js, facts
