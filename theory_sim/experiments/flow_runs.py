@@ -28,6 +28,8 @@ DEFAULT_MAX_STEPS = 20_000
 """Solver steps a run may take (the default run takes ~500; a stalled follower at d >= 1e8
 takes ~20 us a step without settling, docs/regime.md)."""
 STEP_CHUNK = 500
+T1_CHUNK = 20
+"""Steps between checks for a first T1 (``until="T1"``): a run stops at most this many steps after it."""
 FLOW_RUN_UNITS = 0.05
 """Progress units (``plan.cost``: one short discrete population run) of one flow run."""
 
@@ -58,11 +60,12 @@ def _features(B, Vr, threshold):
 
 def _integrate(model, train, B0, Vr, t_max, max_steps, until, vanish_persist):
     st = fs.new_state(model, train, B0=B0, Vr=Vr, t_max=t_max, vanish_persist=vanish_persist)
+    chunk = STEP_CHUNK if until == "converged" else T1_CHUNK
     steps = 0
     while st["ist"][fs._flow.I_STATUS] == _jit.STATUS_RUNNING and steps < max_steps:
-        chunk = min(STEP_CHUNK, max_steps - steps)
-        fs.advance(st, chunk if until == "converged" else min(chunk, 20))
-        steps += chunk if until == "converged" else min(chunk, 20)
+        n = min(chunk, max_steps - steps)
+        fs.advance(st, n)
+        steps += n
         if until == "T1" and np.any(st["t1"] >= 0):
             break
     return fs.result(st)
