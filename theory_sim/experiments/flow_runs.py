@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import flow_solver as fs
 from ..core import _jit
+from ..core.flow import I_STATUS
 from ..status import OUTCOMES, outcome_from
 from .runs import Progress
 
@@ -62,7 +63,7 @@ def _integrate(model, train, B0, Vr, t_max, max_steps, until, vanish_persist):
     st = fs.new_state(model, train, B0=B0, Vr=Vr, t_max=t_max, vanish_persist=vanish_persist)
     chunk = STEP_CHUNK if until == "converged" else T1_CHUNK
     steps = 0
-    while st["ist"][fs._flow.I_STATUS] == _jit.STATUS_RUNNING and steps < max_steps:
+    while st["ist"][I_STATUS] == _jit.STATUS_RUNNING and steps < max_steps:
         n = min(chunk, max_steps - steps)
         fs.advance(st, n)
         steps += n
