@@ -48,10 +48,10 @@ def parse_only(text: str | None) -> list[int]:
     try:
         nums = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError:
-        raise UsageError(f"--only takes figure numbers 1-7 separated by commas (got {text!r})") from None
+        raise UsageError(f"--only takes figure numbers 1-8 separated by commas (got {text!r})") from None
     bad = [n for n in nums if n not in FIGURES]
     if bad or not nums:
-        raise UsageError(f"--only takes figure numbers 1-7 separated by commas (got {text!r})")
+        raise UsageError(f"--only takes figure numbers 1-8 separated by commas (got {text!r})")
     return nums
 
 
