@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import flow_support as fs
 import numpy as np
 import pytest
 from scipy import stats
 
 import theory_sim as ts
 from theory_sim import experiments as ex
-from theory_sim import flow_solver as fs
 from theory_sim.experiments import fig8_paper_regime as f8
 from theory_sim.experiments.flow_runs import FLOW_OUTCOMES, count_outcomes, run_flow_many, wilson_interval
 from theory_sim.initial_law import reduced_coordinates
@@ -35,8 +35,8 @@ def test_wilson_interval_arrays_and_empty():
 
 
 def test_flow_outcomes_name_vanishing_beside_the_others():
-    assert set(OUTCOMES) <= set(FLOW_OUTCOMES) and "vanishing" in FLOW_OUTCOMES
-    assert FLOW_OUTCOMES[:2] == ("diverse", "collapsed") and FLOW_OUTCOMES[-1] == "incomplete"
+    assert FLOW_OUTCOMES == OUTCOMES and "vanishing" in FLOW_OUTCOMES
+    assert FLOW_OUTCOMES[:2] == ("diverse", "collapsed")
 
 
 def test_flow_run_agrees_with_the_discrete_engine_at_the_defaults():
@@ -66,8 +66,8 @@ def test_until_T1_stops_at_the_same_T1():
 
 def test_a_run_the_vanishing_rule_stops_early_is_rescued():
     """Fig 8's regime at d = 1e3, seed 2: the kernel's rule stops the follower as vanishing,
-    but integrated on with the rule off it learns v_2 (found in docs/regime.md). The rescue
-    reports what the rule-free integration (flow_solver directly) learns."""
+    but integrated on with the rule off it learns v_2 (found in docs/paper.md, appendix). The rescue
+    reports what the rule-free integration (the kernel directly, tests/flow_support.py) learns."""
     d = 1000
     model = ts.ModelParams(alpha=(math.log2(d), math.log2(d) / math.log(d)))
     train = ts.TrainParams(eta=1.0, eta_E=0.1, seed=2)

@@ -4,7 +4,7 @@ seeds, every run integrated by the gradient flow until it settles (docs/model.md
 
 The outcomes are those of :data:`~.flow_runs.FLOW_OUTCOMES`: ``vanishing`` (the flow's stop
 rule, docs/model.md section 10) is its own outcome; ``incomplete`` is left for the runs that
-do not settle within the step budget (counted and explained in docs/regime.md).
+do not settle within the step budget (counted and explained in docs/paper.md, appendix).
 """
 
 from __future__ import annotations

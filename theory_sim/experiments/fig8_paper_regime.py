@@ -3,7 +3,7 @@
 fraction of runs ending diverse with the trainable head, and collapsed with the frozen head,
 tend to 1 as ``d`` grows? Gradient flow at convergence, reduced initial law (section 11).
 
-Choices (docs/regime.md): ``alpha_1 = 2^{log2 log2 d} = log2 d`` (the theorem's
+Choices (docs/paper.md, appendix): ``alpha_1 = 2^{log2 log2 d} = log2 d`` (the theorem's
 ``2^{polyloglog d}`` with the exponent ``log2 log2 d``), so ``alpha_2 = log2 d / ln d = 1/ln 2``
 for every ``d``; ``eta_E / eta = 1 / alpha_1^2``, which is both ``eta / alpha_1^{O(1)}``
 (the lower end of section 4's range, exponent 2) and ``eta / polylog d`` (the upper end,
@@ -40,7 +40,7 @@ def regime_ratio(d: float) -> float:
 
 
 def frozen_collapse_prediction(alpha1: float, alpha2: float) -> float:
-    """Leading-order fraction of frozen-head runs that collapse (docs/regime.md).
+    """Leading-order fraction of frozen-head runs that collapse (docs/paper.md, appendix).
 
     With ``E = I`` each neuron evolves alone; near initialisation ``d<w_j, v_l>/dt ~
     lam_l <w_j, v_l>^5`` (docs/model.md section 5, phase I), so neuron ``j`` learns ``v_2`` first

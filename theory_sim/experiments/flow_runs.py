@@ -1,33 +1,42 @@
 """Many gradient-flow runs (docs/model.md section 11): the one call site of the flow engine
 behind figs 4, 5 and 8, and the Wilson interval their data files carry.
 
-:func:`run_flow_many` calls the private wrapper ``flow_solver`` today; when the flow engine
-is wired into ``simulate_many(engine="flow")`` this function is the one place to switch.
-Runs go to a pool of threads (the flow kernel releases the GIL).
+:func:`run_flow_many` drives the flow engine through the module-level functions of
+``theory_sim.engines.flow`` (``new_state``, ``advance_state``, ``event_arrays``), not through
+``simulate_many(engine="flow")``, because the figures need what that path does not offer: a
+solver-step budget per run, a stop at the first ``T1`` (fig 4), the vanishing rule switched
+off for a rescue (``make_opts``' ``vanish_persist``), and ``d`` beyond ``ModelParams``' range
+(the flow sees ``d`` only through ``W(0)``). No trajectory is recorded: only the final state
+and the phase events. Runs go to a pool of threads (the flow kernel releases the GIL).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import flow_solver as fs
 from ..core import _jit
-from ..core.flow import I_STATUS
-from ..status import OUTCOMES, outcome_from
+from ..core.flow import F_T, I_NSTEPS, I_STATUS
+from ..engines import flow as flow_engine
+from ..events import EVENT_ARRAYS, phase_times_from_events
+from ..initial_law import reduced_coordinates
+from ..model import head_mask, model_constants
+from ..status import OUTCOMES, STATUS_NAMES, outcome_from
 from .runs import Progress
 
-FLOW_OUTCOMES = OUTCOMES if "vanishing" in OUTCOMES else (*OUTCOMES[:2], "vanishing", *OUTCOMES[2:])
-"""The outcomes of a flow run: ``status.OUTCOMES`` with ``vanishing`` (the flow kernel's stop
-rule, docs/model.md section 10) beside ``diverse`` and ``collapsed``."""
+FLOW_OUTCOMES = OUTCOMES
+"""The outcomes of a flow run: ``status.OUTCOMES``, ``vanishing`` (the flow engine's stop
+rule, docs/model.md section 10) beside ``diverse``, ``collapsed`` and ``incomplete``."""
 NO_CAP = 1e300
 """Flow-time cap meaning none: a run ends converged, vanishing, diverged or at its step budget."""
 DEFAULT_MAX_STEPS = 20_000
 """Solver steps a run may take (the default run takes ~500; a stalled follower at d >= 1e8
-takes ~20 us a step without settling, docs/regime.md)."""
+takes ~20 us a step without settling, docs/paper.md, appendix)."""
 STEP_CHUNK = 500
 T1_CHUNK = 20
 """Steps between checks for a first T1 (``until="T1"``): a run stops at most this many steps after it."""
@@ -60,32 +69,40 @@ def _features(B, Vr, threshold):
 
 
 def _integrate(model, train, B0, Vr, t_max, max_steps, until, vanish_persist):
-    st = fs.new_state(model, train, B0=B0, Vr=Vr, t_max=t_max, vanish_persist=vanish_persist)
+    """One flow run from ``(B0, Vr)`` until it stops, at most ``max_steps`` solver steps."""
+    t0 = time.perf_counter()
+    train = dataclasses.replace(train, engine="flow", steps=None)
+    st = flow_engine.new_state(model, train, B0, Vr, t_record=np.zeros(0), t_max=t_max,
+                               vanish_persist=vanish_persist)
+    mask, model_t, ratio = head_mask(train.head, model.m), model_constants(model), train.eta_E / train.eta
     chunk = STEP_CHUNK if until == "converged" else T1_CHUNK
     steps = 0
     while st["ist"][I_STATUS] == _jit.STATUS_RUNNING and steps < max_steps:
         n = min(chunk, max_steps - steps)
-        fs.advance(st, n)
+        flow_engine.advance_state(st, mask, model_t, ratio, n)
         steps += n
         if until == "T1" and np.any(st["t1"] >= 0):
             break
-    return fs.result(st)
+    m = model.m
+    code = int(st["ist"][I_STATUS])
+    return {"B": st["coords"][:-m * m].reshape(m, -1).copy(), "E": st["coords"][-m * m:].reshape(m, m).copy(),
+            "t": float(st["fst"][F_T]), "status": STATUS_NAMES.get(code, "interrupted"),
+            "events": flow_engine.event_arrays(st), "n_steps": int(st["ist"][I_NSTEPS]),
+            "elapsed": time.perf_counter() - t0}
 
 
 def _one(model, train, seed, d, init, t_max, max_steps, until, rescue_steps):
     if init == "reduced":
-        from ..initial_law import reduced_coordinates
-
         B0, Vr = reduced_coordinates(model.m, model.L, d, seed)
     else:
-        B0, Vr = fs.reduced_start(model, seed, init)
-    r = _integrate(model, train, B0, Vr, t_max, max_steps, until, fs.DEFAULT_VANISH_PERSIST)
+        B0, Vr = flow_engine.reduced_start(model, seed, init)
+    r = _integrate(model, train, B0, Vr, t_max, max_steps, until, flow_engine.DEFAULT_VANISH_PERSIST)
     flagged = r["status"] == "vanishing"
     flagged_t = r["t"] if flagged else None
     escaped = False
     if flagged and rescue_steps > 0:
         # the vanishing rule can fire on a follower that escapes along v_2 much later
-        # (docs/regime.md): run on with the rule off, within a step budget
+        # (docs/paper.md, vanishing rule): run on with the rule off, within a step budget
         r2 = _integrate(model, train, B0, Vr, t_max, rescue_steps, until, math.inf)
         if r2["status"] == "converged":
             r, escaped = r2, True
@@ -95,17 +112,15 @@ def _one(model, train, seed, d, init, t_max, max_steps, until, rescue_steps):
     status = r["status"]
     if status == "converged":
         outcome = outcome_from(feats, settled=True)
-    elif status == "vanishing":
-        outcome = "vanishing"
+    elif status == "vanishing":  # as simulate_many: a follower shrinking beside a leader
+        outcome = outcome_from(feats, settled=False, vanishing=True)
     else:
         outcome = "incomplete"
-    pt = r["phase_times"]
-    m = c.shape[0]
-    peak = np.asarray(r["events"]["peak"], float).copy()
+    ev = r["events"]
+    pt = phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c, status, r["t"])
+    peak = np.asarray(ev["peak"], float).copy()
     np.fill_diagonal(peak, 0.0)
     lead, fol = pt["leader"], pt["follower"]
-    if fol is None and lead is not None and m == 2:
-        fol = 1 - lead
     return {"status": status, "outcome": outcome, "d": d, "seed": seed, "t": r["t"],
             "T1": pt["T1"], "T2": pt["T2"], "T3": pt["T3"], "T4": pt["T4"], "leader": lead, "follower": fol,
             "features": feats, "alignment": c, "norms": nrm, "E": r["E"], "peak_offdiag": peak,

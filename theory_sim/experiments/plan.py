@@ -30,7 +30,7 @@ class Plan:
     ratio_seeds: tuple = tuple(range(1, 33))
     ratio_max_steps: int = 8_000
     ratio_fit_min: float = 0.01
-    """Below this the follower often learns v_2 before the head entry peaks (docs/regime.md)."""
+    """Below this the follower often learns v_2 before the head entry peaks (docs/paper.md, appendix)."""
     # fig 5 (flow engine, every run to convergence or its step budget)
     alpha1: float = 6.0
     alpha_ratios: tuple = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
@@ -52,7 +52,7 @@ class Plan:
     many_seed: int = 1
     many_eta: float = 0.05
     many_cap: float = 2e4
-    # fig 8: the paper's regime (flow engine, reduced initial law; docs/regime.md)
+    # fig 8: the paper's regime (flow engine, reduced initial law; docs/paper.md, appendix)
     regime_d_values: tuple = (10**3, 10**4, 10**5, 10**6, 10**7, 10**8, 10**9, 10**10)
     regime_seeds: tuple = tuple(range(1, 257))
     regime_max_steps: int = 4_000
