@@ -1,5 +1,5 @@
 """Where the prediction head prevents collapse: the fraction of runs ending in each outcome
-(``status.OUTCOMES``: ``diverse``, ``collapsed``, ``incomplete``) over a grid of parameters.
+(``status.OUTCOMES``: ``diverse``, ``collapsed``, ``incomplete``, ``vanishing``) over a grid of parameters.
 
 One heatmap, :func:`outcome_heatmaps`, draws both fig. 5 (:func:`phase_diagram_figure`)
 and the phase diagram of a sweep (:func:`phase_diagram`, ``theory-sim plot-sweep``).
