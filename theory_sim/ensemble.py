@@ -82,8 +82,8 @@ def _broadcast(models, trains, head_tol):
         raise ParamError(f"head_tol must be > 0 and finite (got {head_tol!r})")
     for i, t in enumerate(trains):
         if t.engine not in BATCHED_ENGINES:
-            plural = "s" if len(BATCHED_ENGINES) > 1 else ""
-            raise ParamError(f"simulate_many runs the {' / '.join(BATCHED_ENGINES)} engine{plural} only "
+            names = " and the ".join(f"{e} engine" for e in BATCHED_ENGINES)
+            raise ParamError(f"simulate_many runs the {names} only "
                              f"(run {i} has engine={t.engine!r}); use simulate for the others")
     return models, trains, tols
 
