@@ -112,8 +112,10 @@ def _one(model, train, seed, d, init, t_max, max_steps, until, rescue_steps):
     status = r["status"]
     if status == "converged":
         outcome = outcome_from(feats, settled=True)
-    elif status == "vanishing":  # as simulate_many: a follower shrinking beside a leader
-        outcome = outcome_from(feats, settled=False, vanishing=True)
+    elif status == "vanishing":
+        # the kernel's verdict, not overturned by the rescue (if any) within its budget: the
+        # definition of docs/paper.md appendix [A1] (the rescued state may show other features)
+        outcome = "vanishing"
     else:
         outcome = "incomplete"
     ev = r["events"]
