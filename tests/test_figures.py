@@ -57,8 +57,13 @@ def test_quick_figures_end_to_end(tmp_path, capsys):
     with np.load(out / "fig3_substitution_acceleration.npz") as z:
         assert z["substitution_ratio"].shape == z["flow_time"].shape
     f5 = json.loads((out / "fig5_phase_diagram.json").read_text())
-    counts = np.array([f5["counts"][oc] for oc in OUTCOMES])
+    counts = np.array([f5["counts"][oc] for oc in f5["outcomes"]])
+    assert set(OUTCOMES) <= set(f5["outcomes"]) and "vanishing" in f5["outcomes"]
     assert np.all(counts.sum(axis=0) == f5["seeds_per_cell"])
+    f8 = json.loads((out / "fig8_paper_regime.json").read_text())
+    for row in f8["rows"]:
+        for head in ("trainable", "frozen"):
+            assert sum(row[head]["counts"].values()) == row[head]["n"] == len(ex.QUICK.regime_seeds)
     f4 = json.loads((out / "fig4_scaling.json").read_text())
     for key in ex.THEORY:
         assert np.isfinite(f4[key]["fit"]["slope"]), key
@@ -115,6 +120,7 @@ def test_coupled_weights_share_the_feature_coordinates_across_d():
     ((10, 15, 40), "diverse", "other"),       # T2 < 2 T1: no substitution phase
     ((10, 8, 9), "diverse", "other"),         # the follower learned v2 alongside the leader
     ((10, None, None), "incomplete", "stuck"),
+    ((10, None, None), "vanishing", "stuck"),
     ((10, 30, None), "collapsed", "other"),
     ((None, None, None), "incomplete", "other"),
 ])
@@ -153,6 +159,8 @@ def test_fig4_exponents_recomputed_lie_in_their_bands():
         keep = np.isfinite(y) & ~np.asarray(p.get("censored", np.zeros(x.shape, bool)), bool)
         if key == "T1_vs_d":
             keep &= x >= ex.QUICK.d_fit_min
+        if key == "E_vs_ratio":
+            keep &= x >= ex.QUICK.ratio_fit_min
         x, y, seed = np.log(x[keep]), np.log(y[keep]), seed[keep]
         groups = np.unique(seed)
         design = np.column_stack([x] + [(seed == g).astype(float) for g in groups])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -111,7 +112,7 @@ def test_simulate_many_matches_simulate_for_flow_runs():
         np.testing.assert_array_equal(res.E, run.E_final)
         assert res.flow_times() == pt.flow_times() and (res.leader, res.follower) == (pt.leader, pt.follower)
         assert (res.T1, res.T3) == (pt.T1, pt.T3)
-        assert res.outcome == analysis.outcome(run, cap_incomplete=True)
+        assert res.outcome == analysis.outcome(run, cap_incomplete=True, vanishing=run.status == "vanishing")
         assert res.stats["n_rhs"] == run.stats["n_rhs"]
         if run.W is not None:
             np.testing.assert_array_equal(res.W, run.W)
@@ -299,3 +300,31 @@ def test_sweep_with_the_flow_engine(tmp_path, capsys):
         assert row["status"] == res.status and row["outcome"] == res.outcome
         if res.T1_flow is not None:
             assert float(row["T1_flow"]) == res.T1_flow and int(row["T1"]) == res.T1
+
+
+# ---------------------------------------------------------------- the vanishing outcome
+
+VANISH_D = 1000
+VANISH_ALPHA = (math.log2(VANISH_D), math.log2(VANISH_D) / math.log(VANISH_D))  # fig 8's regime
+
+
+def test_simulate_many_names_a_run_the_flow_stopped_as_vanishing():
+    """Fig 8's regime at d = 1e3, seed 2 (tests/test_paper_regime.py: the kernel's rule stops
+    it): the summary's outcome is ``vanishing``, as analysis.outcome names it on the Run."""
+    model = ts.ModelParams(d=VANISH_D, alpha=VANISH_ALPHA)
+    train = flow(eta=1.0, eta_E=0.1, seed=2, init="reduced")
+    res = ts.simulate_many(model, [train])[0]
+    run = ts.simulate(model, train)
+    assert res.status == run.status == "vanishing"
+    assert res.outcome == "vanishing" == analysis.outcome(run, vanishing=True)
+    assert res.features[res.leader] is not None and res.features[res.follower] is None
+
+
+def test_cli_run_prints_the_vanishing_outcome(tmp_path, capsys):
+    alpha = ",".join(repr(a) for a in VANISH_ALPHA)
+    code = main(["run", "--engine", "flow", "--init", "reduced", "--d", str(VANISH_D), "--alpha", alpha,
+                 "--eta", "1", "--eta-E", "0.1", "--seed", "2", "--out", str(tmp_path / "r")])
+    assert code == 0
+    assert "outcome: vanishing" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "vanishing" and summary["outcome"] == "vanishing"

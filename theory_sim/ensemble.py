@@ -206,7 +206,7 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
     and the solver statistics in ``stats``.
 
     Each summary (also readable as a mapping, as the earlier dicts) holds ``status``
-    (``converged``, ``max_steps``, ``diverged`` or ``interrupted``), ``steps`` and
+    (``converged``, ``max_steps``, ``diverged``, ``interrupted`` or, flow only, ``vanishing``), ``steps`` and
     ``flow_time`` at the stop, the phase times ``T1..T4``
     (steps, ``None`` when not reached) and ``T1_flow..T4_flow`` (flow time), ``leader`` /
     ``follower`` (0-based neuron indices),
@@ -215,8 +215,11 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
     ``E`` (final head), ``head_distance`` (final ``|E - I|_F``), ``loss`` and ``outcome``.
     Definitions: ``analysis.phase_times`` / ``peak_offdiag`` / ``outcome`` with the run's
     ``align_threshold``, at every step rather than at recorded points, except that a
-    run stopped by the flow-time cap (``steps=None`` and status ``max_steps``) or as
-    ``vanishing`` is ``incomplete``: it had not settled.
+    run stopped by the flow-time cap (``steps=None`` and status ``max_steps``) is
+    ``incomplete``: it had not settled. A flow run the engine stopped as ``vanishing``
+    (a featureless follower shrinking beside a leader, docs/model.md section 10) has
+    outcome ``vanishing`` (``analysis.outcome(run, vanishing=run.status == "vanishing")``);
+    the discrete engines have no such stop, and their outcomes never name it here.
     """
     models, trains, tols = _broadcast(models, trains, head_tol)
     n = len(models)
@@ -305,7 +308,7 @@ def _flow_run(model: ModelParams, train: TrainParams, W0, head_tol: float, weigh
                       **both_units(times, "flow_time", train.eta), alignment=c, features=feats,
                       peak_offdiag=peak, E=E, head_distance=float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
                       loss=float(st["fst"][_flow.F_LOSS]),
-                      outcome=outcome_from(feats, settled=not unsettled),
+                      outcome=outcome_from(feats, settled=not unsettled, vanishing=status == "vanishing"),
                       W=Wf, stats=flow_engine.stats(st))
 
 

@@ -36,8 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--only", default=None,
                    help="comma-separated figure numbers to make, e.g. 1,4 (default: all)")
     p.add_argument("--jobs", type=int, default=None,
-                   help="accepted for compatibility; no effect (the population runs of figs 4 and 5 go "
-                        "through one batched kernel call that uses every core)")
+                   help="accepted for compatibility; no effect (the flow runs of figs 4, 5 and 8 go "
+                        "through a pool of min(cores, 4) threads)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_figures)
 

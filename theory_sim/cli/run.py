@@ -75,7 +75,8 @@ def run_summary(run) -> dict:
         "final_E": run.E[-1].tolist(),
         "final_head_distance": float(analysis.head_distance(run)[-1]),
         "final_loss": float(run.loss[-1]),
-        "outcome": analysis.outcome(run, threshold),
+        # a flow run stopped as vanishing says so (as simulate_many and the sweep table)
+        "outcome": analysis.outcome(run, threshold, vanishing=run.status == "vanishing"),
         "incomplete_reasons": incomplete_reasons(run, threshold),
         "indexing": "0-based (neuron j, feature l)",
     }

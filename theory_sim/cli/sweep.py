@@ -88,7 +88,7 @@ def add_parser(sub) -> None:
 
     q = sub.add_parser("plot-sweep", help="draw the phase diagram of a sweep directory",
                        description="Draw the fractions of outcomes (diverse, collapsed, "
-                                   "incomplete) over the grid of a sweep.")
+                                   "incomplete, vanishing) over the grid of a sweep.")
     q.add_argument("dir", help="the sweep directory (its --out)")
     q.add_argument("--x", default=None, help="key on the x axis (default: the first grid key)")
     q.add_argument("--y", default=None, help="key on the y axis (default: the second grid key)")

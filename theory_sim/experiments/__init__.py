@@ -16,16 +16,19 @@ from . import (
     fig5_phase_diagram,
     fig6_sgd,
     fig7_many_neurons,
+    fig8_paper_regime,
     fig9_ablations,
 )
 from .fig4_scaling import BANDS, THEORY, coupled_weights, fit_scaling, substitution_kind
 from .fig5_phase_diagram import grid_outcomes
+from .flow_runs import FLOW_OUTCOMES, run_flow_many, wilson_interval
 from .plan import FULL, QUICK, Plan, cost
 from .runs import Progress, no_progress, run_many
 from .story import story_runs
 
 MODULES = {1: fig1_alignment, 2: fig2_head, 3: fig3_substitution, 4: fig4_scaling,
-           5: fig5_phase_diagram, 6: fig6_sgd, 7: fig7_many_neurons, 9: fig9_ablations}
+           5: fig5_phase_diagram, 6: fig6_sgd, 7: fig7_many_neurons,
+           8: fig8_paper_regime, 9: fig9_ablations}
 FIGURES = {num: mod.NAME for num, mod in MODULES.items()}
 """Figure number -> file stem (``figN_*.png`` and its data file)."""
 STORY = (1, 2, 3)
@@ -44,6 +47,6 @@ def make_figure(num: int, plan: Plan, progress: Progress = no_progress, cache: d
     return mod.make(plan, progress)
 
 
-__all__ = ["BANDS", "FIGURES", "FULL", "MODULES", "Plan", "Progress", "QUICK", "STORY", "THEORY", "cost",
-           "coupled_weights", "fit_scaling", "grid_outcomes", "make_figure", "no_progress", "run_many",
-           "story_runs", "substitution_kind"]
+__all__ = ["BANDS", "FIGURES", "FLOW_OUTCOMES", "FULL", "MODULES", "Plan", "Progress", "QUICK", "STORY",
+           "THEORY", "cost", "coupled_weights", "fit_scaling", "grid_outcomes", "make_figure", "no_progress",
+           "run_flow_many", "run_many", "story_runs", "substitution_kind", "wilson_interval"]

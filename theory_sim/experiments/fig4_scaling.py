@@ -1,5 +1,10 @@
 """Fig. 4: the scaling laws of docs/model.md section 5, fitted with seed fixed effects:
-``T1 ~ d^2`` (coupled initialisation), ``T1 ~ 1/eta`` (steps) and ``|E_fl(T2)| ~ (eta_E/eta)^(1/2)``."""
+``T1 ~ d^2`` (gradient flow, reduced initial law, d = 1e2 ... 1e10), ``T1 ~ 1/eta`` (steps,
+discrete engine) and ``|E_fl(T2)| ~ (eta_E/eta)^(1/2)`` (gradient flow, every run to convergence).
+
+The reduced law draws ``A = z / sqrt(d)`` with the same ``z`` for a seed at every ``d``
+(``initial_law.reduced_coordinates``), so a seed's initial alignments scale exactly as
+``d^(-1/2)``: the same coupling as :func:`coupled_weights` gives the discrete engine."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy as np
 from .. import analysis, plotting
 from ..model import initial_weights
 from ..params import ModelParams, TrainParams
+from .flow_runs import run_flow_many
 from .plan import Plan
 from .runs import Progress, no_progress, run_many
 
@@ -64,14 +70,14 @@ def substitution_kind(r: dict) -> str:
 
     ``phase2``: the sequence the theory describes, ``T1 < T2 < T3`` with a substitution
     phase at least as long as phase I (``T2 >= 2 T1``); then ``|E_fl(T2)|`` is the peak.
-    ``stuck``: the leader learned ``v_1`` but the follower had not learned ``v_2`` by the
-    cap (no ``T3``); its ``|E_fl|`` is the value reached by the cap. ``other``: anything
-    else (the follower learned ``v_2`` alongside the leader, collapse, no leader).
+    ``stuck``: the leader learned ``v_1`` but the follower never learned ``v_2`` (no ``T3``;
+    the run is ``vanishing`` or did not settle); its ``|E_fl|`` is the largest value reached.
+    ``other``: anything else (the follower learned ``v_2`` alongside the leader, collapse, no leader).
     """
     T1, T2, T3 = r["T1"], r["T2"], r["T3"]
     if T1 is not None and T2 is not None and T3 is not None and T1 < T2 < T3 and T2 >= 2 * T1:
         return "phase2"
-    if T1 is not None and T3 is None and r["outcome"] == "incomplete":
+    if T1 is not None and T3 is None and r["outcome"] in ("incomplete", "vanishing"):
         return "stuck"
     return "other"
 
@@ -79,29 +85,16 @@ def substitution_kind(r: dict) -> str:
 def scaling_data(plan: Plan, progress: Progress = no_progress) -> dict:
     """The three scaling experiments: ``{panel: {"x", "y", "seed", ...}}`` (see docs/figures.md)."""
     base = ModelParams()
-    # T1 against d (coupled initialisation), one d after the other: T1(d) = a d^2 + b grows
-    # at most like d^2, so the cap for the next d is (d'/d)^2 T1(d) (plus margin), which
-    # keeps the runs from going on long after T1
-    xs, seeds, t1_d = [], [], []
-    prev = {}
-    for d in sorted(plan.d_values):
-        model = replace(base, d=d)
-        trains, W0 = [], []
-        for s in plan.d_seeds:
-            cap = 200 + 300 * (d / 1024) ** 2
-            if s in prev:
-                cap = 1.1 * (d / prev[s][0]) ** 2 * prev[s][1] + 50
-            trains.append(TrainParams(eta=plan.d_eta, seed=s, max_flow_time=cap))
-            W0.append(coupled_weights(model, s))
-        res = run_until_T1([model] * len(trains), trains, W0, progress)
-        for s, r in zip(plan.d_seeds, res, strict=True):
-            t1 = np.nan if r["T1"] is None else r["T1"] * plan.d_eta
-            if np.isfinite(t1):
-                prev[s] = (d, t1)
-            xs.append(d)
-            seeds.append(s)
-            t1_d.append(t1)
-    panel_d = {"x": xs, "y": np.array(t1_d), "seed": seeds}
+    # T1 against d: gradient flow from the reduced initial law, each run stopped at its T1
+    dims = [d for d in plan.d_values for _ in plan.d_seeds]
+    seeds = [s for _ in plan.d_values for s in plan.d_seeds]
+    res = run_flow_many(base, [TrainParams(eta=1.0, seed=s) for s in seeds], seeds, "reduced", dims=dims,
+                        until="T1", max_steps=plan.d_max_steps, progress=progress)
+    xs = dims
+    t1_d = [np.nan if r["T1"] is None else r["T1"] for r in res]
+    predict = getattr(analysis, "t1_prediction", None)  # docs/model.md section 11 (when present)
+    t1_pred = None if predict is None else np.array([predict(base, r["B0"]) for r in res])
+    panel_d = {"x": xs, "y": np.array(t1_d), "seed": seeds, "T1_pred": t1_pred}
     # T1 (steps) against eta, d = 512 (the default)
     models, trains, xs, seeds = [], [], [], []
     for eta in plan.eta_values:
@@ -113,15 +106,15 @@ def scaling_data(plan: Plan, progress: Progress = no_progress) -> dict:
     res = run_until_T1(models, trains, [None] * len(trains), progress)
     t1_eta = np.array([np.nan if r["T1"] is None else float(r["T1"]) for r in res])
     panel_eta = {"x": xs, "y": t1_eta, "seed": seeds}
-    # peak |E_fl| against eta_E / eta
+    # peak |E_fl| against eta_E / eta: gradient flow, every run to convergence
     trains, xs, seeds = [], [], []
     for ratio in plan.ratio_values:
         for s in plan.ratio_seeds:
-            trains.append(TrainParams(eta=plan.ratio_eta, eta_E=ratio * plan.ratio_eta, seed=s,
-                                      max_flow_time=plan.ratio_cap))
+            trains.append(TrainParams(eta=1.0, eta_E=ratio, seed=s))
             xs.append(ratio)
             seeds.append(s)
-    res = run_many(base, trains, progress=progress)
+    res = run_flow_many(base, trains, init="materialised", max_steps=plan.ratio_max_steps,
+                        rescue_steps=plan.ratio_max_steps, progress=progress)
     peak, kind = [], []
     for r in res:
         f, l = r["follower"], r["leader"]
@@ -137,7 +130,9 @@ def fit_scaling(data: dict, plan: Plan) -> dict:
     """Power-law fits of fig 4 with seed fixed effects.
 
     ``T1_vs_d`` is fitted on ``d >= plan.d_fit_min`` (``T1_vs_d_all``: every ``d``);
-    ``E_vs_ratio`` on the phase-II runs (``E_vs_ratio_stuck``: the stuck runs' values at the cap).
+    ``E_vs_ratio`` on the phase-II runs with ``eta_E/eta >= plan.ratio_fit_min``
+    (``E_vs_ratio_all``: every ratio; ``E_vs_ratio_stuck``: the largest ``|E_fl|`` of the runs
+    whose follower never learns ``v_2``).
     """
     fits = {}
     for key, p in data.items():
@@ -148,6 +143,9 @@ def fit_scaling(data: dict, plan: Plan) -> dict:
         if key == "T1_vs_d":
             fits[key + "_all"] = analysis.fit_power_law(x, y, g).as_dict()
             keep &= x >= plan.d_fit_min
+        if key == "E_vs_ratio":
+            fits[key + "_all"] = analysis.fit_power_law(x[keep], y[keep], g[keep]).as_dict()
+            keep &= x >= plan.ratio_fit_min
         fits[key] = analysis.fit_power_law(x[keep], y[keep], g[keep]).as_dict()
         if "alt" in p:
             alt = np.asarray(p["alt"], bool)
@@ -178,24 +176,33 @@ def make(plan: Plan, progress: Progress = no_progress):
     n_phase2, n_stuck = int(np.sum(kind == "phase2")), int(np.sum(kind == "stuck"))
     panels = [
         {**data["T1_vs_d"], "fit": fits["T1_vs_d"], "theory": THEORY["T1_vs_d"],
-         "fit_label": f"fit, d >= {plan.d_fit_min}", "fit_x_min": plan.d_fit_min,
+         "fit_label": f"fit, d >= {plan.d_fit_min:.0e}", "fit_x_min": plan.d_fit_min,
          "extra_fits": [("fit, all d", fits["T1_vs_d_all"], "#7f7f7f")],
          "xlabel": "dimension d", "ylabel": r"$T_1$ (flow time $\eta\cdot$steps)",
-         "title": rf"$T_1$ against $d$ ($\eta$ = {plan.d_eta:g}, coupled $W(0)$)",
+         "title": r"$T_1$ against $d$ (gradient flow, reduced $W(0)$)",
          "verdict": verdict("T1_vs_d", fits["T1_vs_d"])},
         {**data["T1_vs_eta"], "fit": fits["T1_vs_eta"], "theory": THEORY["T1_vs_eta"],
          "xlabel": r"learning rate $\eta$", "ylabel": r"$T_1$ (steps)",
          "title": r"$T_1$ against $\eta$ ($d$ = 512)", "verdict_top": True,
          "verdict": verdict("T1_vs_eta", fits["T1_vs_eta"])},
         {**data["E_vs_ratio"], "fit": fits["E_vs_ratio"], "theory": THEORY["E_vs_ratio"],
-         "extra_fits": [("fit (stuck)", fits["E_vs_ratio_stuck"], "#ff7f0e")],
+         "extra_fits": [("fit (stuck)", fits["E_vs_ratio_stuck"], "#ff7f0e"),
+                        ("fit, every ratio", fits["E_vs_ratio_all"], "#7f7f7f")],
+         "fit_label": f"fit, ratio >= {plan.ratio_fit_min:g}", "fit_x_min": plan.ratio_fit_min,
          "xlabel": r"$\eta_E / \eta$", "ylabel": r"$|E_{fl}(T_2)|$ (peak of the head entry)",
-         "title": rf"$|E_{{fl}}(T_2)|$ against $\eta_E/\eta$ ($\eta$ = {plan.ratio_eta:g})",
+         "title": r"$|E_{fl}(T_2)|$ against $\eta_E/\eta$ (gradient flow, to convergence)",
          "point_label": f"phase II run ($T_1 < T_2 < T_3$), {n_phase2}",
-         "alt_label": f"follower stuck: $|E_{{fl}}|$ at the cap, {n_stuck}",
+         "alt_label": f"follower never learns $v_2$: largest $|E_{{fl}}|$, {n_stuck}",
          "censored_label": "other runs (not fitted)",
          "verdict": verdict("E_vs_ratio", fits["E_vs_ratio"])},
     ]
+    pred = data["T1_vs_d"].get("T1_pred")
+    ratio = None
+    if pred is not None:  # T1 / T1_pred against d: tends to 1 (docs/model.md section 11)
+        ratio = np.asarray(data["T1_vs_d"]["y"], float) / pred
+        panels.append({"x": data["T1_vs_d"]["x"], "y": ratio, "seed": data["T1_vs_d"]["seed"], "ratio": True,
+                       "xlabel": "dimension d", "ylabel": r"$T_1 / T_{1,\mathrm{pred}}$",
+                       "title": r"$T_1$ over the leading-order prediction"})
     fig = plotting.scaling_figure(panels)
     js = {}
     for key, p in data.items():
@@ -205,10 +212,22 @@ def make(plan: Plan, progress: Progress = no_progress):
         if "kind" in p:
             entry["kind"] = np.asarray(p["kind"]).tolist()
             entry["fit_stuck"] = fits[key + "_stuck"]
+            entry["fit_all"] = fits[key + "_all"]
         js[key] = entry
+    if pred is not None:
+        js["T1_vs_d"]["T1_pred"] = [float(v) for v in pred]
     facts = {key: {**fits[key], "theory": THEORY[key], "band": BANDS[key],
                    "missing": int(np.sum(~np.isfinite(np.asarray(data[key]["y"], float))))} for key in THEORY}
     facts["E_vs_ratio"].update({"phase2_runs": n_phase2, "stuck_runs": n_stuck,
-                                "stuck_fit": fits["E_vs_ratio_stuck"]})
-    facts["T1_vs_d"].update({"fit_from_d": plan.d_fit_min, "all_d_fit": fits["T1_vs_d_all"]})
+                                "stuck_fit": fits["E_vs_ratio_stuck"], "fit_from_ratio": plan.ratio_fit_min,
+                                "all_ratio_fit": fits["E_vs_ratio_all"]})
+    facts["T1_vs_d"].update({"fit_from_d": plan.d_fit_min, "all_d_fit": fits["T1_vs_d_all"],
+                             "seeds_per_d": len(plan.d_seeds),
+                             "d_range": [min(plan.d_values), max(plan.d_values)]})
+    if ratio is not None:
+        x = np.asarray(data["T1_vs_d"]["x"], float)
+        top = ratio[(x == x.max()) & np.isfinite(ratio)]
+        facts["T1_vs_d"]["T1_over_pred_at_largest_d"] = {
+            "d": float(x.max()), "geometric_mean": float(np.exp(np.mean(np.log(top)))) if top.size else None,
+            "min": float(top.min()) if top.size else None, "max": float(top.max()) if top.size else None}
     return fig, js, facts

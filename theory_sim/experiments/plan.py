@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .flow_runs import FLOW_RUN_UNITS
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -14,26 +16,29 @@ class Plan:
     story_eta: float = 1e-2
     story_cap: float = 3e4
     story_record: int = 10000
-    # fig 4 (population engine, flow-time caps doubled until T1 is reached)
-    d_values: tuple = (1024, 2048, 4096, 8192, 16384, 32768)
-    d_seeds: tuple = tuple(range(1, 9))
-    d_eta: float = 0.1
-    d_fit_min: int = 8192
-    """T1 = a d^2 + b: the exponent is fitted where a d^2 >> b (b ~ 70, see docs/figures.md)."""
+    # fig 4: T1 against d (gradient flow, reduced initial law, each run stopped at T1)
+    d_values: tuple = tuple(10**k for k in range(2, 11))
+    d_seeds: tuple = tuple(range(1, 33))
+    d_fit_min: int = 10**6
+    """T1 = a d^2 + b: the exponent is fitted on the top four decades, where a d^2 >> b."""
+    d_max_steps: int = 20_000
+    # T1 against eta (discrete population engine, flow-time caps raised until T1 is reached)
     eta_values: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     eta_seeds: tuple = tuple(range(1, 9))
-    ratio_values: tuple = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-    ratio_seeds: tuple = tuple(range(1, 17))
-    ratio_eta: float = 0.1
-    ratio_cap: float = 3e4
-    # fig 5
+    # |E_fl(T2)| against eta_E/eta (gradient flow, every run to convergence)
+    ratio_values: tuple = (0.001, 0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+    ratio_seeds: tuple = tuple(range(1, 33))
+    ratio_max_steps: int = 8_000
+    ratio_fit_min: float = 0.01
+    """Below this the follower often learns v_2 before the head entry peaks (docs/paper.md, appendix)."""
+    # fig 5 (flow engine, every run to convergence or its step budget)
     alpha1: float = 6.0
-    alpha_ratios: tuple = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
-    eta_ratios: tuple = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-    grid_seeds: tuple = tuple(range(1, 17))
-    default_seeds: tuple = tuple(range(1, 65))
-    grid_eta: float = 0.1
-    grid_cap: float = 3e4
+    alpha_ratios: tuple = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
+    eta_ratios: tuple = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    grid_seeds: tuple = tuple(range(1, 33))
+    default_seeds: tuple = tuple(range(1, 257))
+    grid_max_steps: int = 8_000
+    grid_rescue_steps: int = 8_000
     # fig 6 (sgd engine: small d so that the whole story fits in a short flow time)
     sgd_d: int = 32
     sgd_w0_seed: int = 2
@@ -47,6 +52,11 @@ class Plan:
     many_seed: int = 1
     many_eta: float = 0.05
     many_cap: float = 2e4
+    # fig 8: the paper's regime (flow engine, reduced initial law; docs/paper.md, appendix)
+    regime_d_values: tuple = (10**3, 10**4, 10**5, 10**6, 10**7, 10**8, 10**9, 10**10)
+    regime_seeds: tuple = tuple(range(1, 257))
+    regime_max_steps: int = 4_000
+    regime_rescue_steps: int = 4_000
     # fig 9 (mechanism ablations, docs/model.md section 12)
     ablation_seeds: tuple = tuple(range(1, 65))
     ablation_eta: float = 0.1
@@ -60,13 +70,15 @@ FULL = Plan(name="full")
 QUICK = Plan(
     name="quick",
     story_record=3000,
-    d_values=(1024, 4096, 16384), d_seeds=(4, 5, 8), d_fit_min=4096,
+    d_values=(10**2, 10**4, 10**6, 10**8, 10**10), d_seeds=tuple(range(1, 9)), d_fit_min=10**6,
     eta_values=(3e-3, 3e-2, 3e-1), eta_seeds=(1, 2, 3),
-    ratio_values=(0.01, 0.1, 0.5), ratio_seeds=(1, 5), ratio_cap=1e4,
-    alpha_ratios=(1.5, 2.0, 3.0), eta_ratios=(0.01, 0.1, 1.0), grid_seeds=(1, 2, 3, 4),
-    default_seeds=tuple(range(1, 9)), grid_cap=1e4,
+    ratio_values=(0.001, 0.01, 0.1, 0.5), ratio_seeds=(1, 2, 3, 5), ratio_max_steps=4_000,
+    alpha_ratios=(1.5, 2.0, 3.0, 8.0), eta_ratios=(0.001, 0.01, 0.1, 1.0), grid_seeds=(1, 2, 3, 4),
+    default_seeds=tuple(range(1, 17)), grid_max_steps=4_000, grid_rescue_steps=4_000,
     sgd_batches=(128, 512), sgd_seeds=(101, 102), sgd_flow=100.0,
     many_cap=4e3,
+    regime_d_values=(10**3, 10**5, 10**7, 10**9), regime_seeds=tuple(range(1, 17)),
+    regime_max_steps=2_000, regime_rescue_steps=2_000,
     ablation_seeds=(1, 2, 3), ablation_cap=1e4,
 )
 
@@ -75,13 +87,16 @@ def cost(plan: Plan, num: int) -> float:
     """Rough cost of figure ``num`` in progress units (a unit ~ one short population run);
     each experiment reports the same units to its ``progress`` callback."""
     if num == 4:
-        return (len(plan.d_values) * len(plan.d_seeds) + len(plan.eta_values) * len(plan.eta_seeds)
-                + len(plan.ratio_values) * len(plan.ratio_seeds))
+        return (len(plan.eta_values) * len(plan.eta_seeds)
+                + (len(plan.d_values) * len(plan.d_seeds) + len(plan.ratio_values) * len(plan.ratio_seeds))
+                * FLOW_RUN_UNITS)
     if num == 5:
         return (len(plan.alpha_ratios) * (len(plan.eta_ratios) + 1) * len(plan.grid_seeds)
-                + 2 * len(plan.default_seeds))
+                + 2 * len(plan.default_seeds)) * FLOW_RUN_UNITS
     if num == 6:
         return 1 + sum(b / 256 for b in plan.sgd_batches) * len(plan.sgd_seeds)
+    if num == 8:
+        return 2 * len(plan.regime_d_values) * len(plan.regime_seeds) * FLOW_RUN_UNITS
     if num == 9:
         return (8 + len(plan.ablation_taus)) * len(plan.ablation_seeds) * 0.1
     return {1: 4, 2: 0, 3: 0, 7: 8}[num]

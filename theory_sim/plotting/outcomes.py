@@ -1,5 +1,5 @@
 """Where the prediction head prevents collapse: the fraction of runs ending in each outcome
-(``status.OUTCOMES``: ``diverse``, ``collapsed``, ``incomplete``) over a grid of parameters.
+(``status.OUTCOMES``: ``diverse``, ``collapsed``, ``incomplete``, ``vanishing``) over a grid of parameters.
 
 One heatmap, :func:`outcome_heatmaps`, draws both fig. 5 (:func:`phase_diagram_figure`)
 and the phase diagram of a sweep (:func:`phase_diagram`, ``theory-sim plot-sweep``).
@@ -31,10 +31,15 @@ def tick_label(v) -> str:
     return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
+
+
+
 def outcome_heatmaps(fig, axes, frac: np.ndarray, xticks: Sequence[str], yticks: Mapping[int, str], *,
-                     xlabel: str, ylabel: str, separator: int | None = None):
+                     xlabel: str, ylabel: str, separator: int | None = None,
+                     outcomes: Sequence[str] = GRID_OUTCOMES):
     """One heatmap per outcome: ``frac[k]`` (rows y, columns x; NaN cells left blank) is the
-    fraction of runs ending ``GRID_OUTCOMES[k]``, coloured on [0, 1] and annotated with its value.
+    fraction of runs ending ``outcomes[k]`` (default ``GRID_OUTCOMES``), coloured on [0, 1]
+    and annotated with its value.
 
     ``yticks``: row index -> label; ``separator``: a row drawn as a white band (fig. 5 puts
     the frozen-head row above it). Returns the images.
@@ -42,7 +47,7 @@ def outcome_heatmaps(fig, axes, frac: np.ndarray, xticks: Sequence[str], yticks:
     ny, nx = frac.shape[1:]
     annotate = nx * ny <= MAX_ANNOTATED_CELLS
     images = []
-    for k, (ax, name) in enumerate(zip(axes, GRID_OUTCOMES, strict=True)):
+    for k, (ax, name) in enumerate(zip(axes, outcomes, strict=True)):
         im = ax.imshow(frac[k], origin="lower", vmin=0.0, vmax=1.0, cmap=OUTCOME_CMAPS[name],
                        aspect="auto", interpolation="nearest")
         images.append(im)
@@ -65,12 +70,12 @@ def outcome_heatmaps(fig, axes, frac: np.ndarray, xticks: Sequence[str], yticks:
     return images
 
 
-def outcome_bars(ax, counts: Mapping[str, Mapping[str, int]]):
+def outcome_bars(ax, counts: Mapping[str, Mapping[str, int]], outcomes: Sequence[str] = GRID_OUTCOMES):
     """Stacked bars: for each label (e.g. trainable / frozen head), the fraction of each outcome."""
     labels = list(counts)
     bottom = np.zeros(len(labels))
     tot = np.array([sum(counts[h].values()) for h in labels], float)
-    for oc in GRID_OUTCOMES:
+    for oc in outcomes:
         v = np.array([counts[h].get(oc, 0) for h in labels], float) / tot
         ax.bar(labels, v, bottom=bottom, color=OUTCOME_COLORS[oc], label=oc, width=0.6)
         for i, (b, h) in enumerate(zip(bottom, v, strict=True)):
@@ -79,35 +84,35 @@ def outcome_bars(ax, counts: Mapping[str, Mapping[str, int]]):
         bottom += v
     ax.set_ylim(0, 1)
     ax.set_ylabel("fraction of runs")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     ax.grid(False)
 
 
 @styled
 def phase_diagram_figure(ratios_alpha: Sequence[float], ratios_eta: Sequence[float], counts: Mapping,
                          frozen_counts: Mapping, n_seeds: int, *, default_counts: Mapping | None = None,
-                         note: str = "", alpha1: float = 6.0):
-    """Fig. 5: fraction of runs ending ``diverse`` / ``collapsed`` / ``incomplete``.
+                         note: str = "", alpha1: float = 6.0, outcomes: Sequence[str] = GRID_OUTCOMES):
+    """Fig. 5: fraction of runs ending in each of ``outcomes`` (default ``GRID_OUTCOMES``).
 
     ``counts[outcome]``: (len(ratios_eta), len(ratios_alpha)) integer array of runs
     with the trainable head; ``frozen_counts[outcome]``: (len(ratios_alpha),) with the
     head frozen at I, drawn as a separate top row. ``default_counts``: optional
     ``{"trainable": {outcome: n}, "frozen": {...}}`` drawn as a bar panel.
     """
-    ncols = len(GRID_OUTCOMES) + (default_counts is not None)
+    ncols = len(outcomes) + (default_counts is not None)
     fig, axes = new_figure(1, ncols, (4.3 * ncols, 4.8))
     na, ne = len(ratios_alpha), len(ratios_eta)
-    frac = np.full((len(GRID_OUTCOMES), ne + 2, na), np.nan)
-    for k, oc in enumerate(GRID_OUTCOMES):
+    frac = np.full((len(outcomes), ne + 2, na), np.nan)
+    for k, oc in enumerate(outcomes):
         frac[k, :ne] = np.asarray(counts[oc], float) / n_seeds
         frac[k, ne + 1] = np.asarray(frozen_counts[oc], float) / n_seeds
     yticks = {**{i: f"{r:g}" for i, r in enumerate(ratios_eta)}, ne + 1: "frozen"}
-    outcome_heatmaps(fig, axes[0, :len(GRID_OUTCOMES)], frac, [f"{r:g}" for r in ratios_alpha], yticks,
+    outcome_heatmaps(fig, axes[0, :len(outcomes)], frac, [f"{r:g}" for r in ratios_alpha], yticks,
                      xlabel=rf"$\alpha_1 / \alpha_2$  ($\alpha_1 = {alpha1:g}$)", ylabel=r"$\eta_E / \eta$",
-                     separator=ne)
+                     separator=ne, outcomes=outcomes)
     if default_counts is not None:
-        ax = axes[0, len(GRID_OUTCOMES)]
-        outcome_bars(ax, default_counts)
+        ax = axes[0, len(outcomes)]
+        outcome_bars(ax, default_counts, outcomes)
         n = int(sum(default_counts[next(iter(default_counts))].values()))
         ax.set_title(f"default parameters, {n} seeds")
     if note:

@@ -13,6 +13,23 @@ def _slope_label(name: str, fit: Mapping) -> str:
     return f"{name}: slope {fit['slope']:.3f} [{fit['ci_low']:.3f}, {fit['ci_high']:.3f}]"
 
 
+def _ratio_panel(ax, p: Mapping) -> None:
+    """A measured / predicted ratio against ``x`` (log x, linear y), with 1 marked."""
+    x = np.asarray(p["x"], float)
+    y = np.asarray(p["y"], float)
+    ok = np.isfinite(y) & (y > 0)
+    ax.scatter(x[ok], y[ok], s=14, color="#1f77b4", alpha=0.55, label="one seed")
+    xs = np.unique(x[ok])
+    gm = [np.exp(np.mean(np.log(y[ok & (x == v)]))) for v in xs]
+    ax.plot(xs, gm, "o-", color="#1f77b4", ms=7, mec="k", label="geometric mean")
+    ax.axhline(1.0, color="k", ls="--", lw=1.1, label="prediction")
+    ax.set_xscale("log")
+    ax.set_xlabel(p["xlabel"])
+    ax.set_ylabel(p["ylabel"])
+    ax.set_title(p["title"])
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+
+
 @styled
 def scaling_figure(panels: Sequence[Mapping]):
     """Fig. 4: log-log scaling panels.
@@ -22,10 +39,14 @@ def scaling_figure(panels: Sequence[Mapping]):
     point: drawn hollow, not fitted), ``alt`` (bool per point: drawn as orange squares),
     ``extra_fits`` (``(label, fit, colour)`` drawn dash-dotted), ``fit_label``,
     ``fit_x_min``, ``point_label`` / ``alt_label`` / ``censored_label`` and ``verdict``
-    (a sentence on agreement; ``verdict_top`` puts it in the upper corner).
+    (a sentence on agreement; ``verdict_top`` puts it in the upper corner). A panel with
+    ``ratio`` true is a measured/predicted ratio (``x``, ``y``, labels, title; linear y, 1 marked).
     """
     fig, axes = new_figure(1, len(panels), (5.2 * len(panels), 6.0))
     for ax, p in zip(axes[0], panels, strict=False):
+        if p.get("ratio"):
+            _ratio_panel(ax, p)
+            continue
         x = np.asarray(p["x"], float)
         y = np.asarray(p["y"], float)
         cens = np.asarray(p.get("censored", np.zeros(x.shape, bool)), bool)

@@ -84,8 +84,9 @@ RESULT_DOC = {
     "E_peak_follower_leader": "max |E_{follower,leader}| (the head entry of phase II)",
     "head_distance": "final |E - I|_F",
     "loss": "final population loss",
-    "outcome": "diverse, collapsed or incomplete (analysis.outcome; also incomplete when the "
-               "flow-time cap stopped the run)",
+    "outcome": "diverse, collapsed, incomplete or vanishing (analysis.outcome; incomplete also when "
+               "the flow-time cap stopped the run; vanishing: a flow run the engine stopped as a "
+               "follower shrinking away, a heuristic rule, docs/paper.md)",
 }
 
 
