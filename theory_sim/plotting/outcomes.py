@@ -31,9 +31,6 @@ def tick_label(v) -> str:
     return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-
-
-
 def outcome_heatmaps(fig, axes, frac: np.ndarray, xticks: Sequence[str], yticks: Mapping[int, str], *,
                      xlabel: str, ylabel: str, separator: int | None = None,
                      outcomes: Sequence[str] = GRID_OUTCOMES):
