@@ -25,7 +25,7 @@ from ._jit import (
     njit_inline,
 )
 from .events import observe, observe_run
-from .moments import backward, forward, loss_grad_2x2_target, target_terms
+from .moments import backward, forward, loss_grad_2x2, loss_grad_2x2_target, target_terms
 
 
 @njit
@@ -207,12 +207,12 @@ def speeds(gB, gram, E_mask, gE):
 
 
 @njit_inline
-def bn_loss_grad(A, C, E, At, Ct, model, ws):
+def bn_loss_grad(A, C, E, At, Ct, lam, kx, k2, mu, At3, A3, H, gH, gA, M, EM, gM, gC, gE, DG, N, DF, rho, gS):
     """The paper's loss (BN, stop-gradient; docs/model.md section 6) with the target branch at
-    ``(At, Ct)`` (``A, C`` themselves for the online target); fills ``ws``'s ``gA, gC, gE, rho``
-    and returns the loss (NaN/inf on failure, the gradient then unspecified)."""
-    lam, kx, k2, mu, _ = model
-    _, At3, A3, H, gH, gA, _, _, M, EM, gM, gC, gE, DG, N, DF, rho, gS, _ = ws
+    ``(At, Ct)`` (``A, C`` themselves for the online target); fills ``gA, gC, gE, rho`` (the
+    rest are work buffers of the workspace) and returns the loss (NaN/inf on failure, the
+    gradient then unspecified). The buffers are passed one by one, not as the workspace
+    tuple: unpacking the tuple again at every step costs reference counting."""
     m, L = A.shape
     if m == 2 and L == 2:  # the paper's case: the same formulas unrolled (moments.loss_grad_2x2)
         return loss_grad_2x2_target(A, C, E, At, Ct, lam, kx, k2, mu, gA, gC, gE, rho)
@@ -231,16 +231,58 @@ def population_step(B, E, Vr, E_mask, model, rates, ws):
     for convergence at the current point first. ``loss`` is NaN/inf on failure and
     ``speed_w`` is -1 when a neuron's weights are exactly zero.
     """
-    sigma2 = model[4]
+    # The helpers above written out (fused loops): calling them costs ~10 % of the default
+    # step (measured with benchmarks/run.py --only ts-pop-512); population_step_variant uses them.
+    lam, kx, k2, mu, sigma2 = model
     A, At3, A3, H, gH, gA, C, gram, M, EM, gM, gC, gE, DG, N, DF, rho, gS, gB = ws
-    project(B, Vr, sigma2, A, gram, C)
-    if has_zero_neuron(gram):
-        return math.nan, -1.0, 0.0
-    loss = bn_loss_grad(A, C, E, A, C, model, ws)  # the target branch at the online weights
-    if not math.isfinite(loss):
-        return loss, 0.0, 0.0
-    weight_gradient(gA, gC, B, Vr, sigma2, gB)
-    speed_w, speed_e = speeds(gB, gram, E_mask, gE)
+    m, r = B.shape
+    L = Vr.shape[1]
+    for j in range(m):
+        for l in range(L):
+            s = 0.0
+            for i in range(r):
+                s += B[j, i] * Vr[i, l]
+            A[j, l] = s
+        for q in range(j + 1):
+            s = 0.0
+            for i in range(r):
+                s += B[j, i] * B[q, i]
+            gram[j, q] = s
+            gram[q, j] = s
+            C[j, q] = sigma2 * s
+            C[q, j] = sigma2 * s
+    for j in range(m):
+        if gram[j, j] == 0.0:
+            return math.nan, -1.0, 0.0
+    if m == 2 and L == 2:  # the paper's case: the same formulas unrolled (moments.loss_grad_2x2)
+        loss = loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho)
+        if not math.isfinite(loss):
+            return loss, 0.0, 0.0
+    else:
+        target_terms(A, C, lam, k2, mu, At3, DG)
+        loss = forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho)
+        if not math.isfinite(loss):
+            return loss, 0.0, 0.0
+        backward(A, C, E, At3, lam, kx, k2, mu, A3, H, EM, N, DF, DG, rho, gH, gS, gM, gA, gC, gE)
+    # dL/dB = gA Vr^T + sigma^2 (gC + gC^T) B
+    speed_w = 0.0
+    for j in range(m):
+        nrm2 = 0.0
+        for i in range(r):
+            s = 0.0
+            for l in range(L):
+                s += gA[j, l] * Vr[i, l]
+            for q in range(m):
+                s += sigma2 * (gC[j, q] + gC[q, j]) * B[q, i]
+            gB[j, i] = s
+            nrm2 += s * s
+        speed_w += nrm2 / gram[j, j]
+    speed_e = 0.0
+    for j in range(m):
+        for q in range(m):
+            g = E_mask[j, q] * gE[j, q]
+            gE[j, q] = g
+            speed_e += g * g
     return loss, speed_w, speed_e
 
 

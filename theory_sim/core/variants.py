@@ -109,7 +109,8 @@ def population_step_variant(B, Bbar, E, Vr, E_mask, model, rates, variant, ws):
         return math.nan, -1.0, 0.0
     through_target = stopgrad == STOPGRAD_OFF
     if norm == NORM_BN and not through_target:  # the paper's loss, target at Bbar
-        loss = bn_loss_grad(A, C, E, Ab, Cb, model, base)
+        loss = bn_loss_grad(A, C, E, Ab, Cb, lam, kx, k2, mu, At3, A3, H, gH, gA, M, EM, gM, gC, gE, DG, N,
+                            DF, rho, gS)
         if not math.isfinite(loss):
             return loss, 0.0, 0.0
     else:
