@@ -177,15 +177,10 @@ def loss_grad(A, C, E, At, Ct, lam, kx, k2, mu, gA, gC, gE, rho):
 
 
 @njit_inline
-def loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho):
-    """``target_terms + forward + backward`` for m = 2 neurons and L = 2 features
-    (the paper's setting) with the target branch at the online weights.
-
-    The same formulas as the general functions above, unrolled into scalars: the
-    general loops over m = L = 2 spend most of their time on loop and index
-    overhead (about 5x slower). Fills ``gA``, ``gC``, ``gE``, ``rho`` (the outputs in
-    :func:`loss_grad`'s order); returns the loss.
-    """
+def loss_grad_2x2_target(A, C, E, Ab, Cb, lam, kx, k2, mu, gA, gC, gE, rho):
+    """``target_terms + forward + backward`` for m = L = 2 with the target branch at ``(Ab, Cb)``
+    (an EMA target; ``loss_grad_2x2`` passes the online ``A, C``). Stop-gradient on the target
+    branch, BN (docs/model.md section 6). Outputs and return value as ``loss_grad_2x2``."""
     l0 = lam[0]
     l1 = lam[1]
     a00 = A[0, 0]
@@ -195,16 +190,26 @@ def loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho):
     c00 = C[0, 0]
     c01 = C[0, 1]
     c11 = C[1, 1]
+    b00 = Ab[0, 0]
+    b01 = Ab[0, 1]
+    b10 = Ab[1, 0]
+    b11 = Ab[1, 1]
+    cb00 = Cb[0, 0]
+    cb11 = Cb[1, 1]
     e00 = E[0, 0]
     e01 = E[0, 1]
     e10 = E[1, 0]
     e11 = E[1, 1]
-    t00 = a00 * a00 * a00  # A3 = At3
+    t00 = a00 * a00 * a00  # A3 (online)
     t01 = a01 * a01 * a01
     t10 = a10 * a10 * a10
     t11 = a11 * a11 * a11
-    DG0 = k2 * (l0 * t00 * t00 + l1 * t01 * t01) + mu * 15.0 * c00 * c00 * c00
-    DG1 = k2 * (l0 * t10 * t10 + l1 * t11 * t11) + mu * 15.0 * c11 * c11 * c11
+    s00 = b00 * b00 * b00  # At3 (target)
+    s01 = b01 * b01 * b01
+    s10 = b10 * b10 * b10
+    s11 = b11 * b11 * b11
+    DG0 = k2 * (l0 * s00 * s00 + l1 * s01 * s01) + mu * 15.0 * cb00 * cb00 * cb00
+    DG1 = k2 * (l0 * s10 * s10 + l1 * s11 * s11) + mu * 15.0 * cb11 * cb11 * cb11
     M00 = 9.0 * c00 * c00 * c00 + 6.0 * c00 * c00 * c00
     M11 = 9.0 * c11 * c11 * c11 + 6.0 * c11 * c11 * c11
     M01 = 9.0 * c00 * c11 * c01 + 6.0 * c01 * c01 * c01
@@ -216,8 +221,8 @@ def loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho):
     EM01 = e00 * M01 + e01 * M11
     EM10 = e10 * M00 + e11 * M01
     EM11 = e10 * M01 + e11 * M11
-    N0 = kx * (l0 * H00 * t00 + l1 * H01 * t01)
-    N1 = kx * (l0 * H10 * t10 + l1 * H11 * t11)
+    N0 = kx * (l0 * H00 * s00 + l1 * H01 * s01)
+    N1 = kx * (l0 * H10 * s10 + l1 * H11 * s11)
     DF0 = k2 * (l0 * H00 * H00 + l1 * H01 * H01) + mu * (EM00 * e00 + EM01 * e01)
     DF1 = k2 * (l0 * H10 * H10 + l1 * H11 * H11) + mu * (EM10 * e10 + EM11 * e11)
     rho0 = N0 / math.sqrt(DF0 * DG0)
@@ -229,10 +234,10 @@ def loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho):
     q1 = 1.0 / math.sqrt(DF1 * DG1)
     b0 = -rho0 / (2.0 * DF0)
     b1 = -rho1 / (2.0 * DF1)
-    gH00 = -2.0 * l0 * (q0 * kx * t00 + 2.0 * b0 * k2 * H00)
-    gH01 = -2.0 * l1 * (q0 * kx * t01 + 2.0 * b0 * k2 * H01)
-    gH10 = -2.0 * l0 * (q1 * kx * t10 + 2.0 * b1 * k2 * H10)
-    gH11 = -2.0 * l1 * (q1 * kx * t11 + 2.0 * b1 * k2 * H11)
+    gH00 = -2.0 * l0 * (q0 * kx * s00 + 2.0 * b0 * k2 * H00)
+    gH01 = -2.0 * l1 * (q0 * kx * s01 + 2.0 * b0 * k2 * H01)
+    gH10 = -2.0 * l0 * (q1 * kx * s10 + 2.0 * b1 * k2 * H10)
+    gH11 = -2.0 * l1 * (q1 * kx * s11 + 2.0 * b1 * k2 * H11)
     gS0 = -2.0 * b0 * mu
     gS1 = -2.0 * b1 * mu
     gE[0, 0] = (gH00 * t00 + gH01 * t01) + 2.0 * gS0 * EM00  # gE = gH A3^T + 2 diag(gS) E M
@@ -252,6 +257,20 @@ def loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho):
     gC[0, 0] = gM00 * (9.0 * c00 * c00 + 18.0 * c00 * c00) + 18.0 * (gM00 * c00 * c00 + gM01 * c11 * c01)
     gC[1, 1] = gM11 * (9.0 * c11 * c11 + 18.0 * c11 * c11) + 18.0 * (gM01 * c00 * c01 + gM11 * c11 * c11)
     return loss
+
+
+@njit_inline
+def loss_grad_2x2(A, C, E, lam, kx, k2, mu, gA, gC, gE, rho):
+    """``target_terms + forward + backward`` for m = 2 neurons and L = 2 features
+    (the paper's setting) with the target branch at the online weights.
+
+    The same formulas as the general functions above, unrolled into scalars: the
+    general loops over m = L = 2 spend most of their time on loop and index
+    overhead (about 5x slower). Fills ``gA``, ``gC``, ``gE``, ``rho`` (the outputs in
+    :func:`loss_grad`'s order); returns the loss. ``loss_grad_2x2_target`` at the online
+    weights (both inlined, so the target cubes are the online ones: the same bits).
+    """
+    return loss_grad_2x2_target(A, C, E, A, C, lam, kx, k2, mu, gA, gC, gE, rho)
 
 
 # ---------------------------------------------------------------- ablation variants (section 12)
@@ -365,86 +384,3 @@ def variant_loss_rho(A, C, E, Ab, Cb, lam, kx, k2, mu, norm_none, rho):
     return variant_forward(A, C, E, Ab, Cb, lam, kx, k2, mu, norm_none, np.empty((m, L)), np.empty((m, L)),
                            np.empty((m, L)), np.empty((m, m)), np.empty((m, m)), np.empty(m), np.empty(m),
                            np.empty(m), rho)
-
-
-@njit_inline
-def loss_grad_2x2_target(A, C, E, Ab, Cb, lam, kx, k2, mu, gA, gC, gE, rho):
-    """``loss_grad_2x2`` with the target branch at ``(Ab, Cb)`` (an EMA target) instead of the
-    online weights: the same expressions in the same order, so that ``Ab = A, Cb = C`` gives
-    the bits of ``loss_grad_2x2``. Stop-gradient on the target branch, BN (section 6)."""
-    l0 = lam[0]
-    l1 = lam[1]
-    a00 = A[0, 0]
-    a01 = A[0, 1]
-    a10 = A[1, 0]
-    a11 = A[1, 1]
-    c00 = C[0, 0]
-    c01 = C[0, 1]
-    c11 = C[1, 1]
-    b00 = Ab[0, 0]
-    b01 = Ab[0, 1]
-    b10 = Ab[1, 0]
-    b11 = Ab[1, 1]
-    cb00 = Cb[0, 0]
-    cb11 = Cb[1, 1]
-    e00 = E[0, 0]
-    e01 = E[0, 1]
-    e10 = E[1, 0]
-    e11 = E[1, 1]
-    t00 = a00 * a00 * a00  # A3 (online)
-    t01 = a01 * a01 * a01
-    t10 = a10 * a10 * a10
-    t11 = a11 * a11 * a11
-    s00 = b00 * b00 * b00  # At3 (target)
-    s01 = b01 * b01 * b01
-    s10 = b10 * b10 * b10
-    s11 = b11 * b11 * b11
-    DG0 = k2 * (l0 * s00 * s00 + l1 * s01 * s01) + mu * 15.0 * cb00 * cb00 * cb00
-    DG1 = k2 * (l0 * s10 * s10 + l1 * s11 * s11) + mu * 15.0 * cb11 * cb11 * cb11
-    M00 = 9.0 * c00 * c00 * c00 + 6.0 * c00 * c00 * c00
-    M11 = 9.0 * c11 * c11 * c11 + 6.0 * c11 * c11 * c11
-    M01 = 9.0 * c00 * c11 * c01 + 6.0 * c01 * c01 * c01
-    H00 = e00 * t00 + e01 * t10  # H = E A3
-    H01 = e00 * t01 + e01 * t11
-    H10 = e10 * t00 + e11 * t10
-    H11 = e10 * t01 + e11 * t11
-    EM00 = e00 * M00 + e01 * M01  # EM = E M
-    EM01 = e00 * M01 + e01 * M11
-    EM10 = e10 * M00 + e11 * M01
-    EM11 = e10 * M01 + e11 * M11
-    N0 = kx * (l0 * H00 * s00 + l1 * H01 * s01)
-    N1 = kx * (l0 * H10 * s10 + l1 * H11 * s11)
-    DF0 = k2 * (l0 * H00 * H00 + l1 * H01 * H01) + mu * (EM00 * e00 + EM01 * e01)
-    DF1 = k2 * (l0 * H10 * H10 + l1 * H11 * H11) + mu * (EM10 * e10 + EM11 * e11)
-    rho0 = N0 / math.sqrt(DF0 * DG0)
-    rho1 = N1 / math.sqrt(DF1 * DG1)
-    rho[0] = rho0
-    rho[1] = rho1
-    loss = (2.0 - 2.0 * rho0) + (2.0 - 2.0 * rho1)
-    q0 = 1.0 / math.sqrt(DF0 * DG0)
-    q1 = 1.0 / math.sqrt(DF1 * DG1)
-    b0 = -rho0 / (2.0 * DF0)
-    b1 = -rho1 / (2.0 * DF1)
-    gH00 = -2.0 * l0 * (q0 * kx * s00 + 2.0 * b0 * k2 * H00)
-    gH01 = -2.0 * l1 * (q0 * kx * s01 + 2.0 * b0 * k2 * H01)
-    gH10 = -2.0 * l0 * (q1 * kx * s10 + 2.0 * b1 * k2 * H10)
-    gH11 = -2.0 * l1 * (q1 * kx * s11 + 2.0 * b1 * k2 * H11)
-    gS0 = -2.0 * b0 * mu
-    gS1 = -2.0 * b1 * mu
-    gE[0, 0] = (gH00 * t00 + gH01 * t01) + 2.0 * gS0 * EM00  # gE = gH A3^T + 2 diag(gS) E M
-    gE[0, 1] = (gH00 * t10 + gH01 * t11) + 2.0 * gS0 * EM01
-    gE[1, 0] = (gH10 * t00 + gH11 * t01) + 2.0 * gS1 * EM10
-    gE[1, 1] = (gH10 * t10 + gH11 * t11) + 2.0 * gS1 * EM11
-    gA[0, 0] = 3.0 * a00 * a00 * (e00 * gH00 + e10 * gH10)  # gA = 3 A^2 (E^T gH)
-    gA[0, 1] = 3.0 * a01 * a01 * (e00 * gH01 + e10 * gH11)
-    gA[1, 0] = 3.0 * a10 * a10 * (e01 * gH00 + e11 * gH10)
-    gA[1, 1] = 3.0 * a11 * a11 * (e01 * gH01 + e11 * gH11)
-    gM00 = gS0 * e00 * e00 + gS1 * e10 * e10  # gM = E^T diag(gS) E
-    gM01 = gS0 * e00 * e01 + gS1 * e10 * e11
-    gM11 = gS0 * e01 * e01 + gS1 * e11 * e11
-    gC01 = gM01 * (9.0 * c00 * c11 + 18.0 * c01 * c01)
-    gC[0, 1] = gC01
-    gC[1, 0] = gC01
-    gC[0, 0] = gM00 * (9.0 * c00 * c00 + 18.0 * c00 * c00) + 18.0 * (gM00 * c00 * c00 + gM01 * c11 * c01)
-    gC[1, 1] = gM11 * (9.0 * c11 * c11 + 18.0 * c11 * c11) + 18.0 * (gM01 * c00 * c01 + gM11 * c11 * c11)
-    return loss

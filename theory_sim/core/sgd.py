@@ -218,6 +218,47 @@ def _forward_sample(i, W, A, data, seed, step, work):
         _add_to_views(i, p, u, view, f1, f2)
 
 
+@njit
+def _reduce_parts(gparts, aparts, V, gW):
+    """``gW = sum_t gparts[t] + (sum_t aparts[t]) V^T``: the chunks of the parallel backward pass."""
+    T, m, d = gparts.shape
+    L = V.shape[1]
+    for r in range(m):
+        for c in range(d):
+            acc = 0.0
+            for t in range(T):
+                acc += gparts[t, r, c]
+            for l in range(L):
+                for t in range(T):
+                    acc += aparts[t, r, l] * V[c, l]
+            gW[r, c] = acc
+
+
+@njit
+def _fast_weight_gradient(gY, S, U, afeat, V, sigma, seed, step, gW):
+    """The fast engines' ``gW = gY U^T + S^{1/2} Z (I - U U^T) + afeat V^T`` (docs/model.md
+    section 8): ``Z`` (m x d) is ``sigma`` times standard normals from the remainder streams;
+    ``S^{1/2}`` by eigendecomposition (``S`` is PSD, possibly singular)."""
+    m = S.shape[0]
+    d = U.shape[0]
+    lam, Q = np.linalg.eigh(S)
+    F = np.zeros((m, m))
+    for a in range(m):
+        root = math.sqrt(lam[a]) if lam[a] > 0.0 else 0.0
+        for r in range(m):
+            for q in range(m):
+                F[r, q] += Q[r, a] * root * Q[q, a]
+    Z = np.empty((m, d))
+    for r in range(m):
+        state = xo_stream(seed, step, _REMAINDER_STREAM + r)
+        for c in range(d):
+            z, state = xo_normal(state)
+            Z[r, c] = sigma * z
+    Ut = np.ascontiguousarray(U.T)
+    Z -= (Z @ U) @ Ut  # project out span(U)
+    gW[:, :] = gY @ Ut + F @ Z + afeat @ np.ascontiguousarray(V.T)
+
+
 @njit_parallel
 def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
     """One mini-batch gradient at ``(W, E)``; writes ``gW`` (m x d), ``gE`` (m x m).
@@ -233,7 +274,6 @@ def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
     noise, u, feat, view, label, sign, f1, f2, perm, gparts, aparts = work
     N = noise.shape[0]
     m, d = W.shape
-    L = V.shape[1]
     A = W @ V
     # pass 1: sample and forward, one sample per iteration
     for i in prange(N):
@@ -258,15 +298,7 @@ def sgd_gradient(W, E, V, data, seed, step, gW, gE, work):
                     else:
                         for c in range(d):
                             gparts[t, r, c] += g * noise[i, p, c]
-    for r in range(m):
-        for c in range(d):
-            acc = 0.0
-            for t in range(T):
-                acc += gparts[t, r, c]
-            for l in range(L):
-                for t in range(T):
-                    acc += aparts[t, r, l] * V[c, l]
-            gW[r, c] = acc
+    _reduce_parts(gparts, aparts, V, gW)
     return loss
 
 
@@ -332,24 +364,19 @@ def sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work):
                         gY[r, q] += g[r] * ys[i, p, q]
                     for q in range(m):
                         S[r, q] += g[r] * g[q]
-    # S^{1/2} by eigendecomposition (S is PSD, possibly singular)
-    lam, Q = np.linalg.eigh(S)
-    F = np.zeros((m, m))
-    for a in range(m):
-        root = math.sqrt(lam[a]) if lam[a] > 0.0 else 0.0
-        for r in range(m):
-            for q in range(m):
-                F[r, q] += Q[r, a] * root * Q[q, a]
-    Z = np.empty((m, d))
-    for r in range(m):
-        state = xo_stream(seed, step, _REMAINDER_STREAM + r)
-        for c in range(d):
-            z, state = xo_normal(state)
-            Z[r, c] = sigma * z
-    Ut = np.ascontiguousarray(U.T)
-    Z -= (Z @ U) @ Ut  # project out span(U)
-    gW[:, :] = gY @ Ut + F @ Z + aparts[0] @ np.ascontiguousarray(V.T)
+    _fast_weight_gradient(gY, S, U, aparts[0], V, sigma, seed, step, gW)
     return loss
+
+
+@njit
+def _exact_status(gW, gE, E_mask, A, gram, rates, stop):
+    """``convergence_status`` from the exact population gradient ``(gW, gE)`` at the full weights."""
+    eta, eta_E = rates
+    speed_w = 0.0
+    for j in range(gW.shape[0]):
+        speed_w += (gW[j] @ gW[j]) / gram[j, j]
+    speed_e = np.sum((E_mask * gE) ** 2)
+    return convergence_status(A, gram, speed_w, speed_e, eta_E / eta, stop)
 
 
 @njit
@@ -360,7 +387,6 @@ def stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step):
     ``population_advance`` evaluated with the exact population gradient, on check steps.
     """
     lam, kx, k2, mu, sigma2 = model
-    eta, eta_E = rates
     m, d = W.shape
     L = V.shape[1]
     A[:, :] = W @ V
@@ -375,12 +401,7 @@ def stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step):
         return STATUS_RUNNING, loss, rho
     # dL/dW = gA V^T + sigma^2 (gC + gC^T) W
     gW = gA @ V.T + sigma2 * (gC + gC.T) @ W
-    speed_w = 0.0
-    for j in range(m):
-        speed_w += (gW[j] @ gW[j]) / gram[j, j]
-    speed_e = np.sum((E_mask * gE) ** 2)
-    status = convergence_status(A, gram, speed_w, speed_e, eta_E / eta, stop)
-    return status, loss, rho
+    return _exact_status(gW, gE, E_mask, A, gram, rates, stop), loss, rho
 
 
 @njit
@@ -394,40 +415,8 @@ def sgd_advance(W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_ste
     Recorded points use the exact population loss at the current weights (noise
     free); convergence uses the exact population gradient (``stop_check``).
     """
-    eta, eta_E = rates
-    m, d = W.shape
-    L = V.shape[1]
-    A = np.empty((m, L))
-    gram = np.empty((m, m))
-    check_every = stop[3]
-    for _ in range(n_steps):
-        step = rec_state[0]
-        if step % rec_state[2] == 0 or (step > 0 and step % check_every == 0):
-            status, loss, rho = stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step)
-            if not math.isfinite(loss):
-                return STATUS_NONFINITE
-            observe_run(step, A, gram, E, events, event_params)
-            if step % rec_state[2] == 0:
-                record_point(rec, rec_state, step, A, gram, E, loss, rho)
-            if status != STATUS_RUNNING:
-                return status
-        else:
-            A[:, :] = W @ V  # as stop_check computes them
-            gram[:, :] = W @ W.T
-            observe_run(step, A, gram, E, events, event_params)
-        if fast:
-            bl = sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work)
-        else:
-            bl = sgd_gradient(W, E, V, data, seed, step, gW, gE, work)
-        if not math.isfinite(bl):
-            return STATUS_NONFINITE
-        for j in range(m):
-            for c in range(d):
-                W[j, c] -= eta * gW[j, c]
-            for q in range(m):
-                E[j, q] -= eta_E * E_mask[j, q] * gE[j, q]
-        rec_state[0] = step + 1
-    return STATUS_RUNNING
+    return _sgd_loop(W, W, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_steps, seed, gW, gE,
+                     work, None, fast, events, event_params, None, None)
 
 
 @njit
@@ -579,7 +568,6 @@ def sgd_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, 
     ub, a2, b1 = extra[0], extra[1], extra[2]
     N = noise.shape[0]
     m, d = W.shape
-    L = V.shape[1]
     A = W @ V
     Ab = Wb @ V
     same = target != TARGET_EMA
@@ -625,15 +613,7 @@ def sgd_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric, gW, 
                     else:
                         for c in range(d):
                             gparts[t, r, c] += h * noise[i, p, c]
-    for r in range(m):
-        for c in range(d):
-            acc = 0.0
-            for t in range(T):
-                acc += gparts[t, r, c]
-            for l in range(L):
-                for t in range(T):
-                    acc += aparts[t, r, l] * V[c, l]
-            gW[r, c] = acc
+    _reduce_parts(gparts, aparts, V, gW)
     return loss
 
 
@@ -739,22 +719,7 @@ def sgd_fast_gradient_variant(W, Wb, E, V, data, seed, step, variant, symmetric,
                         gY[r, q] += h[r] * ys[i, p, q]
                     for q in range(m):
                         S[r, q] += h[r] * h[q]
-    lam, Q = np.linalg.eigh(S)
-    F = np.zeros((m, m))
-    for a in range(m):
-        root = math.sqrt(lam[a]) if lam[a] > 0.0 else 0.0
-        for r in range(m):
-            for q in range(m):
-                F[r, q] += Q[r, a] * root * Q[q, a]
-    Z = np.empty((m, d))
-    for r in range(m):
-        state = xo_stream(seed, step, _REMAINDER_STREAM + r)
-        for c in range(d):
-            z, state = xo_normal(state)
-            Z[r, c] = sigma * z
-    Ut = np.ascontiguousarray(U.T)
-    Z -= (Z @ U) @ Ut  # project out span(U)
-    gW[:, :] = gY @ Ut + F @ Z + aparts[0] @ np.ascontiguousarray(V.T)
+    _fast_weight_gradient(gY, S, U, aparts[0], V, sigma, seed, step, gW)
     return loss
 
 
@@ -766,7 +731,6 @@ def stop_check_variant(W, Wb, E, V, E_mask, model, rates, stop, A, gram, step, v
     Without BN a neuron at exactly zero, or every ``|w_j|^2 < vanish2[j]`` (check steps,
     before the convergence test), is ``STATUS_VANISHED``; with BN a zero neuron is degenerate."""
     lam, kx, k2, mu, sigma2 = model
-    eta, eta_E = rates
     norm, stopgrad, target, tau = variant
     m, d = W.shape
     L = V.shape[1]
@@ -799,12 +763,7 @@ def stop_check_variant(W, Wb, E, V, E_mask, model, rates, stop, A, gram, step, v
     if through:
         w = 1.0 - tau if target == TARGET_EMA else 1.0
         gW += w * (gAb @ V.T + 2.0 * sigma2 * (gCbd.reshape((m, 1)) * Wt))
-    speed_w = 0.0
-    for j in range(m):
-        speed_w += (gW[j] @ gW[j]) / gram[j, j]
-    speed_e = np.sum((E_mask * gE) ** 2)
-    status = convergence_status(A, gram, speed_w, speed_e, eta_E / eta, stop)
-    return status, loss, rho
+    return _exact_status(gW, gE, E_mask, A, gram, rates, stop), loss, rho
 
 
 @njit
@@ -815,9 +774,23 @@ def sgd_advance_variant(W, Wb, E, V, E_mask, data, model, rates, stop, rec, rec_
     the one-sided loss, the target branch at ``Wb`` (EMA: ``Wb <- tau Wb + (1 - tau) W`` after
     each step; online: ``Wb`` is unused). Recording and the stop rule use the closed form of
     the variant at the current ``(W, Wb)`` (``stop_check_variant``)."""
+    return _sgd_loop(W, Wb, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_steps, seed, gW, gE,
+                     work, extra, fast, events, event_params, variant, vanish2)
+
+
+@njit
+def _sgd_loop(W, Wb, E, V, E_mask, data, model, rates, stop, rec, rec_state, n_steps, seed, gW, gE, work,
+              extra, fast, events, event_params, variant, vanish2):
+    """The loop of ``sgd_advance`` (``variant`` None: the paper's model, ``Wb``, ``extra`` and
+    ``vanish2`` unused) and of ``sgd_advance_variant``. ``variant is None`` is resolved when
+    numba compiles (dead-branch pruning on the argument's type): the default loop does not
+    contain the variant code."""
     eta, eta_E = rates
-    target, tau = variant[2], variant[3]
-    ema = target == TARGET_EMA
+    ema = False
+    tau = 0.0
+    if variant is not None:
+        ema = variant[2] == TARGET_EMA
+        tau = variant[3]
     m, d = W.shape
     L = V.shape[1]
     A = np.empty((m, L))
@@ -826,10 +799,13 @@ def sgd_advance_variant(W, Wb, E, V, E_mask, data, model, rates, stop, rec, rec_
     for _ in range(n_steps):
         step = rec_state[0]
         if step % rec_state[2] == 0 or (step > 0 and step % check_every == 0):
-            status, loss, rho = stop_check_variant(W, Wb, E, V, E_mask, model, rates, stop, A, gram, step,
-                                                   variant, vanish2)
-            if status == STATUS_VANISHED or status == STATUS_DEGENERATE:
-                return status
+            if variant is None:
+                status, loss, rho = stop_check(W, E, V, E_mask, model, rates, stop, A, gram, step)
+            else:
+                status, loss, rho = stop_check_variant(W, Wb, E, V, E_mask, model, rates, stop, A, gram, step,
+                                                       variant, vanish2)
+                if status == STATUS_VANISHED or status == STATUS_DEGENERATE:
+                    return status
             if not math.isfinite(loss):
                 return STATUS_NONFINITE
             observe_run(step, A, gram, E, events, event_params)
@@ -838,14 +814,21 @@ def sgd_advance_variant(W, Wb, E, V, E_mask, data, model, rates, stop, rec, rec_
             if status != STATUS_RUNNING:
                 return status
         else:
-            A[:, :] = W @ V
+            A[:, :] = W @ V  # as stop_check computes them
             gram[:, :] = W @ W.T
             observe_run(step, A, gram, E, events, event_params)
-        Wt = Wb if ema else W
-        if fast:
-            bl = sgd_fast_gradient_variant(W, Wt, E, V, data, seed, step, variant, False, gW, gE, work, extra)
+        if variant is None:
+            if fast:
+                bl = sgd_fast_gradient(W, E, V, data, seed, step, gW, gE, work)
+            else:
+                bl = sgd_gradient(W, E, V, data, seed, step, gW, gE, work)
         else:
-            bl = sgd_gradient_variant(W, Wt, E, V, data, seed, step, variant, False, gW, gE, work, extra)
+            Wt = Wb if ema else W
+            if fast:
+                bl = sgd_fast_gradient_variant(W, Wt, E, V, data, seed, step, variant, False, gW, gE, work,
+                                               extra)
+            else:
+                bl = sgd_gradient_variant(W, Wt, E, V, data, seed, step, variant, False, gW, gE, work, extra)
         if not math.isfinite(bl):
             return STATUS_NONFINITE
         for j in range(m):

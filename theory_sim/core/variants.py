@@ -31,20 +31,21 @@ import numpy as np
 from ._jit import STATUS_RUNNING, STATUS_VANISHED, njit, njit_inline
 from .events import observe
 from .moments import (
-    backward,
-    forward,
-    loss_grad_2x2_target,
-    target_terms,
     variant_backward,
     variant_forward,
 )
 from .population import (
     apply_step,
+    bn_loss_grad,
     convergence_status,
+    has_zero_neuron,
     make_workspace,
     population_step,
+    project,
     record_point,
+    speeds,
     step_status,
+    weight_gradient,
     ws_A,
     ws_gram,
     ws_rho,
@@ -102,44 +103,16 @@ def population_step_variant(B, Bbar, E, Vr, E_mask, model, rates, variant, ws):
     Bt = Bbar if target == TARGET_EMA else B
     m, r = B.shape
     L = Vr.shape[1]
-    for j in range(m):
-        for l in range(L):
-            s = 0.0
-            sb = 0.0
-            for i in range(r):
-                s += B[j, i] * Vr[i, l]
-                sb += Bt[j, i] * Vr[i, l]
-            A[j, l] = s
-            Ab[j, l] = sb
-        for q in range(j + 1):
-            s = 0.0
-            sb = 0.0
-            for i in range(r):
-                s += B[j, i] * B[q, i]
-                sb += Bt[j, i] * Bt[q, i]
-            gram[j, q] = s
-            gram[q, j] = s
-            C[j, q] = sigma2 * s
-            C[q, j] = sigma2 * s
-            gramb[j, q] = sb
-            gramb[q, j] = sb
-            Cb[j, q] = sigma2 * sb
-            Cb[q, j] = sigma2 * sb
-    for j in range(m):
-        if gram[j, j] == 0.0:
-            return math.nan, -1.0, 0.0
+    project(B, Vr, sigma2, A, gram, C)
+    project(Bt, Vr, sigma2, Ab, gramb, Cb)
+    if has_zero_neuron(gram):
+        return math.nan, -1.0, 0.0
     through_target = stopgrad == STOPGRAD_OFF
     if norm == NORM_BN and not through_target:  # the paper's loss, target at Bbar
-        if m == 2 and L == 2:
-            loss = loss_grad_2x2_target(A, C, E, Ab, Cb, lam, kx, k2, mu, gA, gC, gE, rho)
-            if not math.isfinite(loss):
-                return loss, 0.0, 0.0
-        else:
-            target_terms(Ab, Cb, lam, k2, mu, At3, DG)
-            loss = forward(A, C, E, At3, DG, lam, kx, k2, mu, A3, H, M, EM, N, DF, rho)
-            if not math.isfinite(loss):
-                return loss, 0.0, 0.0
-            backward(A, C, E, At3, lam, kx, k2, mu, A3, H, EM, N, DF, DG, rho, gH, gS, gM, gA, gC, gE)
+        loss = bn_loss_grad(A, C, E, Ab, Cb, lam, kx, k2, mu, At3, A3, H, gH, gA, M, EM, gM, gC, gE, DG, N,
+                            DF, rho, gS)
+        if not math.isfinite(loss):
+            return loss, 0.0, 0.0
     else:
         norm_none = norm == NORM_NONE
         loss = variant_forward(A, C, E, Ab, Cb, lam, kx, k2, mu, norm_none, A3, T, H, M, EM, N, DF, DG, rho)
@@ -148,32 +121,18 @@ def population_step_variant(B, Bbar, E, Vr, E_mask, model, rates, variant, ws):
         variant_backward(A, C, E, Ab, Cb, lam, kx, k2, mu, norm_none, through_target, A3, T, H, EM, N, DF,
                          DG, rho, gH, gS, gM, gT, gA, gC, gE, gAb, gCbd)
     # dL/dB = gA Vr^T + sigma^2 (gC + gC^T) B  [+ w (gAb Vr^T + 2 sigma^2 diag(gCbd) Bt)]
-    w = 1.0 - tau if target == TARGET_EMA else 1.0
-    speed_w = 0.0
-    for j in range(m):
-        nrm2 = 0.0
-        for i in range(r):
-            s = 0.0
-            for l in range(L):
-                s += gA[j, l] * Vr[i, l]
-            for q in range(m):
-                s += sigma2 * (gC[j, q] + gC[q, j]) * B[q, i]
-            if through_target:
+    weight_gradient(gA, gC, B, Vr, sigma2, gB)
+    if through_target:
+        w = 1.0 - tau if target == TARGET_EMA else 1.0
+        for j in range(m):
+            for i in range(r):
                 sb = 0.0
                 for l in range(L):
                     sb += gAb[j, l] * Vr[i, l]
                 sb += 2.0 * sigma2 * gCbd[j] * Bt[j, i]
                 gBb[j, i] = sb
-                s += w * sb
-            gB[j, i] = s
-            nrm2 += s * s
-        speed_w += nrm2 / gram[j, j]
-    speed_e = 0.0
-    for j in range(m):
-        for q in range(m):
-            g = E_mask[j, q] * gE[j, q]
-            gE[j, q] = g
-            speed_e += g * g
+                gB[j, i] += w * sb
+    speed_w, speed_e = speeds(gB, gram, E_mask, gE)
     return loss, speed_w, speed_e
 
 
