@@ -47,6 +47,10 @@ docs/model.md section 10), or nothing at all: every ``|w_j|`` fallen below
 ``core._jit.VANISH_TOL`` times its start, so that every output's second moment
 ``DF_j >= c sigma^6 |w_j|^6`` is ~0 too (``complete_collapse``, docs/model.md section 12). New labels go last,
 so that the earlier indices keep their meaning."""
+BN_OUTCOMES = tuple(oc for oc in OUTCOMES if oc != "complete_collapse")
+"""The outcomes a run with batch normalisation can have (the paper's model, every flow run,
+fig. 5 and the sweeps): with BN the loss is scale-invariant at ``E = I``, so no run can
+shrink to ``W = 0`` (docs/model.md section 10)."""
 
 VANISHED_MESSAGE = ("vanished at step {step}: every |w_j| fell below {tol:g} of its start "
                     "(W -> 0 is a fixed point without BN, docs/model.md section 12)")

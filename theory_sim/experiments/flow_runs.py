@@ -26,11 +26,11 @@ from ..engines import flow as flow_engine
 from ..events import EVENT_ARRAYS, phase_times_from_events
 from ..initial_law import reduced_coordinates
 from ..model import head_mask, model_constants
-from ..status import OUTCOMES, STATUS_NAMES, outcome_from
+from ..status import BN_OUTCOMES, STATUS_NAMES, outcome_from
 from .runs import Progress
 
-FLOW_OUTCOMES = OUTCOMES
-"""The outcomes of a flow run: ``status.OUTCOMES``, ``vanishing`` (the flow engine's stop
+FLOW_OUTCOMES = BN_OUTCOMES
+"""The outcomes of a flow run (``status.BN_OUTCOMES``): ``vanishing`` (the flow engine's stop
 rule, docs/model.md section 10) beside ``diverse``, ``collapsed`` and ``incomplete``."""
 NO_CAP = 1e300
 """Flow-time cap meaning none: a run ends converged, vanishing, diverged or at its step budget."""

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..status import OUTCOMES
+from ..status import BN_OUTCOMES
 from .style import OUTCOME_CMAPS, OUTCOME_COLORS, new_figure, styled
 
-GRID_OUTCOMES = tuple(oc for oc in OUTCOMES if oc != "complete_collapse")
+GRID_OUTCOMES = BN_OUTCOMES
 """The outcomes of the grids (fig. 5, sweeps): those of ``simulate_many``, which runs the
 paper's model only; with BN the row norms never shrink (the gradient is orthogonal to
 ``w_j``), so ``complete_collapse`` (docs/model.md section 12, fig. 9) cannot occur there."""
