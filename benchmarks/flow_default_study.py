@@ -20,14 +20,12 @@ import theory_sim as ts
 from theory_sim.core import _jit
 from theory_sim.core import flow as kernel
 from theory_sim.engines import flow as engine
-from theory_sim.experiments.plan import FULL
 
 CAPPED = {"offdiag": (0.39, 0.0, 0.61), "frozen": (0.17, 0.73, 0.09)}
 """Today's fractions (diverse, collapsed, incomplete) from the discrete engine capped at 3e4."""
 
 
 def main():
-    plan = FULL
     seeds = tuple(range(1, 65))  # the 64 seeds of the capped discrete study it is compared with
     ts.simulate_many(ts.ModelParams(), ts.TrainParams(engine="flow", steps=1000))  # compile
     for head in ("offdiag", "frozen"):

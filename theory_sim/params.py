@@ -408,8 +408,11 @@ PARAMETERS = (
     Parameter("steps", "train", int,
               "number of steps (default: until converged, capped at max-flow-time/eta)"),
     Parameter("seed", "train", int, "seed of W(0) and of the SGD samples", sweepable=False),
-    Parameter("record", "train", int, "trajectory points kept", sweepable=False),
-    Parameter("tol", "train", float, "convergence speed"),
+    Parameter("record", "train", int, "trajectory points kept: N requested times plus the final state "
+              "(flow); between N/2 and N evenly spaced steps plus the final state (other engines)",
+              sweepable=False),
+    Parameter("tol", "train", float, "stop once every neuron has learned a feature and the gradient's "
+              "flow-time speed sqrt(sum_j |dL/dw_j|^2/|w_j|^2) + (eta_E/eta)|dL/dE| is below this"),
     Parameter("align_threshold", "train", float, "|c_jl| that counts as learned"),
     Parameter("max_flow_time", "train", float, "cap on the flow time eta*steps when --steps is not given "
               "(default 2e5; --engine flow: 1e9 x max(1, d/512)^2)"),

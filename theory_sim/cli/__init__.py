@@ -51,8 +51,14 @@ def _command_module(name: str):
                             f"(reinstall theory-sim)") from exc
 
 
+DESCRIPTION = ("Simulate the training dynamics of the two-layer model of Wen & Li (NeurIPS 2022), "
+               "'The Mechanism of Prediction Head in Non-contrastive Self-supervised Learning': "
+               "one run, a sweep of runs, or the figures that check the paper's statements "
+               "(docs/model.md, docs/paper.md).")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="theory-sim", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="theory-sim", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"theory-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
