@@ -16,7 +16,6 @@ from . import signals
 
 EXIT_USAGE = 2
 EXIT_FAILED = 3
-EXIT_INTERRUPTED = 130
 
 
 COMMAND_MODULES = ("run", "figures", "sweep", "doctor")
