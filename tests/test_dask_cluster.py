@@ -27,9 +27,10 @@ BIN = Path(sys.executable).parent
 DASK = BIN / "dask"
 SCRIPT = BIN / "theory-sim"
 HOST = "127.0.0.1"
-GRID = ["--grid", "alpha1=4,5,6,8", "--seeds", "6", "--d", "256", "--eta", "1e-2", "--max-flow-time", "4000",
+GRID = ["--grid", "alpha1=4,5,6,8", "--seeds", "6", "--d", "256", "--eta", "2e-3", "--max-flow-time", "4000",
         "--chunk-size", "1", "--quiet"]
-"""24 runs of about 0.1-0.5 s each, one per task: long enough to kill a worker mid-sweep."""
+"""24 runs of about 0.5-1 s each (2 million steps), one per task: long enough to kill a worker
+mid-sweep even on an idle machine (the table is written every 2 s)."""
 N_RUNS = 24
 
 

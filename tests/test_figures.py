@@ -16,7 +16,7 @@ from theory_sim import analysis as an
 from theory_sim import experiments as ex
 from theory_sim.cli import main
 from theory_sim.experiments import fig4_scaling
-from theory_sim.status import OUTCOMES
+from theory_sim.status import BN_OUTCOMES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +58,7 @@ def test_quick_figures_end_to_end(tmp_path, capsys):
         assert z["substitution_ratio"].shape == z["flow_time"].shape
     f5 = json.loads((out / "fig5_phase_diagram.json").read_text())
     counts = np.array([f5["counts"][oc] for oc in f5["outcomes"]])
-    assert set(OUTCOMES) <= set(f5["outcomes"]) and "vanishing" in f5["outcomes"]
+    assert set(BN_OUTCOMES) == set(f5["outcomes"]) and "vanishing" in f5["outcomes"]
     assert np.all(counts.sum(axis=0) == f5["seeds_per_cell"])
     f8 = json.loads((out / "fig8_paper_regime.json").read_text())
     for row in f8["rows"]:

@@ -35,7 +35,9 @@ def test_wilson_interval_arrays_and_empty():
 
 
 def test_flow_outcomes_name_vanishing_beside_the_others():
-    assert FLOW_OUTCOMES == OUTCOMES and "vanishing" in FLOW_OUTCOMES
+    # every outcome but complete_collapse, which a run with batch normalisation cannot reach
+    assert FLOW_OUTCOMES == tuple(oc for oc in OUTCOMES if oc != "complete_collapse")
+    assert "vanishing" in FLOW_OUTCOMES
     assert FLOW_OUTCOMES[:2] == ("diverse", "collapsed")
 
 
