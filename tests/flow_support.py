@@ -6,7 +6,6 @@ options, read every counter. The public path is ``simulate(..., TrainParams(engi
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import numpy as np
@@ -98,4 +97,3 @@ def integrate_flow(model, train, *, B0, Vr, E0=None, steps_per_call=2000, **kw):
     return result(st)
 
 
-_ = math
