@@ -8,7 +8,7 @@ import numpy as np
 
 from .core._jit import VANISH_TOL
 from .events import EVENT_ARRAYS, both_units, phase_times_from_events
-from .model import model_constants, split_moments
+from .model import model_constants, phase1_times, split_moments
 from .params import DEFAULT_ALIGN_THRESHOLD, DEFAULT_HEAD_TOL
 from .results import PhaseTimes, Run
 from .status import outcome_from
@@ -483,12 +483,7 @@ def t1_prediction_per_neuron(model, W0, threshold: float = DEFAULT_ALIGN_THRESHO
     if sigma2 == 0 or kx == 0:
         raise ValueError("the phase-I prediction needs sigma > 0 and k >= 2 (noise-dominated start)")
     A, r = _reduced_alignment(model, W0)
-    a0 = np.abs(A)
-    c = 2.0 * kx * lam[None, :] / (5.0 * mu * sigma2**3 * r[:, None] ** 6)
-    with np.errstate(divide="ignore"):
-        t = np.maximum((a0**-4.0 - (threshold * r[:, None]) ** -4.0) / (4.0 * c), 0.0)
-    first = np.argmin(t, axis=1)
-    return np.where(first == 0, t[:, 0], np.inf)
+    return phase1_times(model, A, r, threshold)
 
 
 def t1_prediction(model, W0, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> float:

@@ -96,3 +96,22 @@ def reduced_coordinates(V: np.ndarray, W0: np.ndarray) -> ReducedCoordinates:
     Q, _ = np.linalg.qr(np.concatenate([V, W0.T], axis=1))
     Q = np.ascontiguousarray(Q)
     return ReducedCoordinates(Q, np.ascontiguousarray(W0 @ Q), np.ascontiguousarray(Q.T @ V))
+
+
+def phase1_times(model, A: np.ndarray, norms: np.ndarray, threshold: float) -> np.ndarray:
+    """(m,) leading-order flow time at which each neuron reaches ``|c_j1| = threshold``
+    (docs/model.md, phase-I theory; ``inf`` for a neuron whose blow-up along another feature
+    comes first, or where ``A_j1 = 0``). ``A`` (m, L) ``= W(0) V``, ``norms`` (m,) ``|w_j(0)|``.
+
+    Near initialisation ``DF_j = DG_j = 15 mu sigma^6 r_j^6`` and ``da/dt = c_jl a^5`` with
+    ``c_jl = 2 kx lam_l / (5 mu sigma^6 r_j^6)``, so ``t_jl = (a^-4 - (threshold r_j)^-4) / (4 c_jl)``.
+    """
+    lam, kx, _, mu, sigma2 = model_constants(model)
+    a0 = np.abs(np.asarray(A, dtype=np.float64))
+    r = np.asarray(norms, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = 2.0 * kx * lam[None, :] / (5.0 * mu * sigma2**3 * r[:, None] ** 6)
+        t = np.maximum((a0**-4.0 - (threshold * r[:, None]) ** -4.0) / (4.0 * c), 0.0)
+    t = np.where(np.isnan(t), np.inf, t)
+    first = np.argmin(t, axis=1)
+    return np.where(first == 0, t[:, 0], np.inf)

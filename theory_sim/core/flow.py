@@ -110,7 +110,9 @@ from ._jit import (
 )
 from .population import (
     WS_A,
+    WS_GA,
     WS_GB,
+    WS_GC,
     WS_GE,
     WS_GRAM,
     WS_RHO,
@@ -130,7 +132,8 @@ F_SPEEDW = 4     # flow speed of W at the current point (population_step's speed
 F_SPEEDE = 5     # |mask * dL/dE|_F^2 at the current point
 F_HSTAB = 6      # explicit stability limit from the last Jacobian (Rosenbrock mode)
 F_TLO = 7        # Kahan compensation of F_T: steps far below eps * t still add up
-N_FST = 8
+F_HREF = 8       # explicit step size at the last stall check
+N_FST = 9
 # ist (int64): solver counters and flags
 I_STATUS = 0     # STATUS_RUNNING until the run stops
 I_MODE = 1       # MODE_EXPLICIT or MODE_ROSENBROCK
@@ -148,7 +151,8 @@ I_NSWITCH = 12   # method switches
 I_NSTIFFSTEPS = 13  # accepted Rosenbrock steps
 I_NOUT = 14      # evaluations made for output records only (not in I_NRHS)
 I_INIT = 15      # 1 once flow_init has run
-N_IST = 16
+I_NCHECK = 16    # accepted explicit steps since the last stall check
+N_IST = 17
 # opts (float64): tolerances and stop rules
 O_RTOL = 0
 O_ATOL = 1
@@ -178,6 +182,12 @@ STIFF_HLAMBDA = 3.25
 STIFF_FLAG_HLAMBDA = 2.0
 STIFF_STEPS = 15
 NONSTIFF_RESET = 6
+STALL_CHECK = 25
+"""Explicit mode: every this many accepted steps, a step that has not grown by
+``STALL_GROWTH`` since the last check is tested against the Jacobian's spectral radius.
+Hairer's estimate reads low once the error norm sits at the controller's fixed point on the
+stability boundary (a leader relaxing at d >= 1e8, docs/flow.md), so it alone cannot see it."""
+STALL_GROWTH = 2.0
 SWITCH_BACK_GAIN = 2.0
 N_SAMPLES = 8
 KAPPA_FLAT = 0.01
@@ -298,7 +308,144 @@ def _rhs(y, f, Vr, E_mask, model, ratio, Bb, Eb, ws):
         for q in range(m):
             f[k] = -ratio * gE[j, q]
             k += 1
+    _repair_radial(y, f, E_mask, m, r, ws, model[4], ratio)
     return loss, speed_w, speed_e
+
+
+@njit_inline
+def _rows_invariant(y, E_mask, m, r):
+    """True when each row's norm is an invariant: the head never trains and ``E`` is diagonal,
+    so the loss is 0-homogeneous in every row of ``W`` (docs/model.md section 11)."""
+    base = m * r
+    for j in range(m):
+        for q in range(m):
+            if E_mask[j, q] != 0.0 or (j != q and y[base + j * m + q] != 0.0):
+                return False
+    return True
+
+
+@njit
+def _repair_radial(y, f, E_mask, m, r, ws, sigma2, ratio):
+    """Replace the parts of ``f = dy/dt`` that round-off swamps by exact identities.
+
+    Why (docs/flow.md, invariants): the loss is 0-homogeneous in ``W`` (``L(sW, E) = L(W, E)``), in
+    each row when the head is untrained and ``E`` diagonal, and in each row of ``E`` (BN of
+    the online output ``F_j = sum_k E_jk f_j``). So, with ``D_j = <dL/dw_j, w_j>`` and
+    ``gE = dL/dE`` (unmasked), exactly: ``sum_j D_j = 0``; ``D_j = 3 sum_q E_qj gE_qj`` (the
+    scaling of ``w_j`` scales ``f_j`` wherever it enters); ``sum_k E_jk gE_jk = 0``. In
+    floating point an aligned neuron's ``D_j``, and the head entry of a row whose output is
+    mostly another neuron's (a shrinking follower's ``E_fl``), are differences of O(1) terms:
+    round-off of ~1e-16 that does not shrink with the dynamics, so a solver that keeps it is
+    held at ``h ~ rtol |y| / 1e-16`` for ever. The repair:
+
+    * row-invariant case: every ``D_j = 0``;
+    * otherwise every row keeps its own ``D_j`` except the one whose gradient terms are
+      largest (the noisiest), which takes minus the sum of the others;
+    * a trained row ``j`` of ``E`` whose output is mostly others' (``sum_{k != j} |E_jk|
+      |w_k|^3 > |E_jj| |w_j|^3``) gets its largest such entry from the two identities,
+      ``E_jk gE_jk = -(D_j / 3 - sum_{q != j} E_qj gE_qj) - sum_{k' != j, k} E_jk' gE_jk'``.
+    """
+    rows = _rows_invariant(y, E_mask, m, r)
+    gA = ws[WS_GA]
+    gC = ws[WS_GC]
+    base = m * r
+    Dr = np.empty(m)   # the raw radial parts <dL/dw_j, w_j> = -<f_j, w_j>
+    nrm3 = np.empty(m)
+    worst = 0
+    worst_scale = -1.0
+    tot = 0.0
+    for j in range(m):
+        num = 0.0
+        scale = 0.0
+        s2 = 0.0
+        for i in range(r):
+            b = y[j * r + i]
+            num += b * f[j * r + i]
+            s2 += b * b
+            if not rows:
+                t = 0.0
+                for l in range(gA.shape[1]):
+                    t += abs(gA[j, l])  # |Vr_il| <= 1: orthonormal columns
+                for q in range(m):
+                    t += sigma2 * abs(gC[j, q] + gC[q, j]) * abs(y[q * r + i])
+                scale += abs(b) * t
+        Dr[j] = -num
+        nrm3[j] = s2 ** 1.5
+        if rows:
+            _set_radial(y, f, j, r, -num)
+        else:
+            tot += num
+            if scale > worst_scale:
+                worst_scale, worst = scale, j
+    if rows:
+        return
+    # the noisiest row's radial part: minus the others' (their sum is exactly 0)
+    _set_radial(y, f, worst, r, -tot)
+    Dr[worst] = Dr[worst] - tot
+    if ratio == 0.0:
+        return
+    for j in range(m):
+        own = abs(y[base + j * m + j]) * nrm3[j]
+        other = 0.0
+        kmax = -1
+        big = 0.0
+        for k in range(m):
+            if k != j:
+                c = abs(y[base + j * m + k]) * nrm3[k]
+                other += c
+                if E_mask[j, k] != 0.0 and c > big:
+                    big, kmax = c, k
+        if kmax < 0 or other <= own or y[base + j * m + kmax] == 0.0:
+            continue
+        # E_jj gE_jj from the column identity, then the row identity for gE_j,kmax
+        # (gE = -f_E / ratio on trained entries)
+        col = 0.0
+        for q in range(m):
+            if q != j:
+                col += y[base + q * m + j] * (-f[base + q * m + j] / ratio)
+        acc = -(Dr[j] / 3.0 - col)
+        for k in range(m):
+            if k != j and k != kmax:
+                acc -= y[base + j * m + k] * (-f[base + j * m + k] / ratio)
+        f[base + j * m + kmax] = -ratio * acc / y[base + j * m + kmax]
+
+
+@njit_inline
+def _set_radial(y, f, j, r, delta):
+    """``f_j += delta w_j / |w_j|^2``: changes ``<f_j, w_j>`` by ``delta``."""
+    den = 0.0
+    for i in range(r):
+        den += y[j * r + i] * y[j * r + i]
+    if den > 0.0 and delta != 0.0:
+        c = delta / den
+        for i in range(r):
+            f[j * r + i] += c * y[j * r + i]
+
+
+@njit
+def _restore_invariants(y, f, E_mask, m, r, inv):
+    """Rescale ``B`` onto the conserved norms ``inv`` (per row, or ``inv[m]`` for the whole of
+    ``B``), and ``f = dy/dt`` with it: ``dL/dB`` is (-1)-homogeneous where ``L`` is
+    0-homogeneous, ``dL/dE`` 0-homogeneous (Hairer, Lubich & Wanner, GNI IV.4, projection)."""
+    if _rows_invariant(y, E_mask, m, r):
+        for j in range(m):
+            s2 = 0.0
+            for i in range(r):
+                s2 += y[j * r + i] * y[j * r + i]
+            if s2 > 0.0 and inv[j] > 0.0:
+                sc = inv[j] / math.sqrt(s2)
+                for i in range(r):
+                    y[j * r + i] *= sc
+                    f[j * r + i] /= sc
+        return
+    s2 = 0.0
+    for i in range(m * r):
+        s2 += y[i] * y[i]
+    if s2 > 0.0 and inv[m] > 0.0:
+        sc = inv[m] / math.sqrt(s2)
+        for i in range(m * r):
+            y[i] *= sc
+            f[i] /= sc
 
 
 @njit_inline
@@ -736,7 +883,7 @@ def _initial_step(y, f0, Vr, E_mask, model, ratio, Bb, Eb, ws, opts, ytmp, f1):
 
 
 @njit
-def flow_init(y, f0, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4, peak, peak_t,
+def flow_init(y, f0, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4, peak, peak_t, inv,
               t_rec, rec_A, rec_gram, rec_E, rec_loss, rec_rho):
     """Evaluate the start: derivative (FSAL), events, records at ``t_rec <= t``, first step.
 
@@ -751,6 +898,15 @@ def flow_init(y, f0, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4, peak,
     A, nrm = np.empty((m, L)), np.empty(m)
     loss, sw, se = _rhs(y, f0, Vr, E_mask, model, ratio, Bb, Eb, ws)
     ist[I_NRHS] += 1
+    if ist[I_INIT] == 0:  # the conserved norms: each row's, and the whole of B's
+        tot = 0.0
+        for j in range(m):
+            s2 = 0.0
+            for i in range(r):
+                s2 += y[j * r + i] * y[j * r + i]
+            inv[j] = math.sqrt(s2)
+            tot += s2
+        inv[m] = math.sqrt(tot)
     ist[I_INIT] = 1
     code = step_status(loss, sw, se)
     if code != STATUS_RUNNING:
@@ -781,7 +937,7 @@ def flow_init(y, f0, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4, peak,
 
 @njit
 def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4, peak, peak_t,
-                 vstate, t_rec, rec_A, rec_gram, rec_E, rec_loss, rec_rho, n_steps):
+                 vstate, inv, t_rec, rec_A, rec_gram, rec_E, rec_loss, rec_rho, n_steps):
     """Attempt at most ``n_steps`` solver steps; return the status code (``ist[I_STATUS]``).
 
     Arguments (all arrays are read and updated in place; see the ``F_*``, ``I_*``, ``O_*``
@@ -1037,6 +1193,7 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
         for i in range(n):
             y[i] = y1[i]
             f0[i] = k[6, i]
+        _restore_invariants(y, f0, E_mask, m, r, inv)
         fst[F_T] = t_new
         fst[F_TLO] = t_lo
         fst[F_LOSS], fst[F_SPEEDW], fst[F_SPEEDE] = loss1, sw1, se1
@@ -1056,6 +1213,23 @@ def flow_advance(y, f0, J, Vr, E_mask, model, ratio, opts, fst, ist, t1, t2, t4,
                 ist[I_NNONSTIFF] = 0
                 fst[F_ERRPREV] = 1.0
                 h_next = min(h_next, fst[F_HSTAB])
+        if mode == MODE_EXPLICIT and ist[I_MODE] == MODE_EXPLICIT:
+            ist[I_NCHECK] += 1
+            if ist[I_NCHECK] >= STALL_CHECK:
+                # a step that stopped growing: is it the stability boundary?
+                ist[I_NCHECK] = 0
+                if h < STALL_GROWTH * fst[F_HREF]:
+                    if _jacobian(y, f0, J, Vr, E_mask, model, ratio, Bb, Eb, ws, ytmp, fbuf, m, r, ist):
+                        rad = _spectral_radius(J)
+                        fst[F_HSTAB] = STIFF_HLAMBDA / rad if rad > 0.0 else np.inf
+                        if h * rad > STIFF_FLAG_HLAMBDA:
+                            ist[I_MODE] = MODE_ROSENBROCK
+                            ist[I_NSWITCH] += 1
+                            ist[I_NSTIFF] = 0
+                            fst[F_ERRPREV] = 1.0
+                    else:
+                        ist[I_JACAGE] = -1
+                fst[F_HREF] = h
         fst[F_H] = h_next
         if code == STATUS_RUNNING and vanish:
             code = STATUS_VANISHING

@@ -100,6 +100,8 @@ WS_GRAM = WORKSPACE_LAYOUT.index("gram")
 WS_RHO = WORKSPACE_LAYOUT.index("rho")
 WS_GB = WORKSPACE_LAYOUT.index("gB")
 WS_GE = WORKSPACE_LAYOUT.index("gE")
+WS_GA = WORKSPACE_LAYOUT.index("gA")
+WS_GC = WORKSPACE_LAYOUT.index("gC")
 
 
 @njit

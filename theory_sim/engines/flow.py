@@ -34,12 +34,25 @@ from .. import initial_law
 from ..core import _jit
 from ..core import flow as _flow
 from ..core.population import make_workspace
-from ..model import check_weights, head_mask, initial_weights, model_constants, reduced_coordinates
+from ..model import (
+    check_weights,
+    head_mask,
+    initial_weights,
+    model_constants,
+    phase1_times,
+    reduced_coordinates,
+)
 from ..params import ATOL_FACTOR, DEFAULT_HEAD_TOL, ModelParams, ParamError, TrainParams
 from .base import Engine
 
-DEFAULT_VANISH_PERSIST = 10.0
-"""Vanishing rule: the follower's decay must hold over this factor of flow time."""
+DEFAULT_VANISH_PERSIST = math.inf
+"""Vanishing rule (an opt-in early stop, off by default: it guesses a fate, and most runs it
+stopped later escaped, docs/flow.md): the follower's decay must hold over this factor of flow
+time. ``new_state(..., vanish_persist=VANISH_PERSIST_OPT_IN)`` turns it on."""
+VANISH_PERSIST_OPT_IN = 10.0
+CAP_PER_T1_PREDICTION = 1e12
+"""Default flow-time cap: this many times the run's leading-order ``T1`` prediction (the fates
+that exist, docs/flow.md, lie within it; the cost grows like log T, so it is affordable)."""
 DEFAULT_VANISH_SHRINK = 0.75
 """Vanishing rule: ... and its norm fall by this factor meanwhile."""
 DEFAULT_VANISH_ACCEL = 1.5
@@ -62,7 +75,8 @@ LOG_RECORD_START = 1e-2
 then geometric from here to the end)."""
 
 _SOLVER_ARRAYS = ("coords", "rhs", "jacobian", "features_r", "opts", "fst", "ist", "t1", "t2", "t4", "peak",
-                  "peak_t", "vstate", "t_rec", "rec_A", "rec_gram", "rec_E", "rec_loss", "rec_rho")
+                  "peak_t", "vstate", "invariants", "t_rec", "rec_A", "rec_gram", "rec_E", "rec_loss",
+                  "rec_rho")
 
 
 def reduced_start(model: ModelParams, seed: int, init: str = "materialised"):
@@ -74,15 +88,24 @@ def reduced_start(model: ModelParams, seed: int, init: str = "materialised"):
     raise ParamError(f"init must be one of materialised, reduced (got {init!r})")
 
 
-def horizon(model: ModelParams, train: TrainParams) -> float:
-    """Where the run stops at the latest: ``steps * eta`` (a fixed horizon) or the flow-time cap."""
-    return train.flow_max_time(model.d) if train.steps is None else train.steps * train.eta
+def horizon(model: ModelParams, train: TrainParams, B0=None, Vr=None) -> float:
+    """Where the run stops at the latest: ``steps * eta`` (a fixed horizon), ``max_flow_time``,
+    or by default the larger of ``train.flow_max_time(d)`` and ``CAP_PER_T1_PREDICTION`` times
+    the leading-order ``T1`` of ``W(0) = (B0, Vr)`` (``model.phase1_times``)."""
+    if train.steps is not None:
+        return train.steps * train.eta
+    cap = train.flow_max_time(model.d)
+    if train.max_flow_time is None and B0 is not None:
+        t1 = float(np.min(phase1_times(model, B0 @ Vr, np.linalg.norm(B0, axis=1), train.align_threshold)))
+        if math.isfinite(t1):
+            cap = max(cap, CAP_PER_T1_PREDICTION * t1)
+    return cap
 
 
-def record_times(model: ModelParams, train: TrainParams) -> np.ndarray:
+def record_times(model: ModelParams, train: TrainParams, B0=None, Vr=None) -> np.ndarray:
     """The flow times of the ``record`` requested points (the final state is added after)."""
     K = train.record
-    t_end = horizon(model, train)
+    t_end = horizon(model, train, B0, Vr)
     if t_end <= 0.0:
         return np.zeros(1)
     if train.record_spacing == "linear":
@@ -91,7 +114,8 @@ def record_times(model: ModelParams, train: TrainParams) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(lo, t_end, K - 1)])
 
 
-def make_opts(model: ModelParams, train: TrainParams, atol: float, *, t_max=None, head_tol=DEFAULT_HEAD_TOL,
+def make_opts(model: ModelParams, train: TrainParams, atol: float, *, B0=None, Vr=None, t_max=None,
+              head_tol=DEFAULT_HEAD_TOL,
               vanish_persist=DEFAULT_VANISH_PERSIST, vanish_shrink=DEFAULT_VANISH_SHRINK, h_max=math.inf,
               jac_every=None, vanish_accel=DEFAULT_VANISH_ACCEL, stiff_method=DEFAULT_STIFF_METHOD,
               vanish_head=None) -> np.ndarray:
@@ -105,7 +129,7 @@ def make_opts(model: ModelParams, train: TrainParams, atol: float, *, t_max=None
     o[_flow.O_STIFFMETHOD] = STIFF_METHODS[stiff_method]
     o[_flow.O_VHEAD] = vanish_head
     if t_max is None:
-        t_max = horizon(model, train)
+        t_max = horizon(model, train, B0, Vr)
     o[_flow.O_RTOL] = train.rtol
     o[_flow.O_ATOL] = atol
     o[_flow.O_TMAX] = t_max
@@ -159,23 +183,25 @@ def new_state(model: ModelParams, train: TrainParams, B0, Vr, E0=None, *, t_reco
     if t_max is not None and not (t_max > 0 and math.isfinite(t_max)):
         raise ParamError(f"t_max must be > 0 and finite (got {t_max!r})")
     atol = default_atol(B0, Vr) if train.atol is None else train.atol
-    t_rec = record_times(model, train) if t_record is None else np.array(t_record, dtype=np.float64).ravel()
+    t_rec = (record_times(model, train, B0, Vr) if t_record is None
+             else np.array(t_record, dtype=np.float64).ravel())
     if t_rec.size and (not np.all(np.isfinite(t_rec)) or np.any(t_rec < 0) or np.any(np.diff(t_rec) <= 0)):
         raise ParamError("t_record must be finite, >= 0 and strictly increasing")
     K, n = t_rec.size, B0.size + m * m
     st = {
         "coords": np.concatenate([B0.ravel(), E0.ravel()]), "rhs": np.zeros(n), "jacobian": np.zeros((n, n)),
-        "features_r": Vr, "opts": make_opts(model, train, atol, **opts),
+        "features_r": Vr, "opts": make_opts(model, train, atol, B0=B0, Vr=Vr, **opts),
         "fst": np.zeros(_flow.N_FST), "ist": np.zeros(_flow.N_IST, np.int64),
         "t1": -np.ones(m), "t2": -np.ones(m), "t4": -np.ones(m),
         "peak": np.zeros((m, m)), "peak_t": -np.ones((m, m)), "vstate": -np.ones((3, m)),
+        "invariants": np.zeros(m + 1),
         "t_rec": t_rec, "rec_A": np.zeros((K, m, L)), "rec_gram": np.zeros((K, m, m)),
         "rec_E": np.zeros((K, m, m)), "rec_loss": np.zeros(K), "rec_rho": np.zeros((K, m)),
     }
     _flow.flow_init(st["coords"], st["rhs"], Vr, head_mask(train.head, m), model_constants(model),
                     _ratio(train), st["opts"], st["fst"], st["ist"], st["t1"], st["t2"], st["t4"], st["peak"],
-                    st["peak_t"], st["t_rec"], st["rec_A"], st["rec_gram"], st["rec_E"], st["rec_loss"],
-                    st["rec_rho"])
+                    st["peak_t"], st["invariants"], st["t_rec"], st["rec_A"], st["rec_gram"], st["rec_E"],
+                    st["rec_loss"], st["rec_rho"])
     return st
 
 
@@ -187,8 +213,9 @@ def advance_state(st: dict, mask: np.ndarray, model_t: tuple, ratio: float, n_st
     """At most ``n_steps`` solver steps on the arrays of :func:`new_state`; the status code."""
     return int(_flow.flow_advance(st["coords"], st["rhs"], st["jacobian"], st["features_r"], mask, model_t,
                                   ratio, st["opts"], st["fst"], st["ist"], st["t1"], st["t2"], st["t4"],
-                                  st["peak"], st["peak_t"], st["vstate"], st["t_rec"], st["rec_A"],
-                                  st["rec_gram"], st["rec_E"], st["rec_loss"], st["rec_rho"], int(n_steps)))
+                                  st["peak"], st["peak_t"], st["vstate"], st["invariants"], st["t_rec"],
+                                  st["rec_A"], st["rec_gram"], st["rec_E"], st["rec_loss"], st["rec_rho"],
+                                  int(n_steps)))
 
 
 def stats(st: dict) -> dict:
