@@ -18,6 +18,7 @@ from theory_sim.status import STATUS_NAMES
 
 reduced_start = engine.reduced_start
 DEFAULT_VANISH_HEAD = engine.DEFAULT_VANISH_HEAD
+VANISH_PERSIST_OPT_IN = engine.VANISH_PERSIST_OPT_IN
 DEFAULT_RTOL = 1e-7
 
 

@@ -308,23 +308,24 @@ VANISH_D = 1000
 VANISH_ALPHA = (math.log2(VANISH_D), math.log2(VANISH_D) / math.log(VANISH_D))  # fig 8's regime
 
 
-def test_simulate_many_names_a_run_the_flow_stopped_as_vanishing():
-    """Fig 8's regime at d = 1e3, seed 2 (tests/test_paper_regime.py: the kernel's rule stops
-    it): the summary's outcome is ``vanishing``, as analysis.outcome names it on the Run."""
+def test_a_run_the_old_vanishing_rule_stopped_goes_to_its_fate():
+    """Fig 8's regime at d = 1e3, seed 2: the old default stop rule called it ``vanishing``;
+    integrated on, its follower learns v_2 (tests/test_paper_regime.py). With no heuristic stop
+    by default, simulate and simulate_many both end it converged and diverse."""
     model = ts.ModelParams(d=VANISH_D, alpha=VANISH_ALPHA)
     train = flow(eta=1.0, eta_E=0.1, seed=2, init="reduced")
     res = ts.simulate_many(model, [train])[0]
     run = ts.simulate(model, train)
-    assert res.status == run.status == "vanishing"
-    assert res.outcome == "vanishing" == analysis.outcome(run, vanishing=True)
-    assert res.features[res.leader] is not None and res.features[res.follower] is None
+    assert res.status == run.status == "converged"
+    assert res.outcome == "diverse" == analysis.outcome(run)
+    assert sorted(res.features) == [0, 1]
 
 
-def test_cli_run_prints_the_vanishing_outcome(tmp_path, capsys):
+def test_cli_run_prints_the_fate_not_a_guess(tmp_path, capsys):
     alpha = ",".join(repr(a) for a in VANISH_ALPHA)
     code = main(["run", "--engine", "flow", "--init", "reduced", "--d", str(VANISH_D), "--alpha", alpha,
                  "--eta", "1", "--eta-E", "0.1", "--seed", "2", "--out", str(tmp_path / "r")])
     assert code == 0
-    assert "outcome: vanishing" in capsys.readouterr().out
+    assert "outcome: diverse" in capsys.readouterr().out
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["status"] == "vanishing" and summary["outcome"] == "vanishing"
+    assert summary["status"] == "converged" and summary["outcome"] == "diverse"

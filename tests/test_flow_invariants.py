@@ -152,9 +152,10 @@ def vanishing_case():
     return model, train, B, Vr, pre["phase_times"]["T1"]
 
 
-def test_vanishing_follower_is_recognised():
+def test_vanishing_follower_is_recognised_when_asked():
+    """The vanishing rule is an opt-in early stop (off by default: ``test_flow_fate``)."""
     model, train, B, Vr, T1 = vanishing_case()
-    res = fs.integrate_flow(model, train, B0=B, Vr=Vr)
+    res = fs.integrate_flow(model, train, B0=B, Vr=Vr, vanish_persist=fs.VANISH_PERSIST_OPT_IN)
     assert res["status"] == "vanishing", res["status"]
     assert res["status_code"] == _jit.STATUS_VANISHING
     fol = 1 - res["phase_times"]["leader"]
@@ -170,8 +171,8 @@ def test_runs_that_converge_within_the_cap_are_never_flagged(seed):
     before the cap (seed 6 at 1.8e5, seed 2 at 1.98e5) must be left to converge."""
     model, train = ts.ModelParams(), ts.TrainParams()
     B, Vr = fs.reduced_start(model, seed)
-    off = fs.integrate_flow(model, train, B0=B, Vr=Vr, vanish_persist=math.inf)
-    on = fs.integrate_flow(model, train, B0=B, Vr=Vr)
+    off = fs.integrate_flow(model, train, B0=B, Vr=Vr)
+    on = fs.integrate_flow(model, train, B0=B, Vr=Vr, vanish_persist=fs.VANISH_PERSIST_OPT_IN)
     if off["status"] == "converged":
         assert on["status"] == "converged" and on["t"] == off["t"]
     else:

@@ -71,13 +71,13 @@ def substitution_kind(r: dict) -> str:
     ``phase2``: the sequence the theory describes, ``T1 < T2 < T3`` with a substitution
     phase at least as long as phase I (``T2 >= 2 T1``); then ``|E_fl(T2)|`` is the peak.
     ``stuck``: the leader learned ``v_1`` but the follower never learned ``v_2`` (no ``T3``;
-    the run is ``vanishing`` or did not settle); its ``|E_fl|`` is the largest value reached.
+    the run did not settle by its cap); its ``|E_fl|`` is the largest value reached.
     ``other``: anything else (the follower learned ``v_2`` alongside the leader, collapse, no leader).
     """
     T1, T2, T3 = r["T1"], r["T2"], r["T3"]
     if T1 is not None and T2 is not None and T3 is not None and T1 < T2 < T3 and T2 >= 2 * T1:
         return "phase2"
-    if T1 is not None and T3 is None and r["outcome"] in ("incomplete", "vanishing"):
+    if T1 is not None and T3 is None and r["outcome"] == "incomplete":
         return "stuck"
     return "other"
 
@@ -89,7 +89,7 @@ def scaling_data(plan: Plan, progress: Progress = no_progress) -> dict:
     dims = [d for d in plan.d_values for _ in plan.d_seeds]
     seeds = [s for _ in plan.d_values for s in plan.d_seeds]
     res = run_flow_many(base, [TrainParams(eta=1.0, seed=s) for s in seeds], seeds, "reduced", dims=dims,
-                        until="T1", max_steps=plan.d_max_steps, progress=progress)
+                        until="T1", progress=progress)
     xs = dims
     t1_d = [np.nan if r["T1"] is None else r["T1"] for r in res]
     predict = getattr(analysis, "t1_prediction", None)  # docs/model.md section 11 (when present)
@@ -113,8 +113,7 @@ def scaling_data(plan: Plan, progress: Progress = no_progress) -> dict:
             trains.append(TrainParams(eta=1.0, eta_E=ratio, seed=s))
             xs.append(ratio)
             seeds.append(s)
-    res = run_flow_many(base, trains, init="materialised", max_steps=plan.ratio_max_steps,
-                        rescue_steps=plan.ratio_max_steps, progress=progress)
+    res = run_flow_many(base, trains, init="materialised", progress=progress)
     peak, kind = [], []
     for r in res:
         f, l = r["follower"], r["leader"]

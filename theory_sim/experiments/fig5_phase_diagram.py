@@ -25,8 +25,7 @@ def grid_outcomes(plan: Plan, progress: Progress = no_progress) -> dict:
     """Outcome counts over ``alpha_1/alpha_2`` x ``eta_E/eta`` (trainable head), the frozen
     row, and the default parameters over ``plan.default_seeds`` (one :func:`run_flow_many` call):
     ``{"counts": {outcome: (n_eta, n_alpha)}, "frozen": {outcome: (n_alpha,)},
-    "default": {"trainable" | "frozen": {outcome: n}}, "statuses": {status: n},
-    "escaped": n}`` (``escaped``: runs the vanishing rule stopped that then learned a feature)."""
+    "default": {"trainable" | "frozen": {outcome: n}}, "statuses": {status: n}}``."""
     models, trains, keys = [], [], []
 
     def add(model, key, **kw):
@@ -46,8 +45,7 @@ def grid_outcomes(plan: Plan, progress: Progress = no_progress) -> dict:
         for s in plan.default_seeds:
             add(ModelParams(), ("default", head, 0), seed=s, eta_E=default_ratio,
                 head="offdiag" if head == "trainable" else "frozen")
-    res = run_flow_many(models, trains, init="materialised", max_steps=plan.grid_max_steps,
-                        rescue_steps=plan.grid_rescue_steps, progress=progress)
+    res = run_flow_many(models, trains, init="materialised", progress=progress)
     ne, na = len(plan.eta_ratios), len(plan.alpha_ratios)
     counts = {oc: np.zeros((ne, na), int) for oc in FLOW_OUTCOMES}
     frozen = {oc: np.zeros(na, int) for oc in FLOW_OUTCOMES}
@@ -67,16 +65,15 @@ def grid_outcomes(plan: Plan, progress: Progress = no_progress) -> dict:
         else:
             default[a][oc] += 1
     return {"counts": counts, "frozen": frozen, "default": default, "statuses": statuses,
-            "escaped": int(sum(r["escaped_after_vanishing"] for r in res)), "incomplete_runs": incomplete}
+            "incomplete_runs": incomplete}
 
 
 def make(plan: Plan, progress: Progress = no_progress):
     """``(figure, JSON-able data, facts)`` of fig 5."""
     g = grid_outcomes(plan, progress)
     n = len(plan.grid_seeds)
-    note = (f"gradient flow to convergence, d = 512, P = 16, k = 4, {n} seeds per cell; 'vanishing': the "
-            f"flow's stop rule, confirmed by {plan.grid_rescue_steps} more steps with the rule off; "
-            f"'incomplete': not settled within the step budget")
+    note = (f"gradient flow to convergence, d = 512, P = 16, k = 4, {n} seeds per cell; "
+            f"'incomplete': not settled by the flow-time cap (1e12 x the T1 prediction)")
     fig = plotting.phase_diagram_figure(plan.alpha_ratios, plan.eta_ratios, g["counts"], g["frozen"], n,
                                         default_counts=g["default"], note=note, alpha1=plan.alpha1,
                                         outcomes=FLOW_OUTCOMES)
@@ -84,7 +81,7 @@ def make(plan: Plan, progress: Progress = no_progress):
     heads = ("trainable", "frozen")
     js = {"engine": "flow", "init": "materialised", "alpha1": plan.alpha1,
           "alpha_ratios": list(plan.alpha_ratios), "eta_ratios": list(plan.eta_ratios),
-          "seeds_per_cell": n, "max_steps": plan.grid_max_steps, "rescue_steps": plan.grid_rescue_steps,
+          "seeds_per_cell": n,
           "outcomes": list(FLOW_OUTCOMES),
           "counts": {oc: v.tolist() for oc, v in g["counts"].items()},
           "wilson95": {oc: [a.tolist() for a in wilson_interval(v, n)] for oc, v in g["counts"].items()},
@@ -95,13 +92,11 @@ def make(plan: Plan, progress: Progress = no_progress):
                                  "wilson95": {h: {oc: list(wilson_interval(c, nd))
                                                   for oc, c in g["default"][h].items()}
                                               for h in heads}},
-          "statuses": g["statuses"], "escaped_after_vanishing": g["escaped"],
-          "incomplete_runs": g["incomplete_runs"]}
+          "statuses": g["statuses"], "incomplete_runs": g["incomplete_runs"]}
     facts = {"default_diverse_fraction": {h: g["default"][h]["diverse"] / nd for h in heads},
              "default_collapsed_fraction": {h: g["default"][h]["collapsed"] / nd for h in heads},
              "default_counts": g["default"], "seeds": nd, "engine": "flow",
              "grid_totals": {oc: int(v.sum()) for oc, v in g["counts"].items()},
              "frozen_totals": {oc: int(v.sum()) for oc, v in g["frozen"].items()},
-             "statuses": g["statuses"], "escaped_after_vanishing": g["escaped"],
-             "incomplete": len(g["incomplete_runs"])}
+             "statuses": g["statuses"], "incomplete": len(g["incomplete_runs"])}
     return fig, js, facts

@@ -65,8 +65,7 @@ def regime_runs(plan: Plan, progress: Progress = no_progress) -> dict:
                                           head="offdiag" if head == "trainable" else "frozen"))
                 dims.append(d)
                 keys.append((d, head))
-    res = run_flow_many(models, trains, dims=dims, init="reduced", max_steps=plan.regime_max_steps,
-                        rescue_steps=plan.regime_rescue_steps, progress=progress)
+    res = run_flow_many(models, trains, dims=dims, init="reduced", progress=progress)
     out: dict = {d: {h: [] for h in HEADS} for d in plan.regime_d_values}
     for (d, head), r in zip(keys, res, strict=True):
         out[d][head].append(r)
@@ -90,17 +89,16 @@ def summarise(runs: dict) -> dict:
             n_one = sum(1 for r in inc if sum(f is not None for f in r["features"]) == 1)
             settled = n - counts["incomplete"]
             row[head] = {"n": n, "counts": counts, "fraction": counts[key] / n, "wilson95": [lo, hi],
-                         # the same fraction among the runs that settled (budget-limited runs left out)
+                         # the same fraction among the runs that settled (capped runs left out)
                          "settled": settled,
                          "fraction_of_settled": counts[key] / settled if settled else None,
                          "wilson95_of_settled": list(wilson_interval(counts[key], settled)),
                          "fraction_of": key,
                          "intervals": {oc: list(wilson_interval(c, n)) for oc, c in counts.items()},
-                         "escaped_after_vanishing": int(sum(r["escaped_after_vanishing"] for r in rs)),
                          "statuses": {s: int(sum(r["status"] == s for r in rs))
                                       for s in sorted({r["status"] for r in rs})},
                          "median_flow_time_converged": float(np.median(fl)) if fl else None,
-                         # what the unsettled runs were doing at their step budget
+                         # what the unsettled runs were doing at their flow-time cap
                          "incomplete_detail": {"one_neuron_with_a_feature": n_one,
                                                "median_flow_time": float(np.median([r["t"] for r in inc]))
                                                if inc else None}}
@@ -125,19 +123,16 @@ def make(plan: Plan, progress: Progress = no_progress):
     n = len(plan.regime_seeds)
     note = (rf"gradient flow to convergence, reduced $W(0)$, {n} seeds per $d$ and head; "
             rf"$\alpha_1 = \log_2 d$, $\alpha_2 = \alpha_1/\ln d$, $\eta_E/\eta = 1/\alpha_1^2$; "
-            f"P = 16, k = 4, sigma = 1, m = 2\n'vanishing': stopped by the flow's rule and not escaped "
-            f"within {plan.regime_rescue_steps} more steps with the rule off; 'incomplete': not settled "
-            f"within {plan.regime_max_steps} steps")
+            "P = 16, k = 4, sigma = 1, m = 2\n'incomplete': not settled by the flow-time cap "
+            "(1e12 x the T1 prediction)")
     fig = plotting.regime_figure(rows, FLOW_OUTCOMES, note=note)
     js = {"choices": {"alpha1": "log2 d", "alpha2": "alpha1 / ln d", "eta_E_ratio": "1 / alpha1^2",
-                      "init": "reduced", "engine": "flow", "max_steps": plan.regime_max_steps,
-                      "rescue_steps": plan.regime_rescue_steps},
+                      "init": "reduced", "engine": "flow", "cap": "1e12 x T1 prediction"},
           "seeds": list(plan.regime_seeds), **summary}
     tr, fr = "trainable", "frozen"
     facts = {"seeds_per_d": n,
              "diverse_with_head": {r["d"]: [r[tr]["fraction"], *r[tr]["wilson95"]] for r in rows},
              "collapsed_frozen": {r["d"]: [r[fr]["fraction"], *r[fr]["wilson95"]] for r in rows},
-             "vanishing_with_head": {r["d"]: r[tr]["counts"]["vanishing"] for r in rows},
              "incomplete": {r["d"]: {h: r[h]["counts"]["incomplete"] for h in HEADS} for r in rows},
              "first_d_diverse_ge_0.9": first_d_above(rows, "trainable"),
              "first_d_collapsed_ge_0.9": first_d_above(rows, "frozen"),

@@ -21,24 +21,20 @@ class Plan:
     d_seeds: tuple = tuple(range(1, 33))
     d_fit_min: int = 10**6
     """T1 = a d^2 + b: the exponent is fitted on the top four decades, where a d^2 >> b."""
-    d_max_steps: int = 20_000
     # T1 against eta (discrete population engine, flow-time caps raised until T1 is reached)
     eta_values: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     eta_seeds: tuple = tuple(range(1, 9))
     # |E_fl(T2)| against eta_E/eta (gradient flow, every run to convergence)
     ratio_values: tuple = (0.001, 0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
     ratio_seeds: tuple = tuple(range(1, 33))
-    ratio_max_steps: int = 8_000
     ratio_fit_min: float = 0.01
     """Below this the follower often learns v_2 before the head entry peaks (docs/paper.md, appendix)."""
-    # fig 5 (flow engine, every run to convergence or its step budget)
+    # fig 5 (flow engine, every run to convergence or its flow-time cap)
     alpha1: float = 6.0
     alpha_ratios: tuple = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
     eta_ratios: tuple = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
     grid_seeds: tuple = tuple(range(1, 33))
     default_seeds: tuple = tuple(range(1, 257))
-    grid_max_steps: int = 8_000
-    grid_rescue_steps: int = 8_000
     # fig 6 (sgd engine: small d so that the whole story fits in a short flow time)
     sgd_d: int = 32
     sgd_w0_seed: int = 2
@@ -55,8 +51,6 @@ class Plan:
     # fig 8: the paper's regime (flow engine, reduced initial law; docs/paper.md, appendix)
     regime_d_values: tuple = (10**3, 10**4, 10**5, 10**6, 10**7, 10**8, 10**9, 10**10)
     regime_seeds: tuple = tuple(range(1, 257))
-    regime_max_steps: int = 4_000
-    regime_rescue_steps: int = 4_000
     # fig 9 (mechanism ablations, docs/model.md section 12)
     ablation_seeds: tuple = tuple(range(1, 65))
     ablation_eta: float = 0.1
@@ -72,13 +66,12 @@ QUICK = Plan(
     story_record=3000,
     d_values=(10**2, 10**4, 10**6, 10**8, 10**10), d_seeds=tuple(range(1, 9)), d_fit_min=10**6,
     eta_values=(3e-3, 3e-2, 3e-1), eta_seeds=(1, 2, 3),
-    ratio_values=(0.001, 0.01, 0.1, 0.5), ratio_seeds=(1, 2, 3, 5), ratio_max_steps=4_000,
+    ratio_values=(0.001, 0.01, 0.1, 0.5), ratio_seeds=(1, 2, 3, 5),
     alpha_ratios=(1.5, 2.0, 3.0, 8.0), eta_ratios=(0.001, 0.01, 0.1, 1.0), grid_seeds=(1, 2, 3, 4),
-    default_seeds=tuple(range(1, 17)), grid_max_steps=4_000, grid_rescue_steps=4_000,
+    default_seeds=tuple(range(1, 17)),
     sgd_batches=(128, 512), sgd_seeds=(101, 102), sgd_flow=100.0,
     many_cap=4e3,
     regime_d_values=(10**3, 10**5, 10**7, 10**9), regime_seeds=tuple(range(1, 17)),
-    regime_max_steps=2_000, regime_rescue_steps=2_000,
     ablation_seeds=(1, 2, 3), ablation_cap=1e4,
 )
 

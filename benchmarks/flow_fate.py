@@ -1,0 +1,92 @@
+"""Every run to its fate: the flow engine's cost through every phase (issue "every run to its fate").
+
+Run: ``python benchmarks/flow_fate.py`` (about a minute). Fig. 8's regime (``alpha = (log2 d,
+log2 d / ln d)``, ``eta_E/eta = 1/alpha_1^2``, reduced initial law), each run integrated with the
+engine's defaults: no step budget, no heuristic stop, the default flow-time cap
+(``engines.flow.horizon``: 1e12 x the leading-order T1 prediction). Prints per run: RHS
+evaluations, accepted / rejected / stiff steps, status, outcome, end time, T1, T3, the most
+evaluations spent in one decade of flow time after T1, and the conservation errors of the
+invariants (``||W||_F``; each row's norm with the head frozen).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+import theory_sim as ts
+from theory_sim.core import _jit
+from theory_sim.core import flow as kernel
+from theory_sim.engines import flow as engine
+from theory_sim.initial_law import reduced_coordinates
+from theory_sim.model import head_mask, model_constants
+
+FROZEN = [(1e8, s) for s in (2, 6, 9, 10)] + [(1e10, s) for s in (1, 2, 3, 4)]
+HEAD = [(d, s) for d in (1e4, 1e5, 1e6) for s in range(1, 7)]
+CHUNK = 50
+
+
+def regime(d: float):
+    a1 = math.log2(d)
+    return ts.ModelParams(alpha=(a1, a1 / math.log(d))), 1.0 / a1**2
+
+
+def run(d: float, seed: int, head: str) -> dict:
+    model, ratio = regime(d)
+    train = ts.TrainParams(eta=1.0, eta_E=ratio, seed=seed, head=head, engine="flow")
+    B0, Vr = reduced_coordinates(model.m, model.L, d, seed)
+    st = engine.new_state(model, train, B0, Vr, t_record=np.zeros(0))
+    mask, mt = head_mask(head, model.m), model_constants(model)
+    t0 = time.perf_counter()
+    per_decade: dict = {}
+    last = (0, int(st["ist"][kernel.I_NRHS]))
+    while st["ist"][kernel.I_STATUS] == _jit.STATUS_RUNNING:
+        engine.advance_state(st, mask, mt, ratio, CHUNK)
+        t1 = st["t1"][st["t1"] >= 0]
+        n = int(st["ist"][kernel.I_NRHS])
+        if t1.size:
+            dec = math.floor(math.log10(max(st["fst"][kernel.F_T] / t1.min(), 1.0)))
+            per_decade[last[0]] = per_decade.get(last[0], 0) + n - last[1]
+            last = (dec, n)
+        else:
+            last = (0, n)
+    wall = time.perf_counter() - t0
+    B = st["coords"][:-model.m ** 2].reshape(model.m, -1)
+    nrm, nrm0 = np.linalg.norm(B, axis=1), np.linalg.norm(B0, axis=1)
+    c = np.abs(B @ Vr) / nrm[:, None]
+    feats = [int(np.argmax(cj)) if cj.max() >= train.align_threshold else None for cj in c]
+    code = int(st["ist"][kernel.I_STATUS])
+    status = ts.status.STATUS_NAMES[code]
+    outcome = ts.status.outcome_from(feats, settled=True) if status == "converged" else "incomplete"
+    t1 = st["t1"][st["t1"] >= 0]
+    t3 = st["t2"][st["t2"] >= 0]
+    return {"d": d, "seed": seed, "head": head, "status": status, "outcome": outcome,
+            "t": float(st["fst"][kernel.F_T]), "T1": float(t1.min()) if t1.size else None,
+            "T3": float(t3.min()) if t3.size else None, **engine.stats(st), "wall": wall,
+            "max_per_decade": max(per_decade.values()) if per_decade else 0,
+            "frob_err": abs(np.linalg.norm(B) / np.linalg.norm(B0) - 1.0),
+            "row_err": float(np.max(np.abs(nrm / nrm0 - 1.0))), "c_follower": c.min(axis=1).tolist()}
+
+
+def _g(x) -> str:
+    return f"{x:10.4g}" if x is not None else f"{'-':>10}"
+
+
+def main():
+    run(1e4, 1, "offdiag")  # warm-up (compile)
+    print(f"{'d':>6} {'seed':>4} {'head':>7} {'rhs':>8} {'acc':>6} {'rej':>5} {'stiff':>6} {'status':>10} "
+          f"{'outcome':>10} {'t_end':>10} {'T1':>10} {'T3':>10} {'max/dec':>8} {'|W|F err':>9} "
+          f"{'row err':>8}")
+    for head, cases in (("frozen", FROZEN), ("offdiag", HEAD)):
+        for d, s in cases:
+            r = run(d, s, head)
+            print(f"{d:6.0e} {s:4d} {head:>7} {r['n_rhs']:8d} {r['accepted_steps']:6d} "
+                  f"{r['rejected_steps']:5d} {r['stiff_steps']:6d} {r['status']:>10} {r['outcome']:>10} "
+                  f"{_g(r['t'])} {_g(r['T1'])} {_g(r['T3'])} {r['max_per_decade']:8d} {r['frob_err']:9.1e} "
+                  f"{r['row_err']:8.1e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
