@@ -6,14 +6,10 @@ options, read every counter. The public path is ``simulate(..., TrainParams(engi
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 
-from theory_sim.core import _jit
-from theory_sim.core import flow as _flow
 from theory_sim.engines import flow as engine
-from theory_sim.model import head_mask, model_constants
 from theory_sim.status import STATUS_NAMES
 
 reduced_start = engine.reduced_start
@@ -23,22 +19,14 @@ DEFAULT_RTOL = 1e-7
 
 
 def new_state(model, train, *, B0, Vr, E0=None, rtol=DEFAULT_RTOL, atol=None, t_record=None, **opts):
-    """``engines.flow.new_state`` with ``rtol``/``atol`` set on ``train`` (flow engine)."""
+    """``engines.flow.new_state`` with ``rtol``/``atol`` set on ``train`` (flow engine): a ``FlowState``."""
     train = dataclasses.replace(train, engine="flow", rtol=rtol, atol=atol)
-    t0 = time.perf_counter()
-    st = engine.new_state(model, train, B0, Vr, E0, t_record=np.zeros(0) if t_record is None else t_record,
-                          **opts)
-    st.update(mask=head_mask(train.head, model.m), model=model_constants(model),
-              ratio=train.eta_E / train.eta, shape=(model.m, st["features_r"].shape[0]),
-              elapsed=time.perf_counter() - t0)
-    return st
+    return engine.new_state(model, train, B0, Vr, E0, t_record=np.zeros(0) if t_record is None else t_record,
+                            **opts)
 
 
 def advance(st, n_steps):
-    t0 = time.perf_counter()
-    code = engine.advance_state(st, st["mask"], st["model"], st["ratio"], n_steps)
-    st["elapsed"] += time.perf_counter() - t0
-    return code
+    return engine.advance(st, n_steps)
 
 
 def phase_times(t1, t2, t4, peak_t, peak=None) -> dict:
@@ -67,34 +55,24 @@ def phase_times(t1, t2, t4, peak_t, peak=None) -> dict:
     return out
 
 
-def result(st: dict) -> dict:
+def result(st) -> dict:
     """The run so far as a dict of plain arrays and numbers."""
-    m = st["mask"].shape[0]
-    mr = st["shape"][0] * st["shape"][1]
-    ist, fst = st["ist"], st["fst"]
-    code = int(ist[_flow.I_STATUS])
-    n = int(ist[_flow.I_NREC])
+    code, stats = st.status, st.stats()
+    t, A, gram, E, loss, rho = st.recorded()
     return {
-        "B": st["coords"][:mr].reshape(st["shape"]).copy(), "E": st["coords"][mr:].reshape(m, m).copy(),
-        "t": float(fst[_flow.F_T]), "loss": float(fst[_flow.F_LOSS]),
+        "B": st.coordinates(), "E": st.head(), "t": st.time, "loss": st.loss,
         "status_code": code, "status": STATUS_NAMES.get(code, "interrupted"),
-        "events": {k: st[k].copy() for k in ("t1", "t2", "t4", "peak", "peak_t")},
-        "phase_times": phase_times(st["t1"], st["t2"], st["t4"], st["peak_t"], st["peak"]),
-        "records": {"t": st["t_rec"][:n].copy(), "A": st["rec_A"][:n].copy(),
-                    "gram": st["rec_gram"][:n].copy(), "E": st["rec_E"][:n].copy(),
-                    "loss": st["rec_loss"][:n].copy(), "rho": st["rec_rho"][:n].copy()},
-        "n_rhs": int(ist[_flow.I_NRHS]), "n_steps": int(ist[_flow.I_NSTEPS]),
-        "n_rejected": int(ist[_flow.I_NREJECT]), "n_jac": int(ist[_flow.I_NJAC]),
-        "n_switches": int(ist[_flow.I_NSWITCH]), "n_stiff_steps": int(ist[_flow.I_NSTIFFSTEPS]),
-        "n_output_evals": int(ist[_flow.I_NOUT]), "elapsed": float(st["elapsed"]),
+        "events": {k: getattr(st, k).copy() for k in ("t1", "t2", "t4", "peak", "peak_t")},
+        "phase_times": phase_times(st.t1, st.t2, st.t4, st.peak_t, st.peak),
+        "records": {"t": t, "A": A, "gram": gram, "E": E, "loss": loss, "rho": rho},
+        "n_rhs": stats["n_rhs"], "n_steps": stats["accepted_steps"], "n_rejected": stats["rejected_steps"],
+        "n_jac": stats["jacobians"], "n_switches": stats["switches"], "n_stiff_steps": stats["stiff_steps"],
+        "n_output_evals": stats["output_evals"], "elapsed": st.elapsed,
     }
 
 
 def integrate_flow(model, train, *, B0, Vr, E0=None, steps_per_call=2000, **kw):
-    """Integrate until the run stops; see :func:`result`."""
+    """Integrate until the run stops (``engines.flow.integrate``); see :func:`result`."""
     st = new_state(model, train, B0=B0, Vr=Vr, E0=E0, **kw)
-    while st["ist"][_flow.I_STATUS] == _jit.STATUS_RUNNING:
-        advance(st, steps_per_call)
+    engine.integrate(st, steps_per_call=steps_per_call)
     return result(st)
-
-

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import theory_sim as ts
 from theory_sim.core import _jit
-from theory_sim.core import flow as kernel
+from theory_sim.core.flow import termination
+from theory_sim.engines import flow as engine
 
 T_SHORT = 20.0
 
@@ -102,7 +103,7 @@ def test_same_seed_same_run(model, seed):
 def _split(model, train, B, Vr, chunks, **kw):
     st_ = fs.new_state(model, train, B0=B, Vr=Vr, **kw)
     i = 0
-    while st_["ist"][kernel.I_STATUS] == _jit.STATUS_RUNNING:
+    while st_.running:
         fs.advance(st_, chunks[i % len(chunks)])
         i += 1
     return fs.result(st_), i
@@ -135,6 +136,35 @@ def test_split_into_calls_is_bit_identical_through_stiff_switching():
     many, n2 = _split(model, train, B, Vr, [1, 2, 5], **kw)
     assert one["n_switches"] >= 1 and n2 > 100
     _assert_identical(one, many)
+
+
+def test_integrate_until_t1_and_a_time_then_on_is_bit_identical():
+    """``engines.flow.integrate`` stopped at the first T1 and at a flow time continues exactly."""
+    model, train = ts.ModelParams(), ts.TrainParams()
+    B, Vr = fs.reduced_start(model, 1)
+    one = fs.integrate_flow(model, train, B0=B, Vr=Vr)
+    st_ = fs.new_state(model, train, B0=B, Vr=Vr)
+    assert engine.integrate(st_, until="T1") == _jit.STATUS_RUNNING
+    assert np.any(st_.t1 >= 0) and st_.time == pytest.approx(one["phase_times"]["T1"], rel=0.2)
+    assert engine.integrate(st_, until=1000.0) == _jit.STATUS_RUNNING and 1000.0 <= st_.time < 2000.0
+    assert engine.integrate(st_, until=1000.0) == _jit.STATUS_RUNNING  # already there: no step
+    assert engine.integrate(st_, steps_per_call=7) == _jit.STATUS_CONVERGED
+    _assert_identical(one, fs.result(st_))
+    with pytest.raises(ts.ParamError, match="until"):
+        engine.integrate(st_, until="T9")
+
+
+@pytest.mark.parametrize("args, code", [
+    ((_jit.STATUS_NONFINITE, True, _jit.STATUS_CONVERGED, True, True), _jit.STATUS_NONFINITE),
+    ((_jit.STATUS_RUNNING, True, _jit.STATUS_CONVERGED, True, True), _jit.STATUS_STEP_UNDERFLOW),
+    ((_jit.STATUS_RUNNING, False, _jit.STATUS_RUNAWAY, True, True), _jit.STATUS_RUNAWAY),
+    ((_jit.STATUS_RUNNING, False, _jit.STATUS_CONVERGED, True, True), _jit.STATUS_CONVERGED),
+    ((_jit.STATUS_RUNNING, False, _jit.STATUS_RUNNING, True, True), _jit.STATUS_VANISHING),
+    ((_jit.STATUS_RUNNING, False, _jit.STATUS_RUNNING, False, True), _jit.STATUS_MAX_FLOW_TIME),
+    ((_jit.STATUS_RUNNING, False, _jit.STATUS_RUNNING, False, False), _jit.STATUS_RUNNING),
+])
+def test_termination_precedence(args, code):
+    assert termination.stop_code(*args) == code
 
 
 # ---------------------------------------------------------------- stop rules

@@ -82,7 +82,7 @@ class Simulation:
             self.events, self.events_complete = new_events(m), True
         self.engine = engine(model, train, self.inputs, self.engine_state)
         if engine.continuous:
-            self.code = int(self.engine_state["ist"][0]) if _state is None else self.code
+            self.code = self.engine.status if _state is None else self.code
 
     @property
     def step(self) -> int:
@@ -156,7 +156,7 @@ class Simulation:
 
     def _progress_info(self) -> dict:
         if self.continuous:
-            return self.engine.progress_info() | {"cap": float(self.engine.state["opts"][2])}
+            return self.engine.progress_info()
         return _progress_info(self.rec, self.rec_state)
 
     def result(self, *, interrupted: bool = False) -> Run:

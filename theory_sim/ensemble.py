@@ -22,11 +22,10 @@ import numba
 import numpy as np
 
 from .core import _jit
-from .core import flow as _flow
 from .core.ensemble import batched_advance, batched_advance_serial
 from .engines import flow as flow_engine
 from .engines import step_inputs, stop_rule
-from .events import EVENT_ARRAYS, both_units, phase_times_from_events
+from .events import both_units, phase_times_from_events
 from .model import (
     check_weights,
     feature_vectors,
@@ -48,9 +47,7 @@ TARGET_CALL_SECONDS = 0.25
 ProgressFn = Callable[[int, int], None]
 BATCHED_ENGINES = ("population", "flow")
 """The engines (names in ``engines.ENGINES``) that :func:`simulate_many` runs, and so the
-sweeps: population (the batched kernel) and flow (one solver call per run: milliseconds)."""
-FLOW_CALL_STEPS = 10**6
-"""Solver steps per kernel call of a flow run (Ctrl-C acts between calls)."""
+sweeps: population (the batched kernel) and flow (``engines.flow.integrate`` per run: milliseconds)."""
 
 
 def _as_list(x, cls, name):
@@ -263,7 +260,7 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
                     g.counters[k, 1] = _jit.STATUS_RUNNING
         for i in flow_idx:
             if out[i] is None:
-                out[i] = _flow_run(models[i], trains[i], W0[i], float(tols[i]), weights, n_steps=0)
+                out[i] = _flow_run(models[i], trains[i], W0[i], float(tols[i]), weights, run=False)
     for g in groups:
         for k, i in enumerate(g.idx):
             out[i] = _result(g, k, trains[i], weights)
@@ -271,27 +268,18 @@ def simulate_many(models, trains, *, head_tol=DEFAULT_HEAD_TOL, W0=None, paralle
 
 
 def _flow_run(model: ModelParams, train: TrainParams, W0, head_tol: float, weights: bool, *,
-              n_steps: int | None = None) -> RunSummary:
-    """One flow run to its stop (``n_steps=0``: not run, reported ``interrupted``)."""
+              run: bool = True) -> RunSummary:
+    """One flow run to its stop (``engines.flow.integrate``; ``run=False``: not run, reported
+    ``interrupted``)."""
     inputs = step_inputs(model, train)
     W0, st = flow_engine.initial_state(model, train, inputs.V, W0, None, t_record=np.zeros(0),
                                        head_tol=head_tol)
-    mask, model_t, ratio = np.ascontiguousarray(inputs.E_mask), inputs.model, train.eta_E / train.eta
-    code = int(st["ist"][_flow.I_STATUS])
-    while code == _jit.STATUS_RUNNING and n_steps != 0:
-        chunk = FLOW_CALL_STEPS if n_steps is None else n_steps
-        code = flow_engine.advance_state(st, mask, model_t, ratio, chunk)
-    status = STATUS_NAMES[code]
+    if run:
+        flow_engine.integrate(st)
+    status = STATUS_NAMES[st.status]
     m = model.m
-    y = st["coords"]
-    B, E = y[:-m * m].reshape(m, -1), y[-m * m:].reshape(m, m).copy()
-    A = B @ st["features_r"]
-    nrm = np.sqrt(np.einsum("ij,ij->i", B, B))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.abs(np.where(nrm[:, None] > 0.0, A / nrm[:, None], 0.0))
-    t = float(st["fst"][_flow.F_T])
-    ev = flow_engine.event_arrays(st)
-    times = phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c, status, t)
+    E, c, t = st.head(), st.alignment(), st.time
+    times = st.phase_times(status)
     thr = train.align_threshold
     feats = []
     for j in range(m):
@@ -299,17 +287,17 @@ def _flow_run(model: ModelParams, train: TrainParams, W0, head_tol: float, weigh
         feats.append(l if l >= 0 and c[j, l] >= thr else None)
     capped = status == "max_steps" and train.steps is None
     unsettled = status in ("diverged", "interrupted", "vanishing") or capped
-    peak = ev["peak"]
+    peak = st.peak.copy()
     np.fill_diagonal(peak, 0.0)
     Wf = None
-    if weights and "basis" in st:
-        Wf = B @ st["basis"].T
+    if weights and "basis" in st.arrays:
+        Wf = st.coordinates() @ st.arrays["basis"].T
     return RunSummary(status=status, steps=int(round(t / train.eta)), flow_time=t,
                       **both_units(times, "flow_time", train.eta), alignment=c, features=feats,
                       peak_offdiag=peak, E=E, head_distance=float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
-                      loss=float(st["fst"][_flow.F_LOSS]),
+                      loss=st.loss,
                       outcome=outcome_from(feats, settled=not unsettled, vanishing=status == "vanishing"),
-                      W=Wf, stats=flow_engine.stats(st))
+                      W=Wf, stats=st.stats())
 
 
 def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:

@@ -28,7 +28,7 @@ STATUS_MAX_STEPS = 2
 STATUS_NONFINITE = 3
 STATUS_RUNAWAY = 4
 STATUS_DEGENERATE = 5
-# flow engine (core/flow.py)
+# flow engine (core/flow/)
 STATUS_MAX_FLOW_TIME = 6
 STATUS_STEP_UNDERFLOW = 7
 STATUS_VANISHING = 8
@@ -59,8 +59,9 @@ def _source_fingerprint() -> str:
     from pathlib import Path
 
     h = hashlib.sha256(f"{numba.__version__}|{sys.version}".encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode())
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):  # core/flow/ too
+        h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

@@ -57,12 +57,13 @@ methods
 
 Continuous-time engines (``continuous = True``, the flow engine) measure time in flow time
 and own their records (``engines/flow.py`` says how): ``advance(..., n)`` makes ``n``
-solver steps and sets ``rec_state[0]`` to the accepted steps; the driver reads
-``time``, ``records()`` ``(t, A, gram, E, loss, rho)``, ``events_record()`` (times in flow
-time, ``"unit": "flow_time"``), ``stats()`` and ``progress_info()`` instead of the step
-arrays. For every engine ``Run.flow_time`` is the time axis and the phase times are
-reported in flow time (``PhaseTimes.flow``); discrete engines also in steps (exact), the
-flow engine in nominal steps ``round(t / eta)``.
+solver steps and sets ``rec_state[0]`` to the accepted steps; the driver reads ``time``,
+``status`` (the kernel's code), ``records()`` ``(t, A, gram, E, loss, rho)``,
+``events_record()`` (times in flow time, ``"unit": "flow_time"``), ``stats()`` and
+``progress_info()`` (with the flow-time ``cap``) instead of the step arrays. For every engine
+``Run.flow_time`` is the time axis and the phase times are reported in flow time
+(``PhaseTimes.flow``); discrete engines also in steps (exact), the flow engine in nominal
+steps ``round(t / eta)``.
 """
 
 from __future__ import annotations

@@ -21,12 +21,15 @@ continuous-time parts, ``engines/__init__.py``):
   steps, method switches, Jacobians.
 
 Every solver quantity lives in the engine's state arrays, so a checkpointed run resumes
-bit-identically.
+bit-identically. :class:`FlowState` binds those arrays to the run's constants and reads them by
+name; :func:`integrate` is the one loop that drives the kernel (``core.flow``) to a stop, and the
+only code outside the kernel that knows its array layout is here.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -34,6 +37,7 @@ from .. import initial_law
 from ..core import _jit
 from ..core import flow as _flow
 from ..core.population import make_workspace
+from ..events import EVENT_ARRAYS, phase_times_from_events
 from ..model import (
     check_weights,
     head_mask,
@@ -43,6 +47,7 @@ from ..model import (
     reduced_coordinates,
 )
 from ..params import ATOL_FACTOR, DEFAULT_HEAD_TOL, ModelParams, ParamError, TrainParams
+from ..status import STATUS_NAMES
 from .base import Engine
 
 DEFAULT_VANISH_PERSIST = math.inf
@@ -74,9 +79,10 @@ LOG_RECORD_START = 1e-2
 """First positive recorded time of ``record_spacing="log"`` (flow time; the grid is t = 0,
 then geometric from here to the end)."""
 
-_SOLVER_ARRAYS = ("coords", "rhs", "jacobian", "features_r", "opts", "fst", "ist", "t1", "t2", "t4", "peak",
-                  "peak_t", "vstate", "invariants", "t_rec", "rec_A", "rec_gram", "rec_E", "rec_loss",
-                  "rec_rho")
+_SOLVER_ARRAYS = _flow.ARRAY_KEYS
+INTEGRATE_CHUNK = 1000
+"""Solver steps per kernel call in :func:`integrate` (between calls Ctrl-C is honoured; a run split
+into calls ends bit-identical to one call)."""
 
 
 def reduced_start(model: ModelParams, seed: int, init: str = "materialised"):
@@ -150,7 +156,8 @@ def default_atol(B0: np.ndarray, Vr: np.ndarray) -> float:
     return ATOL_FACTOR * float(np.sqrt(np.mean((B0 @ Vr) ** 2)))
 
 
-def new_state(model: ModelParams, train: TrainParams, B0, Vr, E0=None, *, t_record=None, **opts) -> dict:
+def new_state(model: ModelParams, train: TrainParams, B0, Vr, E0=None, *, t_record=None,
+              **opts) -> FlowState:
     """Validate and allocate every array of a flow run, and evaluate its start (``flow_init``).
 
     ``opts``: keyword overrides of :func:`make_opts` (``t_max``, ``head_tol``, the vanishing
@@ -188,7 +195,7 @@ def new_state(model: ModelParams, train: TrainParams, B0, Vr, E0=None, *, t_reco
     if t_rec.size and (not np.all(np.isfinite(t_rec)) or np.any(t_rec < 0) or np.any(np.diff(t_rec) <= 0)):
         raise ParamError("t_record must be finite, >= 0 and strictly increasing")
     K, n = t_rec.size, B0.size + m * m
-    st = {
+    arrays = {
         "coords": np.concatenate([B0.ravel(), E0.ravel()]), "rhs": np.zeros(n), "jacobian": np.zeros((n, n)),
         "features_r": Vr, "opts": make_opts(model, train, atol, B0=B0, Vr=Vr, **opts),
         "fst": np.zeros(_flow.N_FST), "ist": np.zeros(_flow.N_IST, np.int64),
@@ -198,10 +205,10 @@ def new_state(model: ModelParams, train: TrainParams, B0, Vr, E0=None, *, t_reco
         "t_rec": t_rec, "rec_A": np.zeros((K, m, L)), "rec_gram": np.zeros((K, m, m)),
         "rec_E": np.zeros((K, m, m)), "rec_loss": np.zeros(K), "rec_rho": np.zeros((K, m)),
     }
-    _flow.flow_init(st["coords"], st["rhs"], Vr, head_mask(train.head, m), model_constants(model),
-                    _ratio(train), st["opts"], st["fst"], st["ist"], st["t1"], st["t2"], st["t4"], st["peak"],
-                    st["peak_t"], st["invariants"], st["t_rec"], st["rec_A"], st["rec_gram"], st["rec_E"],
-                    st["rec_loss"], st["rec_rho"])
+    st = FlowState.of_run(arrays, model, train)
+    t0 = time.perf_counter()
+    _flow.flow_init(*st.groups())
+    st.elapsed += time.perf_counter() - t0
     return st
 
 
@@ -209,47 +216,180 @@ def _ratio(train: TrainParams) -> float:
     return float(train.eta_E / train.eta)
 
 
-def advance_state(st: dict, mask: np.ndarray, model_t: tuple, ratio: float, n_steps: int) -> int:
-    """At most ``n_steps`` solver steps on the arrays of :func:`new_state`; the status code."""
-    return int(_flow.flow_advance(st["coords"], st["rhs"], st["jacobian"], st["features_r"], mask, model_t,
-                                  ratio, st["opts"], st["fst"], st["ist"], st["t1"], st["t2"], st["t4"],
-                                  st["peak"], st["peak_t"], st["vstate"], st["invariants"], st["t_rec"],
-                                  st["rec_A"], st["rec_gram"], st["rec_E"], st["rec_loss"], st["rec_rho"],
-                                  int(n_steps)))
+class FlowState:
+    """A flow run: its arrays (``arrays``, what a checkpoint holds, keys ``core.flow.ARRAY_KEYS``
+    and ``basis``) bound to its constants, read by name. ``elapsed``: kernel time so far."""
+
+    def __init__(self, arrays: dict, mask: np.ndarray, model_t: tuple, ratio: float):
+        self.arrays = arrays
+        self.mask = np.ascontiguousarray(mask, dtype=np.float64)
+        self.model_t = tuple(model_t)
+        self.ratio = float(ratio)
+        self.elapsed = 0.0
+
+    @classmethod
+    def of_run(cls, arrays: dict, model: ModelParams, train: TrainParams) -> FlowState:
+        return cls(arrays, head_mask(train.head, model.m), model_constants(model), _ratio(train))
+
+    def groups(self) -> tuple:
+        """The kernels' ``(problem, opts, solver, events, records)`` (``core.flow.pack``)."""
+        return _flow.pack(self.arrays, self.mask, self.model_t, self.ratio)
+
+    @property
+    def m(self) -> int:
+        return self.mask.shape[0]
+
+    @property
+    def time(self) -> float:
+        """The flow time reached."""
+        return float(self.arrays["fst"][_flow.F_T])
+
+    @property
+    def status(self) -> int:
+        """The kernel's status code (``core._jit.STATUS_*``; ``STATUS_RUNNING`` until it stops)."""
+        return int(self.arrays["ist"][_flow.I_STATUS])
+
+    @property
+    def running(self) -> bool:
+        return self.status == _jit.STATUS_RUNNING
+
+    @property
+    def cap(self) -> float:
+        """The flow-time cap (``horizon``, or the ``t_max`` override)."""
+        return float(self.arrays["opts"][_flow.O_TMAX])
+
+    @property
+    def loss(self) -> float:
+        return float(self.arrays["fst"][_flow.F_LOSS])
+
+    @property
+    def speed(self) -> float:
+        """The convergence measure of ``core.population.convergence_status`` at the current point."""
+        fst = self.arrays["fst"]
+        return (math.sqrt(max(fst[_flow.F_SPEEDW], 0.0))
+                + self.ratio * math.sqrt(max(fst[_flow.F_SPEEDE], 0.0)))
+
+    @property
+    def features_r(self) -> np.ndarray:
+        """The features in the reduced basis ``Vr`` (r, L)."""
+        return self.arrays["features_r"]
+
+    def coordinates(self) -> np.ndarray:
+        """``B`` (m, r), a new array."""
+        m = self.m
+        return self.arrays["coords"][:-m * m].reshape(m, -1).copy()
+
+    def head(self) -> np.ndarray:
+        """``E`` (m, m), a new array."""
+        m = self.m
+        return self.arrays["coords"][-m * m:].reshape(m, m).copy()
+
+    def alignment(self) -> np.ndarray:
+        """``|c_jl| = |A_jl| / |w_j|`` (m, L) now (0 for a zero row)."""
+        B = self.coordinates()
+        nrm = np.sqrt(np.einsum("ij,ij->i", B, B))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.abs(np.where(nrm[:, None] > 0.0, (B @ self.features_r) / nrm[:, None], 0.0))
+
+    def finite(self) -> bool:
+        return bool(np.all(np.isfinite(self.arrays["coords"])))
+
+    @property
+    def t1(self) -> np.ndarray:
+        """First time each neuron's ``|c_j1|`` reaches the threshold (-1: never); likewise
+        ``t2`` (``v_2``), ``t4`` (the head back at ``I``), ``peak`` / ``peak_t`` (``|E_jq|``)."""
+        return self.arrays["t1"]
+
+    @property
+    def t2(self) -> np.ndarray:
+        return self.arrays["t2"]
+
+    @property
+    def t4(self) -> np.ndarray:
+        return self.arrays["t4"]
+
+    @property
+    def peak(self) -> np.ndarray:
+        return self.arrays["peak"]
+
+    @property
+    def peak_t(self) -> np.ndarray:
+        return self.arrays["peak_t"]
+
+    def stats(self) -> dict:
+        """The solver statistics (``Run.stats``, ``summary.json``)."""
+        ist = self.arrays["ist"]
+        return {"n_rhs": int(ist[_flow.I_NRHS]), "accepted_steps": int(ist[_flow.I_NSTEPS]),
+                "rejected_steps": int(ist[_flow.I_NREJECT]), "stiff_steps": int(ist[_flow.I_NSTIFFSTEPS]),
+                "switches": int(ist[_flow.I_NSWITCH]), "jacobians": int(ist[_flow.I_NJAC]),
+                "output_evals": int(ist[_flow.I_NOUT])}
+
+    def events(self) -> dict:
+        """The phase events in flow time, keyed as ``events.EVENT_ARRAYS`` (``-1``: never)."""
+        a = self.arrays
+        return {"first_v1": a["t1"].copy(), "c_v1_at_first": np.zeros(self.m), "first_v2": a["t2"].copy(),
+                "first_head_back": a["t4"].copy(), "peak": a["peak"].copy(), "peak_step": a["peak_t"].copy()}
+
+    def phase_times(self, status: str | None = None) -> dict:
+        """``T1..T4``, ``leader``, ``follower`` in flow time (``events.phase_times_from_events``)."""
+        ev = self.events()
+        status = STATUS_NAMES[self.status] if status is None else status
+        return phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), self.alignment(), status, self.time)
+
+    def recorded(self) -> tuple:
+        """``(t, A, gram, E, loss, rho)`` of the points recorded so far (copies)."""
+        a = self.arrays
+        k = int(a["ist"][_flow.I_NREC])
+        return tuple(a[name][:k].copy() for name in _flow.RECORD_KEYS)
+
+    def final_point(self) -> tuple:
+        """``(t, A, gram, E, loss, rho)`` at the current state (one extra evaluation)."""
+        y, Vr = self.arrays["coords"], self.features_r
+        m = self.m
+        r, L = Vr.shape
+        out = _flow.Records(np.zeros(1), np.zeros((1, m, L)), np.zeros((1, m, m)), np.zeros((1, m, m)),
+                            np.zeros(1), np.zeros((1, m)))
+        prob = self.groups()[0]
+        _flow._record(0, y, prob, np.empty((m, r)), np.empty((m, m)), make_workspace(m, r, L),
+                      np.empty(y.size), out)
+        return (self.time,) + tuple(a[0] for a in out[1:])
 
 
-def stats(st: dict) -> dict:
-    """The solver statistics of a run (``Run.stats``, ``summary.json``)."""
-    ist = st["ist"]
-    return {"n_rhs": int(ist[_flow.I_NRHS]), "accepted_steps": int(ist[_flow.I_NSTEPS]),
-            "rejected_steps": int(ist[_flow.I_NREJECT]), "stiff_steps": int(ist[_flow.I_NSTIFFSTEPS]),
-            "switches": int(ist[_flow.I_NSWITCH]), "jacobians": int(ist[_flow.I_NJAC]),
-            "output_evals": int(ist[_flow.I_NOUT])}
+def advance(st: FlowState, n_steps: int, *, t_stop: float = math.inf, stop_at_t1: bool = False) -> int:
+    """One kernel call: at most ``n_steps`` solver steps, fewer once the flow time reaches ``t_stop``
+    or (``stop_at_t1``) a first ``T1`` is located; the status code."""
+    t0 = time.perf_counter()
+    code = int(_flow.flow_advance(*st.groups(), int(n_steps), float(t_stop), bool(stop_at_t1)))
+    st.elapsed += time.perf_counter() - t0
+    return code
 
 
-def event_arrays(st: dict) -> dict:
-    """The phase events in flow time, keyed as ``events.EVENT_ARRAYS`` (``-1``: never)."""
-    m = st["t1"].shape[0]
-    return {"first_v1": st["t1"].copy(), "c_v1_at_first": np.zeros(m), "first_v2": st["t2"].copy(),
-            "first_head_back": st["t4"].copy(), "peak": st["peak"].copy(), "peak_step": st["peak_t"].copy()}
+def integrate(st: FlowState, until="converged", *, steps_per_call: int = INTEGRATE_CHUNK) -> int:
+    """Integrate ``st`` in place; return its status code (``STATUS_RUNNING`` if stopped by ``until``).
 
-
-def final_point(st: dict, mask, model_t, ratio):
-    """``(t, A, gram, E, loss, rho)`` at the current state (one extra evaluation)."""
-    y, Vr = st["coords"], st["features_r"]
-    m = mask.shape[0]
-    r, L = Vr.shape
-    out = (np.zeros((1, m, L)), np.zeros((1, m, m)), np.zeros((1, m, m)), np.zeros(1), np.zeros((1, m)))
-    _flow._record(0, 0.0, y, Vr, mask, model_t, ratio, np.empty((m, r)), np.empty((m, m)),
-                  make_workspace(m, r, L), np.empty(y.size), *out)
-    return (float(st["fst"][_flow.F_T]),) + tuple(a[0] for a in out)
+    ``until``: ``"converged"``, to the run's stop (converged, the flow-time cap, a failure or the
+    opt-in vanishing rule: ``core.flow.termination``); ``"T1"``, also at the accepted step that
+    locates the first ``T1``; a flow time, also at the first accepted step ending at or after it.
+    """
+    t_stop, at_t1 = math.inf, False
+    if until == "T1":
+        at_t1 = True
+    elif isinstance(until, (int, float)) and not isinstance(until, bool):
+        t_stop = float(until)
+    elif until != "converged":
+        raise ParamError(f"until must be 'converged', 'T1' or a flow time (got {until!r})")
+    while st.running:
+        if st.time >= t_stop or (at_t1 and np.any(st.t1 >= 0)):
+            break
+        advance(st, steps_per_call, t_stop=t_stop, stop_at_t1=at_t1)
+    return st.status
 
 
 def initial_state(model: ModelParams, train: TrainParams, V, W0=None, E0=None, **opts) -> tuple:
     """``(W0, state)`` of a fresh run: ``W0`` materialised from ``train.seed`` (or given) and
     projected, or ``None`` with ``init="reduced"`` (the reduced law drawn directly);
-    ``state`` from :func:`new_state` (``opts``: its overrides), with ``basis`` = ``Q``
-    (d, r) when ``W0`` is materialised."""
+    ``state`` the :class:`FlowState` of :func:`new_state` (``opts``: its overrides), with
+    ``arrays["basis"]`` = ``Q`` (d, r) when ``W0`` is materialised."""
     if train.init == "reduced":
         if W0 is not None:
             raise ParamError("init='reduced' draws W(0) itself: pass no W0 (or use init='materialised')")
@@ -259,7 +399,7 @@ def initial_state(model: ModelParams, train: TrainParams, V, W0=None, E0=None, *
     W0, E0 = check_weights(W0, E0, model)
     Q, B, Vr = reduced_coordinates(V, W0)
     state = new_state(model, train, B, Vr, E0, **opts)
-    state["basis"] = Q
+    state.arrays["basis"] = Q
     return W0, state
 
 
@@ -281,27 +421,29 @@ class FlowEngine(Engine):
 
     @classmethod
     def start(cls, model, train, inputs, W0, E0):
-        return initial_state(model, train, inputs.V, W0, E0)
+        W0, st = initial_state(model, train, inputs.V, W0, E0)
+        return W0, st.arrays
 
     def __init__(self, model, train, inputs, state):
         super().__init__(model, train, inputs, state)
-        self._mask = np.ascontiguousarray(inputs.E_mask)
-        self._model = inputs.model
-        self._ratio = _ratio(train)
+        self.flow = FlowState(state, inputs.E_mask, inputs.model, _ratio(train))
         # zero steps: compiles the kernel here, so the first compile stays out of Run.elapsed
-        advance_state(state, self._mask, self._model, self._ratio, 0)
+        advance(self.flow, 0)
 
     @property
     def time(self) -> float:
-        return float(self.state["fst"][_flow.F_T])
+        return self.flow.time
+
+    @property
+    def status(self) -> int:
+        return self.flow.status
 
     def head(self) -> np.ndarray:
-        m = self.model.m
-        return self.state["coords"][-m * m:].reshape(m, m).copy()
+        return self.flow.head()
 
     def advance(self, E, rec, rec_state, events, n):
-        code = advance_state(self.state, self._mask, self._model, self._ratio, n)
-        rec_state[0] = self.state["ist"][_flow.I_NSTEPS]
+        code = advance(self.flow, n)
+        rec_state[0] = self.flow.stats()["accepted_steps"]
         E[:] = self.head()
         return code
 
@@ -309,8 +451,7 @@ class FlowEngine(Engine):
         pass  # the kernel observes every accepted step's end, the budget's end included
 
     def coordinates(self) -> np.ndarray:
-        m = self.model.m
-        return self.state["coords"][:-m * m].reshape(m, -1).copy()
+        return self.flow.coordinates()
 
     def weights(self):
         if "basis" not in self.state:
@@ -319,41 +460,23 @@ class FlowEngine(Engine):
 
     def records(self, include_final: bool = True):
         """``(t, A, gram, E, loss, rho)`` of the recorded points, the final state appended."""
-        st = self.state
-        k = int(st["ist"][_flow.I_NREC])
-        out = [st["t_rec"][:k].copy()] + [st[name][:k].copy() for name in
-                                          ("rec_A", "rec_gram", "rec_E", "rec_loss", "rec_rho")]
+        out = list(self.flow.recorded())
         t = self.time
-        if include_final and (k == 0 or out[0][-1] != t) and _finite(st):
-            point = final_point(st, self._mask, self._model, self._ratio)
+        if include_final and (out[0].size == 0 or out[0][-1] != t) and self.flow.finite():
             out = [np.concatenate([a, np.asarray(p, dtype=a.dtype)[None]])
-                   for a, p in zip(out, point, strict=True)]
+                   for a, p in zip(out, self.flow.final_point(), strict=True)]
         return out
 
     def events_record(self) -> dict:
-        return event_arrays(self.state) | {"last": self.time, "unit": "flow_time"}
+        return self.flow.events() | {"last": self.time, "unit": "flow_time"}
 
     def stats(self) -> dict:
-        return stats(self.state)
+        return self.flow.stats()
 
     def progress_info(self) -> dict:
-        st, m = self.state, self.model.m
-        fst = st["fst"]
-        B = self.coordinates()
-        A = B @ st["features_r"]
-        nrm = np.sqrt(np.einsum("ij,ij->i", B, B))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            align = np.abs(np.where(nrm[:, None] > 0, A / nrm[:, None], 0.0))
-        # the convergence measure of core.population.convergence_status
-        speed = (math.sqrt(max(fst[_flow.F_SPEEDW], 0.0))
-                 + self._ratio * math.sqrt(max(fst[_flow.F_SPEEDE], 0.0)))
-        return {"loss": float(fst[_flow.F_LOSS]), "alignment": align, "E": self.head(),
-                "speed": speed, "flow_time": self.time, "m": m}
+        f = self.flow
+        return {"loss": f.loss, "alignment": f.alignment(), "E": self.head(), "speed": f.speed,
+                "flow_time": self.time, "m": self.model.m, "cap": f.cap}
 
 
-def _finite(st) -> bool:
-    return bool(np.all(np.isfinite(st["coords"])))
-
-
-__all__ = ["FlowEngine", "record_times", "reduced_start", "new_state", "advance_state", "stats"]
-_ = _jit  # the status codes the kernel returns are core._jit's
+__all__ = ["FlowEngine", "FlowState", "record_times", "reduced_start", "new_state", "advance", "integrate"]

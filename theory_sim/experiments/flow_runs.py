@@ -2,7 +2,7 @@
 behind figs 4, 5 and 8, and the Wilson interval their data files carry.
 
 :func:`run_flow_many` drives the flow engine through the module-level functions of
-``theory_sim.engines.flow`` (``new_state``, ``advance_state``, ``event_arrays``), not through
+``theory_sim.engines.flow`` (``new_state``, ``integrate``, ``FlowState``), not through
 ``simulate_many(engine="flow")``, because the figures need what that path does not offer: a
 stop at the first ``T1`` (fig 4) and ``d`` beyond ``ModelParams``' range (the flow sees ``d``
 only through ``W(0)``). Every run goes to its fate: converged, or the flow-time cap. No
@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..core import _jit
-from ..core.flow import F_T, I_NRHS, I_NSTEPS, I_STATUS
 from ..engines import flow as flow_engine
 from ..events import EVENT_ARRAYS, phase_times_from_events
 from ..initial_law import reduced_coordinates
-from ..model import head_mask, model_constants
 from ..status import BN_OUTCOMES, STATUS_NAMES, outcome_from
 from .runs import Progress
 
@@ -32,9 +28,6 @@ FLOW_OUTCOMES = tuple(oc for oc in BN_OUTCOMES if oc != "vanishing")
 """The outcomes of a flow run here: every run ends converged (``diverse`` / ``collapsed``), or at
 its flow-time cap or a numerical failure (``incomplete``). No stop rule guesses a fate (the
 opt-in ``vanishing`` rule is not used), and no step budget stands in for one."""
-STEP_CHUNK = 500
-T1_CHUNK = 20
-"""Steps between checks for a first T1 (``until="T1"``): a run stops at most this many steps after it."""
 FLOW_RUN_UNITS = 0.05
 """Progress units (``plan.cost``: one short discrete population run) of one flow run."""
 
@@ -65,21 +58,13 @@ def _features(B, Vr, threshold):
 
 def _integrate(model, train, B0, Vr, t_max, until):
     """One flow run from ``(B0, Vr)`` until it stops (``t_max``: None, the engine's default cap)."""
-    t0 = time.perf_counter()
     train = dataclasses.replace(train, engine="flow", steps=None, max_flow_time=None)  # the flow default cap
     st = flow_engine.new_state(model, train, B0, Vr, t_record=np.zeros(0), t_max=t_max)
-    mask, model_t, ratio = head_mask(train.head, model.m), model_constants(model), train.eta_E / train.eta
-    chunk = STEP_CHUNK if until == "converged" else T1_CHUNK
-    while st["ist"][I_STATUS] == _jit.STATUS_RUNNING:
-        flow_engine.advance_state(st, mask, model_t, ratio, chunk)
-        if until == "T1" and np.any(st["t1"] >= 0):
-            break
-    m = model.m
-    code = int(st["ist"][I_STATUS])
-    return {"B": st["coords"][:-m * m].reshape(m, -1).copy(), "E": st["coords"][-m * m:].reshape(m, m).copy(),
-            "t": float(st["fst"][F_T]), "status": STATUS_NAMES[code],
-            "events": flow_engine.event_arrays(st), "n_steps": int(st["ist"][I_NSTEPS]),
-            "n_rhs": int(st["ist"][I_NRHS]), "elapsed": time.perf_counter() - t0}
+    flow_engine.integrate(st, until=until)
+    stats = st.stats()
+    return {"B": st.coordinates(), "E": st.head(), "t": st.time, "status": STATUS_NAMES[st.status],
+            "events": st.events(), "n_steps": stats["accepted_steps"], "n_rhs": stats["n_rhs"],
+            "elapsed": st.elapsed}
 
 
 def _one(model, train, seed, d, init, t_max, until):
