@@ -1,6 +1,6 @@
 """Flow kernel against the discrete population engine (issue 10; docs/model.md section 11).
 
-Run: ``python benchmarks/flow_bench.py`` (the kernel through ``tests/flow_support.py``; the
+Run: ``python benchmarks/flow_bench.py`` (the kernel through ``engines.flow.integrate``; the
 public path is ``benchmarks/run.py --flow-only``). Every ratio is measured in this one run, after
 a warm-up call of each kernel (numba compile). Times are kernel time only
 (``Run.elapsed`` / the flow wrapper's ``elapsed``), best of ``REPEATS``.
@@ -17,19 +17,30 @@ a warm-up call of each kernel (numba compile). Times are kernel time only
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import flow_support as fs  # noqa: E402  (the kernel at the level of its arrays)
+import numpy as np
 
-import theory_sim as ts  # noqa: E402
-from theory_sim.initial_law import reduced_coordinates  # noqa: E402
+import theory_sim as ts
+from theory_sim.engines import flow as engine
+from theory_sim.initial_law import reduced_coordinates
 
 REPEATS = 5
 VANISH_SEED = 1
+
+
+def integrate_flow(model, train, *, B0, Vr, **opts) -> dict:
+    """One flow run from ``(B0, Vr)`` to its stop (``opts``: ``engines.flow.new_state``'s overrides)."""
+    st = engine.new_state(model, dataclasses.replace(train, engine="flow"), B0, Vr, t_record=np.zeros(0),
+                          **opts)
+    engine.integrate(st)
+    stats = st.stats()
+    return {"status": ts.status.STATUS_NAMES[st.status], "t": st.time, "E": st.head(),
+            "phase_times": st.phase_times(), "elapsed": st.elapsed, "n_rhs": stats["n_rhs"],
+            "n_steps": stats["accepted_steps"], "n_rejected": stats["rejected_steps"],
+            "n_stiff_steps": stats["stiff_steps"], "n_jac": stats["jacobians"]}
 
 
 def best(fn, repeats=REPEATS):
@@ -43,13 +54,13 @@ def best(fn, repeats=REPEATS):
 
 def main():
     model, train = ts.ModelParams(), ts.TrainParams()
-    B, Vr = fs.reduced_start(model, 1)
+    B, Vr = engine.reduced_start(model, 1)
     # warm-up (compile)
-    fs.integrate_flow(model, train, B0=B, Vr=Vr)
+    integrate_flow(model, train, B0=B, Vr=Vr)
     ts.simulate(model, ts.TrainParams(steps=100))
 
     print("1. default run (d=512, alpha=(6,3), seed 1, eta_E/eta=0.1) to convergence")
-    flow, t_flow = best(lambda: fs.integrate_flow(model, train, B0=B, Vr=Vr))
+    flow, t_flow = best(lambda: integrate_flow(model, train, B0=B, Vr=Vr))
     t0 = time.perf_counter()
     disc = ts.simulate(model, ts.TrainParams(eta=1e-3, eta_E=1e-4))
     wall_disc = time.perf_counter() - t0
@@ -66,7 +77,7 @@ def main():
 
     print("2. d = 1e9, reduced initial law (seed 1), to its end")
     Bd, Vrd = reduced_coordinates(model.m, model.L, 10**9, 1)
-    big, t_big = best(lambda: fs.integrate_flow(model, train, B0=Bd, Vr=Vrd, t_max=1e30))
+    big, t_big = best(lambda: integrate_flow(model, train, B0=Bd, Vr=Vrd, t_max=1e30))
     lead = big["phase_times"]["leader"]
     print(f"   {t_big * 1e3:8.2f} ms  status={big['status']} t={big['t']:.5g} "
           f"T1={big['phase_times']['T1']:.5g} "
@@ -79,15 +90,15 @@ def main():
     vt = ts.TrainParams(eta=1e-3, eta_E=1.09e-4)
     print("   seed  method        T1        1e2 T1   1e3 T1   1e4 T1   (steps/stiff/jacobians at 1e4 T1, ms)")
     for seed, method in [(s, "ros34pw2") for s in range(8)] + [(VANISH_SEED, "rodas4")]:
-        Bv, Vrv = fs.reduced_start(vm, seed, "reduced")
-        pre = fs.integrate_flow(vm, vt, B0=Bv, Vr=Vrv, t_max=1e7, vanish_persist=math.inf)
+        Bv, Vrv = engine.reduced_start(vm, seed, "reduced")
+        pre = integrate_flow(vm, vt, B0=Bv, Vr=Vrv, t_max=1e7, vanish_persist=math.inf)
         T1 = pre["phase_times"]["T1"]
         if T1 is None:
             print(f"   {seed:4d}  {method:9s}  no T1 by t = 1e7 ({pre['status']})")
             continue
         counts = []
         for factor in (1e2, 1e3, 1e4):
-            res = fs.integrate_flow(vm, vt, B0=Bv, Vr=Vrv, t_max=factor * T1, vanish_persist=math.inf,
+            res = integrate_flow(vm, vt, B0=Bv, Vr=Vrv, t_max=factor * T1, vanish_persist=math.inf,
                                     stiff_method=method)
             counts.append(res["n_rhs"])
         print(f"   {seed:4d}  {method:9s} {T1:9.4g} " + " ".join(f"{c:8d}" for c in counts)

@@ -18,7 +18,6 @@ import numpy as np
 
 import theory_sim as ts
 from theory_sim.core import _jit
-from theory_sim.core import flow as kernel
 from theory_sim.engines import flow as engine
 
 CAPPED = {"offdiag": (0.39, 0.0, 0.61), "frozen": (0.17, 0.73, 0.09)}
@@ -63,17 +62,15 @@ def main():
     for train in flagged:
         inputs = ts.engines.step_inputs(model, train)
         _, st = engine.initial_state(model, train, inputs.V, t_record=np.zeros(0), vanish_persist=math.inf)
-        code = _jit.STATUS_RUNNING
-        while code == _jit.STATUS_RUNNING:
-            code = engine.advance_state(st, inputs.E_mask, inputs.model, 0.1, 10**6)
-        B = st["coords"][:-4].reshape(2, -1)
-        c = np.abs(B @ st["features_r"]) / np.linalg.norm(B, axis=1)[:, None]
+        code = engine.integrate(st)
+        B = st.coordinates()
+        c = st.alignment()
         feats = [int(np.argmax(row)) if row.max() >= 0.9 else None for row in c]
         oc = ts.status.outcome_from(feats, settled=code == _jit.STATUS_CONVERGED)
         outcomes[oc] += 1
-        print(f"  seed {train.seed}: {ts.status.STATUS_NAMES[code]} at t = {st['fst'][kernel.F_T]:.4g}, "
+        print(f"  seed {train.seed}: {ts.status.STATUS_NAMES[code]} at t = {st.time:.4g}, "
               f"|c| = {np.round(c, 3).tolist()}, |w| = {np.round(np.linalg.norm(B, axis=1), 4).tolist()}, "
-              f"{st['ist'][kernel.I_NRHS]} RHS -> {oc}")
+              f"{st.stats()['n_rhs']} RHS -> {oc}")
     print(f"  of {len(flagged)} flagged: {dict(outcomes)}")
 
 

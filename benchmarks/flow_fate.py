@@ -5,8 +5,9 @@ log2 d / ln d)``, ``eta_E/eta = 1/alpha_1^2``, reduced initial law), each run in
 engine's defaults: no step budget, no heuristic stop, the default flow-time cap
 (``engines.flow.horizon``: 1e12 x the leading-order T1 prediction). Prints per run: RHS
 evaluations, accepted / rejected / stiff steps, status, outcome, end time, T1, T3, the most
-evaluations spent in one decade of flow time after T1, and the conservation errors of the
-invariants (``||W||_F``; each row's norm with the head frozen).
+evaluations spent in one decade of flow time after T1 (``engines.flow.integrate`` to each
+decade's end), and the conservation errors of the invariants (``||W||_F``; each row's norm with
+the head frozen).
 """
 
 from __future__ import annotations
@@ -17,15 +18,11 @@ import time
 import numpy as np
 
 import theory_sim as ts
-from theory_sim.core import _jit
-from theory_sim.core import flow as kernel
 from theory_sim.engines import flow as engine
 from theory_sim.initial_law import reduced_coordinates
-from theory_sim.model import head_mask, model_constants
 
 FROZEN = [(1e8, s) for s in (2, 6, 9, 10)] + [(1e10, s) for s in (1, 2, 3, 4)]
 HEAD = [(d, s) for d in (1e4, 1e5, 1e6) for s in range(1, 7)]
-CHUNK = 50
 
 
 def regime(d: float):
@@ -38,34 +35,28 @@ def run(d: float, seed: int, head: str) -> dict:
     train = ts.TrainParams(eta=1.0, eta_E=ratio, seed=seed, head=head, engine="flow")
     B0, Vr = reduced_coordinates(model.m, model.L, d, seed)
     st = engine.new_state(model, train, B0, Vr, t_record=np.zeros(0))
-    mask, mt = head_mask(head, model.m), model_constants(model)
     t0 = time.perf_counter()
-    per_decade: dict = {}
-    last = (0, int(st["ist"][kernel.I_NRHS]))
-    while st["ist"][kernel.I_STATUS] == _jit.STATUS_RUNNING:
-        engine.advance_state(st, mask, mt, ratio, CHUNK)
-        t1 = st["t1"][st["t1"] >= 0]
-        n = int(st["ist"][kernel.I_NRHS])
-        if t1.size:
-            dec = math.floor(math.log10(max(st["fst"][kernel.F_T] / t1.min(), 1.0)))
-            per_decade[last[0]] = per_decade.get(last[0], 0) + n - last[1]
-            last = (dec, n)
-        else:
-            last = (0, n)
+    per_decade = []  # evaluations in [10^k, 10^(k+1)) T1 (the first T1), k = 0, 1, ...
+    engine.integrate(st, until="T1")
+    if np.any(st.t1 >= 0):
+        T1, n = float(st.t1[st.t1 >= 0].min()), st.stats()["n_rhs"]
+        while st.running:
+            engine.integrate(st, until=T1 * 10.0 ** (len(per_decade) + 1))
+            per_decade.append(st.stats()["n_rhs"] - n)
+            n += per_decade[-1]
     wall = time.perf_counter() - t0
-    B = st["coords"][:-model.m ** 2].reshape(model.m, -1)
+    B = st.coordinates()
     nrm, nrm0 = np.linalg.norm(B, axis=1), np.linalg.norm(B0, axis=1)
     c = np.abs(B @ Vr) / nrm[:, None]
     feats = [int(np.argmax(cj)) if cj.max() >= train.align_threshold else None for cj in c]
-    code = int(st["ist"][kernel.I_STATUS])
-    status = ts.status.STATUS_NAMES[code]
+    status = ts.status.STATUS_NAMES[st.status]
     outcome = ts.status.outcome_from(feats, settled=True) if status == "converged" else "incomplete"
-    t1 = st["t1"][st["t1"] >= 0]
-    t3 = st["t2"][st["t2"] >= 0]
+    t1 = st.t1[st.t1 >= 0]
+    t3 = st.t2[st.t2 >= 0]
     return {"d": d, "seed": seed, "head": head, "status": status, "outcome": outcome,
-            "t": float(st["fst"][kernel.F_T]), "T1": float(t1.min()) if t1.size else None,
-            "T3": float(t3.min()) if t3.size else None, **engine.stats(st), "wall": wall,
-            "max_per_decade": max(per_decade.values()) if per_decade else 0,
+            "t": st.time, "T1": float(t1.min()) if t1.size else None,
+            "T3": float(t3.min()) if t3.size else None, **st.stats(), "wall": wall,
+            "max_per_decade": max(per_decade, default=0),
             "frob_err": abs(np.linalg.norm(B) / np.linalg.norm(B0) - 1.0),
             "row_err": float(np.max(np.abs(nrm / nrm0 - 1.0))), "c_follower": c.min(axis=1).tolist()}
 

@@ -216,6 +216,16 @@ def _ratio(train: TrainParams) -> float:
     return float(train.eta_E / train.eta)
 
 
+class _StateArray:
+    """A ``FlowState`` attribute that is one of its arrays, by name (a view: kernels update it)."""
+
+    def __set_name__(self, owner, name):
+        self.key = name
+
+    def __get__(self, st, owner=None):
+        return self if st is None else st.arrays[self.key]
+
+
 class FlowState:
     """A flow run: its arrays (``arrays``, what a checkpoint holds, keys ``core.flow.ARRAY_KEYS``
     and ``basis``) bound to its constants, read by name. ``elapsed``: kernel time so far."""
@@ -269,10 +279,10 @@ class FlowState:
         return (math.sqrt(max(fst[_flow.F_SPEEDW], 0.0))
                 + self.ratio * math.sqrt(max(fst[_flow.F_SPEEDE], 0.0)))
 
-    @property
-    def features_r(self) -> np.ndarray:
-        """The features in the reduced basis ``Vr`` (r, L)."""
-        return self.arrays["features_r"]
+    # arrays by name: Vr (r, L); events (-1: never) t1, t2, t4 (m,), the first time |c_j1|, |c_j2|
+    # reach the threshold and the head is back at I; peak, peak_t (m, m), the running max of |E_jq|
+    features_r = _StateArray()
+    t1, t2, t4, peak, peak_t = (_StateArray() for _ in range(5))
 
     def coordinates(self) -> np.ndarray:
         """``B`` (m, r), a new array."""
@@ -293,28 +303,6 @@ class FlowState:
 
     def finite(self) -> bool:
         return bool(np.all(np.isfinite(self.arrays["coords"])))
-
-    @property
-    def t1(self) -> np.ndarray:
-        """First time each neuron's ``|c_j1|`` reaches the threshold (-1: never); likewise
-        ``t2`` (``v_2``), ``t4`` (the head back at ``I``), ``peak`` / ``peak_t`` (``|E_jq|``)."""
-        return self.arrays["t1"]
-
-    @property
-    def t2(self) -> np.ndarray:
-        return self.arrays["t2"]
-
-    @property
-    def t4(self) -> np.ndarray:
-        return self.arrays["t4"]
-
-    @property
-    def peak(self) -> np.ndarray:
-        return self.arrays["peak"]
-
-    @property
-    def peak_t(self) -> np.ndarray:
-        return self.arrays["peak_t"]
 
     def stats(self) -> dict:
         """The solver statistics (``Run.stats``, ``summary.json``)."""

@@ -56,6 +56,16 @@ UNDERFLOW_REL = 16.0 * 2.220446049250313e-16
 
 
 @njit
+def _scratch(prob, n):
+    """Work arrays of a kernel call: ``(Bb, Eb, ws, A, nrm, fbuf)`` for a state of length ``n``."""
+    m = prob.E_mask.shape[0]
+    r = (n - m * m) // m
+    L = prob.Vr.shape[1]
+    return (np.empty((m, r)), np.empty((m, m)), make_workspace(m, r, L), np.empty((m, L)), np.empty(m),
+            np.empty(n))
+
+
+@njit
 def flow_init(prob, opts, sol, ev, rec):
     """Evaluate the start: derivative (FSAL), events, records at ``t_rec <= t``, first step.
 
@@ -63,14 +73,9 @@ def flow_init(prob, opts, sol, ev, rec):
     must hold the start time), ``ev`` (``Events``), ``rec`` (``Records``). Returns the status code.
     """
     y, f0, _, fst, ist, inv = sol
-    Vr = prob.Vr
-    m = prob.E_mask.shape[0]
+    Bb, Eb, ws, A, nrm, fbuf = _scratch(prob, y.shape[0])
+    m, r = Bb.shape
     n = y.shape[0]
-    r = (n - m * m) // m
-    L = Vr.shape[1]
-    Bb, Eb = np.empty((m, r)), np.empty((m, m))
-    ws = make_workspace(m, r, L)
-    A, nrm = np.empty((m, L)), np.empty(m)
     loss, sw, se = _rhs(y, f0, prob, Bb, Eb, ws)
     ist[I_NRHS] += 1
     if ist[I_INIT] == 0:
@@ -82,8 +87,7 @@ def flow_init(prob, opts, sol, ev, rec):
         return code
     fst[F_LOSS], fst[F_SPEEDW], fst[F_SPEEDE] = loss, sw, se
     t = fst[F_T]
-    _observe_point(t, y, Vr, opts, ev, A, nrm)
-    fbuf = np.empty(n)
+    _observe_point(t, y, prob.Vr, opts, ev, A, nrm)
     k = ist[I_NREC]
     while k < rec.t.shape[0] and rec.t[k] <= t:
         _record(k, y, prob, Bb, Eb, ws, fbuf, rec)
@@ -138,13 +142,9 @@ def flow_advance(prob, opts, sol, ev, rec, n_steps, t_stop, stop_at_t1):
     if ist[I_STATUS] != STATUS_RUNNING:
         return ist[I_STATUS]
     Vr, E_mask, ratio = prob.Vr, prob.E_mask, prob.ratio
-    m = E_mask.shape[0]
+    Bb, Eb, ws, A, nrm, fbuf = _scratch(prob, y.shape[0])
+    m, r = Bb.shape
     n = y.shape[0]
-    r = (n - m * m) // m
-    L = Vr.shape[1]
-    Bb, Eb = np.empty((m, r)), np.empty((m, m))
-    ws = make_workspace(m, r, L)
-    A, nrm = np.empty((m, L)), np.empty(m)
     k = np.empty((7, n))
     ytmp = np.empty(n)
     y_last = np.empty(n)
@@ -153,7 +153,6 @@ def flow_advance(prob, opts, sol, ev, rec, n_steps, t_stop, stop_at_t1):
     dense = np.zeros((5, n))
     samples = np.empty((N_SAMPLES + 1, n))
     tmp = np.empty(n)
-    fbuf = np.empty(n)
     Wm = np.empty((n, n))
     piv = np.empty(n, np.int64)
     rtol, atol, tmax = opts[O_RTOL], opts[O_ATOL], opts[O_TMAX]
