@@ -245,3 +245,16 @@ def test_bad_options_name_the_fix():
         fs.integrate_flow(model, train, B0=B, Vr=Vr, t_record=[2.0, 1.0])
     with pytest.raises(ts.ParamError, match="Vr"):
         fs.integrate_flow(model, train, B0=B, Vr=Vr[:, :1])
+
+
+def test_a_checkpoint_of_another_solver_layout_is_refused():
+    from theory_sim.driver import Simulation
+
+    sim = Simulation(ts.ModelParams(), ts.TrainParams(engine="flow", max_flow_time=100.0))
+    sim.advance(10)
+    for key, cut in (("ist", 16), ("fst", 8)):
+        ck = sim.checkpoint()
+        ck[key] = ck[key][:cut]
+        with pytest.raises(ValueError, match="another layout"):
+            Simulation.from_checkpoint(ck)
+    assert Simulation.from_checkpoint(sim.checkpoint()).run().status == sim.run().status
