@@ -258,14 +258,16 @@ class FlowState:
         self.model_t = tuple(model_t)
         self.ratio = float(ratio)
         self.elapsed = 0.0
+        self._groups = _flow.pack(arrays, self.mask, self.model_t, self.ratio)
 
     @classmethod
     def of_run(cls, arrays: dict, model: ModelParams, train: TrainParams) -> FlowState:
         return cls(arrays, head_mask(train.head, model.m), model_constants(model), _ratio(train))
 
     def groups(self) -> tuple:
-        """The kernels' ``(problem, opts, solver, events, records)`` (``core.flow.pack``)."""
-        return _flow.pack(self.arrays, self.mask, self.model_t, self.ratio)
+        """The kernels' ``(problem, opts, solver, events, records)`` (``core.flow.pack``: views of
+        ``arrays``, which the kernels update in place and nothing replaces)."""
+        return self._groups
 
     @property
     def m(self) -> int:
