@@ -8,7 +8,7 @@ vector ``y = (B.ravel(), E.ravel())`` of length ``n = m r + m^2``.
 One module per part:
 
 * ``state``: the layout of the solver's arrays (``F_*``, ``I_*``, ``O_*``) and the named groups
-  (``Problem``, ``Solver``, ``Events``, ``Records``) the kernels take;
+  (``Problem``, ``Solver``, ``Events``, ``Records``; ``Work``: scratch) the kernels take;
 * ``tableaux``: Dormand-Prince 5(4) and the Rosenbrock methods (Rodas4, ROS34PW2), as data;
 * ``explicit``: one generic explicit Runge-Kutta stepper (FSAL, Hairer's dense output), for the
   non-stiff phases I-IV;
@@ -85,6 +85,7 @@ from .state import (
     Problem,
     Records,
     Solver,
+    Work,
     pack,
 )
 from .tableaux import (
@@ -114,6 +115,6 @@ __all__ = [
     "MODE_EXPLICIT", "MODE_ROSENBROCK", "N_FST", "N_IST", "N_OPTS", "O_ALIGN", "O_ATOL", "O_HEADTOL",
     "O_HMAX", "O_JACEVERY", "O_MAXNORM", "O_RTOL", "O_STIFFMETHOD", "O_TMAX", "O_TOL", "O_VACCEL",
     "O_VHEAD", "O_VPERSIST", "O_VSHRINK", "Problem", "RECORD_KEYS", "Records", "SOLVER_KEYS", "Solver",
-    "pack", "DP5_A", "DP5_C", "DP5_D", "DP5_E", "DP5_KORD", "ROS_A", "ROS_C", "ROS_E", "ROS_GAMMA",
+    "Work", "pack", "DP5_A", "DP5_C", "DP5_D", "DP5_E", "DP5_KORD", "ROS_A", "ROS_C", "ROS_E", "ROS_GAMMA",
     "ROS_H", "ROS_KORD", "ROS_M", "ROS_OWN_DENSE", "ROS_S", "STIFF_RODAS4", "STIFF_ROS34PW2",
 ]

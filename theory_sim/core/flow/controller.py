@@ -56,8 +56,9 @@ def reject_factor(err, kord):
 
 
 @njit
-def _initial_step(y, f0, prob, Bb, Eb, ws, opts, ytmp, f1):
-    """Hairer's starting step (one extra evaluation); returns ``(h, ok)``."""
+def _initial_step(prob, opts, sol, wk):
+    """Hairer's starting step from ``sol.y`` (one extra evaluation); returns ``(h, ok)``."""
+    y, f0, ytmp, f1 = sol.y, sol.f0, wk.ytmp, wk.fbuf
     rtol, atol = opts[O_RTOL], opts[O_ATOL]
     n = y.shape[0]
     d0 = 0.0
@@ -71,7 +72,7 @@ def _initial_step(y, f0, prob, Bb, Eb, ws, opts, ytmp, f1):
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     for i in range(n):
         ytmp[i] = y[i] + h0 * f0[i]
-    loss, sw, se = _rhs(ytmp, f1, prob, Bb, Eb, ws)
+    loss, sw, se = _rhs(ytmp, f1, prob, wk.Bb, wk.Eb, wk.ws)
     if step_status(loss, sw, se) != STATUS_RUNNING:
         return h0 * 1e-3, True
     d2 = 0.0

@@ -87,12 +87,16 @@ def _event_value(kind, j, l, y, Vr, m, r, thr, head_tol, A, nrm):
 
 
 @njit
-def _first_hit(kind, j, l, ta, dense, samples, y1, Vr, m, r, thr, head_tol, A, nrm, tmp):
-    """First ``theta`` in ``[ta, 1]`` where the event holds on the interpolant, or -1.
+def _first_hit(kind, j, l, ta, Vr, thr, head_tol, wk):
+    """First ``theta`` in ``[ta, 1]`` where the event holds on the step's interpolant (``wk.dense``,
+    ending at ``wk.y1``), or -1.
 
     With ``ta == 0`` the step's start is known not to hold (it was the previous end);
-    the pre-computed ``samples`` (at ``k / N_SAMPLES``) are used.
+    the pre-computed ``wk.samples`` (at ``k / N_SAMPLES``) are used.
     """
+    dense, samples, y1, A, nrm, tmp = wk.dense, wk.samples, wk.y1, wk.A, wk.nrm, wk.tmp
+    m = A.shape[0]
+    r = Vr.shape[0]
     if ta > 0.0:
         _interp(ta, dense, tmp)
         if _event_value(kind, j, l, tmp, Vr, m, r, thr, head_tol, A, nrm) >= 0.0:
@@ -154,8 +158,10 @@ def _golden_peak(lo, hi, dense, idx):
 
 
 @njit
-def _observe_step(t0, h, dense, y1, Vr, opts, ev, samples, A, nrm, tmp):
-    """Locate this accepted step's events (``ev``: the run's ``Events``) on its interpolant."""
+def _observe_step(t0, h, Vr, opts, ev, wk):
+    """Locate this accepted step's events (``ev``: the run's ``Events``) on its interpolant
+    (``wk.dense``, ending at ``wk.y1``)."""
+    dense, y1, samples = wk.dense, wk.y1, wk.samples
     t1, t2, t4, peak, peak_t = ev.t1, ev.t2, ev.t4, ev.peak, ev.peak_t
     thr = opts[O_ALIGN]
     head_tol = opts[O_HEADTOL]
@@ -169,17 +175,17 @@ def _observe_step(t0, h, dense, y1, Vr, opts, ev, samples, A, nrm, tmp):
             _interp(k / N_SAMPLES, dense, samples[k])
     for j in range(m):
         if t1[j] < 0.0:
-            th = _first_hit(0, j, 0, 0.0, dense, samples, y1, Vr, m, r, thr, head_tol, A, nrm, tmp)
+            th = _first_hit(0, j, 0, 0.0, Vr, thr, head_tol, wk)
             if th >= 0.0:
                 t1[j] = t0 + th * h
         if L >= 2 and t2[j] < 0.0:
-            th = _first_hit(0, j, 1, 0.0, dense, samples, y1, Vr, m, r, thr, head_tol, A, nrm, tmp)
+            th = _first_hit(0, j, 1, 0.0, Vr, thr, head_tol, wk)
             if th >= 0.0:
                 t2[j] = t0 + th * h
     for j in range(m):
         if t2[j] >= 0.0 and t4[j] < 0.0:
             ta = max(0.0, (t2[j] - t0) / h)
-            th = _first_hit(1, j, 0, ta, dense, samples, y1, Vr, m, r, thr, head_tol, A, nrm, tmp)
+            th = _first_hit(1, j, 0, ta, Vr, thr, head_tol, wk)
             if th >= 0.0:
                 t4[j] = max(t0 + th * h, t2[j])
     for j in range(m):
@@ -259,8 +265,9 @@ def _record(k, y, prob, Bb, Eb, ws, fbuf, rec):
 
 
 @njit
-def _record_step(t0, h, t_new, dense, y1, prob, Bb, Eb, ws, fbuf, tmp, rec, ist):
+def _record_step(t0, h, t_new, prob, rec, ist, wk):
     """Records at the requested times in ``(t0, t_new]`` of an accepted step, from its interpolant."""
+    dense, y1, tmp = wk.dense, wk.y1, wk.tmp
     t_rec = rec.t
     kr = ist[I_NREC]
     while kr < t_rec.shape[0] and t_rec[kr] <= t_new:
@@ -269,7 +276,7 @@ def _record_step(t0, h, t_new, dense, y1, prob, Bb, Eb, ws, fbuf, tmp, rec, ist)
         else:
             _interp((t_rec[kr] - t0) / h, dense, tmp)
             ys = tmp
-        _record(kr, ys, prob, Bb, Eb, ws, fbuf, rec)
+        _record(kr, ys, prob, wk.Bb, wk.Eb, wk.ws, wk.fbuf, rec)
         ist[I_NOUT] += 1
         kr += 1
     ist[I_NREC] = kr

@@ -14,14 +14,16 @@ from .state import I_NRHS
 
 
 @njit
-def explicit_step(a, e, h, y, f0, k, ytmp, y_last, y1, errv, prob, Bb, Eb, ws, ist):
-    """One step of size ``h`` of the tableau ``(a, e)`` (s stages) from ``y`` with ``f0 = f(y)``.
+def explicit_step(a, e, h, prob, sol, wk):
+    """One step of size ``h`` of the tableau ``(a, e)`` (s stages) from ``sol.y`` with ``sol.f0 = f(y)``.
 
-    Writes the stage derivatives into ``k[:s]``, the new solution into ``y1`` (``k[s-1] = f(y1)``),
-    the input of stage ``s-1`` into ``y_last`` and the error estimate ``h sum e_i k_i`` into
-    ``errv``. Returns ``(failed, (loss, speed_w, speed_e) at y1)``; ``failed``: a stage left the
-    domain (NaN, a zero row). Counts ``s - 1`` evaluations.
+    Writes (``wk``, a ``Work``) the stage derivatives into ``k[:s]``, the new solution into ``y1``
+    (``k[s-1] = f(y1)``), the input of stage ``s-2`` into ``y_last`` and the error estimate
+    ``h sum e_i k_i`` into ``errv``. Returns ``(failed, (loss, speed_w, speed_e) at y1)``;
+    ``failed``: a stage left the domain (NaN, a zero row). Counts ``s - 1`` evaluations.
     """
+    y, f0, ist = sol.y, sol.f0, sol.ist
+    k, ytmp, y_last, y1, errv = wk.k, wk.ytmp, wk.y_last, wk.y1, wk.errv
     ns = a.shape[0]
     n = y.shape[0]
     for i in range(n):
@@ -37,7 +39,7 @@ def explicit_step(a, e, h, y, f0, k, ytmp, y_last, y1, errv, prob, Bb, Eb, ws, i
                 if c != 0.0:
                     acc += c * k[q, i]
             out[i] = y[i] + h * acc
-        res = _rhs(out, k[st], prob, Bb, Eb, ws)
+        res = _rhs(out, k[st], prob, wk.Bb, wk.Eb, wk.ws)
         if step_status(res[0], res[1], res[2]) != STATUS_RUNNING:
             failed = True
             break

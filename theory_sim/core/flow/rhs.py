@@ -191,10 +191,12 @@ def _restore_invariants(y, f, E_mask, m, r, inv):
 
 
 @njit
-def _jacobian(y, f0, J, prob, Bb, Eb, ws, ytmp, fbuf, ist):
-    """Central differences around ``y`` (``f0 = f(y)`` known). Columns of coordinates that
-    never move (untrained head entries: their rows of J are zero, so their stage
+def _jacobian(prob, sol, wk):
+    """``sol.J`` by central differences around ``sol.y`` (``sol.f0 = f(y)`` known). Columns of
+    coordinates that never move (untrained head entries: their rows of J are zero, so their stage
     components are zero and the column is never used) are set to zero, not evaluated."""
+    y, J, ist = sol.y, sol.J, sol.ist
+    Bb, Eb, ws, ytmp, fbuf = wk.Bb, wk.Eb, wk.ws, wk.ytmp, wk.fbuf
     E_mask, ratio = prob.E_mask, prob.ratio
     m, r = Bb.shape
     n = y.shape[0]

@@ -21,8 +21,8 @@ from .tableaux import ROS_A, ROS_C, ROS_E, ROS_GAMMA, ROS_H, ROS_M, ROS_OWN_DENS
 
 
 @njit
-def rosenbrock_step(meth, h, y, f0, J, k, Wm, piv, ytmp, fbuf, y1, errv, prob, Bb, Eb, ws, opts, fst, ist):
-    """One step of size ``h`` of method ``meth`` (``STIFF_*``) from ``y`` with ``f0 = f(y)``.
+def rosenbrock_step(meth, h, prob, opts, sol, wk):
+    """One step of size ``h`` of method ``meth`` (``STIFF_*``) from ``sol.y`` with ``sol.f0 = f(y)``.
 
     Refreshes the Jacobian ``J`` when there is none, when it is ``O_JACEVERY`` accepted steps old,
     or after a rejection unless it is already at this ``y`` (age 0); each fresh one updates the
@@ -30,6 +30,9 @@ def rosenbrock_step(meth, h, y, f0, J, k, Wm, piv, ytmp, fbuf, y1, errv, prob, B
     ``k[6] = f(y1)`` (FSAL), the error estimate into ``errv``. Returns ``(failed, (loss, speed_w,
     speed_e) at y1)``.
     """
+    y, f0, J, fst, ist = sol.y, sol.f0, sol.J, sol.fst, sol.ist
+    k, Wm, piv, ytmp, fbuf, y1, errv = wk.k, wk.Wm, wk.piv, wk.ytmp, wk.fbuf, wk.y1, wk.errv
+    Bb, Eb, ws = wk.Bb, wk.Eb, wk.ws
     n = y.shape[0]
     ns = ROS_S[meth]
     gam = ROS_GAMMA[meth]
@@ -37,7 +40,7 @@ def rosenbrock_step(meth, h, y, f0, J, k, Wm, piv, ytmp, fbuf, y1, errv, prob, B
     failed = False
     if (ist[I_JACAGE] < 0 or ist[I_JACAGE] >= opts[O_JACEVERY]
             or (ist[I_REJECTED] == 1 and ist[I_JACAGE] > 0)):
-        if _jacobian(y, f0, J, prob, Bb, Eb, ws, ytmp, fbuf, ist):
+        if _jacobian(prob, sol, wk):
             fst[F_HSTAB] = stability_limit(J)[0]
         else:  # a column left the domain (a zero row): reject, retry smaller
             return True, res

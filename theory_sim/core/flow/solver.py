@@ -44,6 +44,7 @@ from .state import (
     O_STIFFMETHOD,
     O_TMAX,
     O_TOL,
+    Work,
 )
 from .stiffness import _count_stiffness, hairer_hlambda, stall_check, switch_back
 from .tableaux import DP5_A, DP5_D, DP5_E, DP5_KORD, ROS_KORD
@@ -57,12 +58,14 @@ UNDERFLOW_REL = 16.0 * 2.220446049250313e-16
 
 @njit
 def _scratch(prob, n):
-    """Work arrays of a kernel call: ``(Bb, Eb, ws, A, nrm, fbuf)`` for a state of length ``n``."""
+    """The ``Work`` group of a kernel call, for a state of length ``n``."""
     m = prob.E_mask.shape[0]
     r = (n - m * m) // m
     L = prob.Vr.shape[1]
-    return (np.empty((m, r)), np.empty((m, m)), make_workspace(m, r, L), np.empty((m, L)), np.empty(m),
-            np.empty(n))
+    return Work(np.empty((m, r)), np.empty((m, m)), make_workspace(m, r, L), np.empty((m, L)), np.empty(m),
+                np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n),
+                np.empty((7, n)), np.zeros((5, n)), np.empty((N_SAMPLES + 1, n)), np.empty((n, n)),
+                np.empty(n, np.int64))
 
 
 @njit
@@ -73,10 +76,9 @@ def flow_init(prob, opts, sol, ev, rec):
     must hold the start time), ``ev`` (``Events``), ``rec`` (``Records``). Returns the status code.
     """
     y, f0, _, fst, ist, inv = sol
-    Bb, Eb, ws, A, nrm, fbuf = _scratch(prob, y.shape[0])
-    m, r = Bb.shape
-    n = y.shape[0]
-    loss, sw, se = _rhs(y, f0, prob, Bb, Eb, ws)
+    wk = _scratch(prob, y.shape[0])
+    m, r = wk.Bb.shape
+    loss, sw, se = _rhs(y, f0, prob, wk.Bb, wk.Eb, wk.ws)
     ist[I_NRHS] += 1
     if ist[I_INIT] == 0:
         _conserved_norms(y, m, r, inv)
@@ -87,15 +89,15 @@ def flow_init(prob, opts, sol, ev, rec):
         return code
     fst[F_LOSS], fst[F_SPEEDW], fst[F_SPEEDE] = loss, sw, se
     t = fst[F_T]
-    _observe_point(t, y, prob.Vr, opts, ev, A, nrm)
+    _observe_point(t, y, prob.Vr, opts, ev, wk.A, wk.nrm)
     k = ist[I_NREC]
     while k < rec.t.shape[0] and rec.t[k] <= t:
-        _record(k, y, prob, Bb, Eb, ws, fbuf, rec)
+        _record(k, y, prob, wk.Bb, wk.Eb, wk.ws, wk.fbuf, rec)
         ist[I_NOUT] += 1
         k += 1
     ist[I_NREC] = k
     if fst[F_H] <= 0.0:
-        h, _ = _initial_step(y, f0, prob, Bb, Eb, ws, opts, np.empty(n), fbuf)
+        h, _ = _initial_step(prob, opts, sol, wk)
         ist[I_NRHS] += 1
         fst[F_H] = h
     fst[F_ERRPREV] = 1.0
@@ -138,23 +140,12 @@ def flow_advance(prob, opts, sol, ev, rec, n_steps, t_stop, stop_at_t1):
     Returns ``STATUS_RUNNING`` early, between steps, once the flow time reaches ``t_stop`` or, with
     ``stop_at_t1``, once some ``t1`` is located: the run continues bit-identically from there.
     """
-    y, f0, J, fst, ist, inv = sol
+    y, f0, _, fst, ist, inv = sol
     if ist[I_STATUS] != STATUS_RUNNING:
         return ist[I_STATUS]
-    Vr, E_mask, ratio = prob.Vr, prob.E_mask, prob.ratio
-    Bb, Eb, ws, A, nrm, fbuf = _scratch(prob, y.shape[0])
-    m, r = Bb.shape
+    wk = _scratch(prob, y.shape[0])
     n = y.shape[0]
-    k = np.empty((7, n))
-    ytmp = np.empty(n)
-    y_last = np.empty(n)
-    y1 = np.empty(n)
-    errv = np.empty(n)
-    dense = np.zeros((5, n))
-    samples = np.empty((N_SAMPLES + 1, n))
-    tmp = np.empty(n)
-    Wm = np.empty((n, n))
-    piv = np.empty(n, np.int64)
+    k, y1 = wk.k, wk.y1
     rtol, atol, tmax = opts[O_RTOL], opts[O_ATOL], opts[O_TMAX]
     stop = (opts[O_TOL], opts[O_ALIGN], opts[O_MAXNORM], 1)
     meth = int(opts[O_STIFFMETHOD])
@@ -177,29 +168,27 @@ def flow_advance(prob, opts, sol, ev, rec, n_steps, t_stop, stop_at_t1):
         mode = ist[I_MODE]
         if mode == MODE_EXPLICIT:
             kord = DP5_KORD
-            failed, res = explicit_step(DP5_A, DP5_E, h, y, f0, k, ytmp, y_last, y1, errv, prob,
-                                        Bb, Eb, ws, ist)
+            failed, res = explicit_step(DP5_A, DP5_E, h, prob, sol, wk)
         else:
             kord = ROS_KORD[meth]
-            failed, res = rosenbrock_step(meth, h, y, f0, J, k, Wm, piv, ytmp, fbuf, y1, errv, prob,
-                                          Bb, Eb, ws, opts, fst, ist)
-        err = math.inf if failed else _err_norm(errv, y, y1, rtol, atol)
+            failed, res = rosenbrock_step(meth, h, prob, opts, sol, wk)
+        err = math.inf if failed else _err_norm(wk.errv, y, y1, rtol, atol)
         if not math.isfinite(err):
             _reject(ist, fst, STATUS_NONFINITE, h * FAIL_FACTOR)
             continue
         if mode == MODE_EXPLICIT:  # counted on rejected steps too: a stability-limited run rejects many
-            _count_stiffness(hairer_hlambda(h, k, y1, y_last), err <= 1.0, ist, fst)
+            _count_stiffness(hairer_hlambda(h, k, y1, wk.y_last), err <= 1.0, ist, fst)
         if err > 1.0:
             _reject(ist, fst, STATUS_STEP_UNDERFLOW, h * reject_factor(err, kord))
             continue
         # ---- accepted: the last evaluation was at y1, so ws holds A, gram there
         loss1, sw1, se1 = res
-        conv = convergence_status(ws[WS_A], ws[WS_GRAM], sw1, se1, ratio, stop)
+        conv = convergence_status(wk.ws[WS_A], wk.ws[WS_GRAM], sw1, se1, prob.ratio, stop)
         fac, errc = accept_factor(err, fst[F_ERRPREV], kord, ist[I_REJECTED] == 1)
         if mode == MODE_EXPLICIT:
-            hairer_dense(h, y, y1, k, DP5_D, dense)
+            hairer_dense(h, y, y1, k, DP5_D, wk.dense)
         else:
-            rosenbrock_dense(meth, h, y, f0, y1, k, dense)
+            rosenbrock_dense(meth, h, y, f0, y1, k, wk.dense)
         if last:
             t_new = tmax
             t_lo = 0.0
@@ -207,14 +196,14 @@ def flow_advance(prob, opts, sol, ev, rec, n_steps, t_stop, stop_at_t1):
             yk = h - fst[F_TLO]
             t_new = t + yk
             t_lo = (t_new - t) - yk
-        _observe_step(t, h, dense, y1, Vr, opts, ev, samples, A, nrm, tmp)
-        vanish = _vanishing(t_new, y1, k[K_NEW], Vr, E_mask, m, r, opts, ev.vstate, A, nrm)
-        _record_step(t, h, t_new, dense, y1, prob, Bb, Eb, ws, fbuf, tmp, rec, ist)
+        _observe_step(t, h, prob.Vr, opts, ev, wk)
+        vanish = _vanishing(t_new, y1, k[K_NEW], prob, opts, ev.vstate, wk.A, wk.nrm)
+        _record_step(t, h, t_new, prob, rec, ist, wk)
         # commit the step
         for i in range(n):
             y[i] = y1[i]
             f0[i] = k[K_NEW, i]
-        _restore_invariants(y, f0, E_mask, m, r, inv)
+        _restore_invariants(y, f0, prob.E_mask, wk.Bb.shape[0], wk.Bb.shape[1], inv)
         fst[F_T] = t_new
         fst[F_TLO] = t_lo
         fst[F_LOSS], fst[F_SPEEDW], fst[F_SPEEDE] = loss1, sw1, se1
@@ -227,7 +216,7 @@ def flow_advance(prob, opts, sol, ev, rec, n_steps, t_stop, stop_at_t1):
             ist[I_JACAGE] += 1
             h_next = switch_back(h_next, n, opts, fst, ist)
         elif ist[I_MODE] == MODE_EXPLICIT:
-            stall_check(h, y, f0, J, prob, Bb, Eb, ws, ytmp, fbuf, fst, ist)
+            stall_check(h, prob, sol, wk)
         fst[F_H] = h_next
         code = stop_code(STATUS_RUNNING, False, conv, vanish, last)
         if code != STATUS_RUNNING:

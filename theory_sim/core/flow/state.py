@@ -75,6 +75,15 @@ Records = namedtuple("Records", ("t", "A", "gram", "E", "loss", "rho"))
 """Records at the increasing flow times ``t`` (K,): ``A`` (K, m, L), ``gram`` (K, m, m),
 ``E`` (K, m, m), ``loss`` (K,), ``rho`` (K, m)."""
 
+Work = namedtuple("Work", ("Bb", "Eb", "ws", "A", "nrm", "fbuf", "tmp", "ytmp", "y_last", "y1", "errv",
+                           "k", "dense", "samples", "Wm", "piv"))
+"""Scratch space of one kernel call (``solver._scratch``): ``Bb`` (m, r), ``Eb`` (m, m) and ``ws``
+(``population.make_workspace``) for the right-hand side; ``A`` (m, L), ``nrm`` (m,) for the events;
+(n,) vectors ``fbuf``, ``tmp``, ``ytmp`` (stage inputs), ``y_last`` (the input of the last explicit
+stage but one), ``y1`` (the step's new point), ``errv`` (its error estimate); the stages ``k`` (7, n)
+(row 6: ``f(y1)``), the dense output ``dense`` (5, n) and its ``samples`` (N_SAMPLES + 1, n); the
+Rosenbrock matrix ``Wm`` (n, n) and its pivots ``piv``."""
+
 SOLVER_KEYS = Solver(y="coords", f0="rhs", J="jacobian", fst="fst", ist="ist", inv="invariants")
 EVENT_KEYS = Events(t1="t1", t2="t2", t4="t4", peak="peak", peak_t="peak_t", vstate="vstate")
 RECORD_KEYS = Records(t="t_rec", A="rec_A", gram="rec_gram", E="rec_E", loss="rec_loss", rho="rec_rho")

@@ -107,17 +107,18 @@ def _count_stiffness(hlamb, accepted, ist, fst):
 
 
 @njit
-def stall_check(h, y, f0, J, prob, Bb, Eb, ws, ytmp, fbuf, fst, ist):
+def stall_check(h, prob, sol, wk):
     """After an accepted explicit step of size ``h`` (at the new ``y``): every ``STALL_CHECK``
     steps, a step that stopped growing is tested against the spectral radius of the Jacobian
     (kept in ``J`` for Rosenbrock mode); beyond ``STIFF_FLAG_HLAMBDA``, switch."""
+    fst, ist = sol.fst, sol.ist
     ist[I_NCHECK] += 1
     if ist[I_NCHECK] < STALL_CHECK:
         return
     ist[I_NCHECK] = 0
     if h < STALL_GROWTH * fst[F_HREF]:
-        if _jacobian(y, f0, J, prob, Bb, Eb, ws, ytmp, fbuf, ist):
-            hstab, rad = stability_limit(J)
+        if _jacobian(prob, sol, wk):
+            hstab, rad = stability_limit(sol.J)
             fst[F_HSTAB] = hstab
             if h * rad > STIFF_FLAG_HLAMBDA:
                 _to_rosenbrock(ist, fst)

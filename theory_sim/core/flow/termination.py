@@ -96,8 +96,12 @@ def stop_code(fail, underflow, conv, vanish, at_cap):
 
 
 @njit
-def _vanishing(t, y, f, Vr, E_mask, m, r, opts, vstate, A, nrm):
-    """Update the vanishing-follower test at an accepted step end; True when it fires."""
+def _vanishing(t, y, f, prob, opts, vstate, A, nrm):
+    """Update the vanishing-follower test (``vstate``) at an accepted step end ``(t, y, f = f(y))``;
+    True when it fires."""
+    Vr, E_mask = prob.Vr, prob.E_mask
+    m = E_mask.shape[0]
+    r = Vr.shape[0]
     thr = opts[O_ALIGN]
     L = Vr.shape[1]
     _coords(y, Vr, m, r, A, nrm)
