@@ -1,6 +1,7 @@
-"""The flow kernel at the level of its arrays, for the kernel tests (``core.flow`` through
-``theory_sim.engines.flow``): start from given reduced coordinates, override the solver's
-options, read every counter. The public path is ``simulate(..., TrainParams(engine="flow"))``.
+"""The flow kernel for the kernel tests, through ``theory_sim.engines.flow`` (``new_state``,
+``advance``, ``integrate``, ``FlowState``'s accessors): start from given reduced coordinates,
+override the solver's options, read every counter. The public path is
+``simulate(..., TrainParams(engine="flow"))``.
 """
 
 from __future__ import annotations

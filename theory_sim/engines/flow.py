@@ -237,6 +237,16 @@ def _check_layout(arrays: dict, m: int) -> None:
         raise ValueError("flow solver array ist must be int64")
 
 
+class _Slot:
+    """A ``FlowState`` attribute that is one entry of a solver array (``fst``, ``ist``, ``opts``)."""
+
+    def __init__(self, array: str, index: int, kind, doc: str):
+        self.array, self.index, self.kind, self.__doc__ = array, index, kind, doc
+
+    def __get__(self, st, owner=None):
+        return self if st is None else self.kind(st.arrays[self.array][self.index])
+
+
 class _StateArray:
     """A ``FlowState`` attribute that is one of its arrays, by name (a view: kernels update it)."""
 
@@ -273,28 +283,15 @@ class FlowState:
     def m(self) -> int:
         return self.mask.shape[0]
 
-    @property
-    def time(self) -> float:
-        """The flow time reached."""
-        return float(self.arrays["fst"][_flow.F_T])
-
-    @property
-    def status(self) -> int:
-        """The kernel's status code (``core._jit.STATUS_*``; ``STATUS_RUNNING`` until it stops)."""
-        return int(self.arrays["ist"][_flow.I_STATUS])
+    time = _Slot("fst", _flow.F_T, float, "The flow time reached.")
+    status = _Slot("ist", _flow.I_STATUS, int,
+                   "The kernel's status code (``core._jit.STATUS_*``; ``STATUS_RUNNING`` until it stops).")
+    cap = _Slot("opts", _flow.O_TMAX, float, "The flow-time cap (``horizon``, or the ``t_max`` override).")
+    loss = _Slot("fst", _flow.F_LOSS, float, "The loss at the current point.")
 
     @property
     def running(self) -> bool:
         return self.status == _jit.STATUS_RUNNING
-
-    @property
-    def cap(self) -> float:
-        """The flow-time cap (``horizon``, or the ``t_max`` override)."""
-        return float(self.arrays["opts"][_flow.O_TMAX])
-
-    @property
-    def loss(self) -> float:
-        return float(self.arrays["fst"][_flow.F_LOSS])
 
     @property
     def speed(self) -> float:
