@@ -13,7 +13,7 @@ Public API (docs/model.md describes the model)::
     analysis                        phase times, substitution ratio, acceleration factor
 """
 
-from . import analysis
+from . import analysis, outcome, stats
 from ._version import __version__
 from .driver import Simulation, resume, simulate
 from .ensemble import simulate_many
@@ -35,6 +35,7 @@ __all__ = [
     "feature_vectors",
     "initial_weights",
     "load_run",
+    "outcome",
     "population_grad",
     "population_loss",
     "population_terms",
@@ -44,4 +45,5 @@ __all__ = [
     "simulate",
     "simulate_many",
     "split_moments",
+    "stats",
 ]
