@@ -317,8 +317,8 @@ class Simulation:
         floats = {"E_now": self.E, "W0": self.W0}
         if not engine.continuous:
             floats |= self.engine_state
-            floats |= {f"rec_{name}": a[:n] for name, a in
-                       zip(("steps", "alignment", "norms", "E", "loss", "rho", "gram"), self.rec, strict=True)}
+            names = ("steps", "alignment", "norms", "E", "loss", "rho", "gram")
+            floats |= {f"rec_{name}": a[:n] for name, a in zip(names, self.rec, strict=True)}
         for k, a in floats.items():
             if a is not None and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise ValueError(f"checkpoint array {k} holds NaN or infinite values (a damaged file)")

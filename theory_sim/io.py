@@ -53,6 +53,30 @@ def atomic_write(path: Path, mode: str = "wb"):
         raise
 
 
+def lock_dir(path) -> int | None:
+    """A descriptor holding an exclusive ``flock`` on the directory ``path``, or ``None`` when
+    another process (or another descriptor of this one) holds it. The lock is released when
+    the descriptor is closed or the process ends (a killed run leaves no stale lock)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def unlock_dir(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

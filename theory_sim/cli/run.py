@@ -13,10 +13,19 @@ from ..core._jit import STATUS_CONVERGED
 from ..engines import ENGINES
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
 from ..regime import incomplete_reasons, regime_warnings
-from . import EXIT_FAILED, UsageError
+from . import EXIT_FAILED, UsageError, warn
 from .doctor import COMPILE_SECONDS, engine_cache_state
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
-from .output import EXIT_WRITE_FAILED, OutputError, StagedDir, checked_target, default_run_dir, staging_path
+from .output import (
+    EXIT_WRITE_FAILED,
+    OutputError,
+    StagedDir,
+    checked_target,
+    default_run_dir,
+    refuse_if_in_use,
+    shown,
+    staging_path,
+)
 from .progress import RunProgress
 from .signals import GracefulStop
 
@@ -233,6 +242,7 @@ def _open_resume(args):
     """``(Simulation, StagedDir, notes)`` for ``--resume DIR``, or a one-line UsageError."""
     shown = args.resume
     target = checked_target(shown, "--resume")
+    refuse_if_in_use(target, "--resume", shown)
     if args.out is not None:
         raise UsageError(f"--resume {shown} continues the run in {shown}; leave out --out {args.out}")
     if not (target / CHECKPOINT).exists() and not (staging_path(target) / CHECKPOINT).exists():
@@ -278,7 +288,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"--checkpoint-every must be an integer >= 1 (got {args.checkpoint_every})")
     if args.resume is not None:
         sim, staged, note = _open_resume(args)
-        print(f"theory-sim: {note}", file=sys.stderr)
+        print(f"theory-sim: {shown(note)}", file=sys.stderr)
     else:
         model = model_from_args(args)
         train = train_from_args(args)
@@ -287,6 +297,8 @@ def cmd_run(args) -> int:
         bar = _bar(train, args)
         sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
         staged = StagedDir(target, force=args.force)
+        for note in staged.notes:
+            warn(note)
     train = sim.train
     if args.resume is not None:
         bar = _bar(train, args)
@@ -317,9 +329,9 @@ def cmd_run(args) -> int:
         except OSError as exc:  # disk full, permissions changed mid-run: the old result stays
             where = exc if isinstance(exc, OutputError) else (
                 f"could not write the results to {staged.path} ({exc.strerror or exc})")
-            print(f"theory-sim: error: {where}", file=sys.stderr)
+            print(f"theory-sim: error: {shown(where)}", file=sys.stderr)
             return EXIT_WRITE_FAILED
-    out = staged.shown.rstrip("/") or staged.shown
+    out = shown(staged.shown.rstrip("/") or staged.shown)
     # a continuous engine compiles before its clock starts (engines/flow.py): its time excludes it
     compiled_in_clock = bar.compiling and not ENGINES[run.config["train"]["engine"]].continuous
     print(format_summary(run, summary, out, compiled=compiled_in_clock))

@@ -9,7 +9,8 @@ from pathlib import Path
 from .. import sweep as sw
 from ..io import atomic_write
 from ..status import OUTCOMES
-from . import EXIT_FAILED, UsageError, signals
+from . import EXIT_FAILED, EXIT_WRITE_FAILED, InUse, UsageError, signals, warn
+from .output import shown
 from .progress import ProgressBar
 
 _VECTOR_HELP = {"alpha": "feature strengths, comma-separated (default 6,3)",
@@ -127,17 +128,26 @@ def cmd_sweep(args) -> int:
                 threads_per_worker=args.threads_per_worker, chunk_size=args.chunk_size,
                 max_chunks=args.max_chunks, progress=progress,
                 command=_command_line())
+    except sw.SweepInUse as exc:
+        raise InUse(str(exc)) from None
     except sw.SweepError as exc:
         raise _usage_error(exc) from None
     except sw.SweepFailed as exc:
-        print(f"theory-sim: error: {exc}", file=sys.stderr)
+        print(f"theory-sim: error: {shown(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:  # the table or manifest could not be written (disk full, ...)
+        print(f"theory-sim: error: cannot write to {shown(args.out)} ({exc.strerror or exc}); "
+              f"the rows written before are kept in {shown(args.out)}/{sw.TABLE}: rerun the same "
+              f"command once there is room", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except KeyboardInterrupt as exc:
-        print(f"theory-sim: interrupted; the finished runs are in {args.out}/{sw.TABLE}, "
+        print(f"theory-sim: interrupted; the finished runs are in {shown(args.out)}/{sw.TABLE}, "
               f"rerun the same command to continue", file=sys.stderr)
         return received.exit_status if received is not None else signals.interrupt_status(exc)
     out = Path(result.out)
-    print(f"theory-sim sweep: {result.n_done} of {result.n_runs} runs in {out / sw.TABLE} "
+    for note in result.notes:
+        warn(shown(note) + "; the table is rewritten without them")
+    print(f"theory-sim sweep: {result.n_done} of {result.n_runs} runs in {shown(out / sw.TABLE)} "
           f"({result.n_new} new, {result.elapsed:.1f} s)")
     if result.complete:
         print(_outcome_summary(out / sw.TABLE))
@@ -146,7 +156,7 @@ def cmd_sweep(args) -> int:
               f"{result.n_runs - result.n_done} missing runs")
     if args.plot and result.n_done:
         path = _save_figure(plot_sweep(out), out / sw.PLOT)
-        print(f"phase diagram: {path}")
+        print(f"phase diagram: {shown(path)}")
     return 0
 
 
@@ -157,11 +167,14 @@ def _command_line():
     return None
 
 
-def plot_sweep(directory, *, x=None, y=None):
+def plot_sweep(directory, *, x=None, y=None, notes: list | None = None):
     """The phase diagram (a matplotlib Figure) of a sweep directory."""
     from .. import plotting
 
-    manifest, table = sw.load_sweep(directory)
+    manifest, table = sw.load_sweep(directory, notes)
+    if not len(table.get("run_id", ())):
+        raise sw.SweepError(f"{Path(directory) / sw.TABLE} has no rows yet (no run has finished): "
+                            f"nothing to plot")
     x, y, note = plotting.sweep_axes(manifest, table, x, y)
     return plotting.phase_diagram(table, x, y, note=note)
 
@@ -193,11 +206,14 @@ def cmd_plot_sweep(args) -> int:
             target = sw.checked_path(args.out, "out", param="out")
         else:
             target = sw.checked_path(args.dir, "sweep directory") / sw.PLOT
-        fig = plot_sweep(args.dir, x=args.x, y=args.y)
+        notes = []
+        fig = plot_sweep(args.dir, x=args.x, y=args.y, notes=notes)
+        for note in notes:
+            warn(shown(note))
         if not target.parent.is_dir():
             raise UsageError(f"--out {target}: directory {target.parent} does not exist")
         path = _save_figure(fig, target)
     except sw.SweepError as exc:
         raise _usage_error(exc) from None
-    print(f"phase diagram: {path}")
+    print(f"phase diagram: {shown(path)}")
     return 0

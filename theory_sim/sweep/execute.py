@@ -8,13 +8,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._version import __version__
+from ..io import lock_dir, unlock_dir
 from ..params import ModelParams, TrainParams
-from .spec import Cell, SweepError, SweepSpec, expand, run_id
-from .table import Store, make_row
+from .spec import Cell, SweepError, SweepInUse, SweepSpec, expand, run_id
+from .table import Store, checked_path, make_row
 
 MAX_LOCAL_WORKERS = 1024
 """Most worker processes (and threads per worker) of a local cluster: checked before it starts."""
@@ -77,6 +78,7 @@ class SweepResult:
     status: str          # complete, stopped (max_chunks), interrupted or failed
     elapsed: float
     message: str = ""
+    notes: list = field(default_factory=list)  # repairs made to the table (repeated rows dropped)
 
 
 def default_chunk_size(n_missing: int, n_threads: int) -> int:
@@ -115,6 +117,43 @@ def run_sweep(spec: SweepSpec, out, *, executor: str = "dask", scheduler: str | 
                          "with a scheduler the cluster is already sized", param="scheduler")
     t0 = time.perf_counter()
     cells = expand(spec)
+    lock, created = _lock_out(out)
+    try:
+        return _run_locked(spec, out, cells, t0, executor, scheduler, workers, threads_per_worker,
+                           chunk_size, max_chunks, progress, command)
+    except BaseException:
+        if created:  # nothing of ours was written: leave no empty directory behind
+            with contextlib.suppress(OSError):
+                Path(out).rmdir()
+        raise
+    finally:
+        unlock_dir(lock)
+
+
+def _lock_out(out) -> tuple[int, bool]:
+    """Hold a lock on the sweep directory (created if missing) for the whole sweep, so that a
+    second sweep on the same ``out`` is refused instead of computing every row again."""
+    path = checked_path(out, "out", param="out")
+    created = False
+    try:
+        if not path.exists():
+            path.mkdir(parents=True)
+            created = True
+        fd = lock_dir(path)
+    except FileExistsError:
+        return _lock_out(out)
+    except NotADirectoryError:
+        raise SweepError(f"out {path} exists and is not a directory", param="out") from None
+    except OSError as exc:
+        raise SweepError(f"out {path} is not writable ({exc.strerror or exc})", param="out") from None
+    if fd is None:
+        raise SweepInUse(f"out {path} is in use: another theory-sim sweep is running into it; "
+                         f"wait for it to finish (then rerun to fill any missing rows)", param="out")
+    return fd, created
+
+
+def _run_locked(spec, out, cells, t0, executor, scheduler, workers, threads_per_worker, chunk_size,
+                max_chunks, progress, command) -> SweepResult:
     store = Store(out, spec, cells)
     missing = store.missing()
     execution = {"executor": executor, "command": command}
@@ -179,7 +218,7 @@ def run_sweep(spec: SweepSpec, out, *, executor: str = "dask", scheduler: str | 
                 runner.close()
         store.finish(status, n_new)
     return SweepResult(store.out, total, len(store.rows), n_new, status == "complete", status,
-                       time.perf_counter() - t0, message)
+                       time.perf_counter() - t0, message, notes=store.notes)
 
 
 def _run_local(chunk: list[Cell], cols, progress):

@@ -40,6 +40,10 @@ class SweepError(ValueError):
         self.param = param
 
 
+class SweepInUse(SweepError):
+    """Another process is running a sweep into the same directory (it holds its lock)."""
+
+
 @dataclass(frozen=True)
 class Key:
     """One sweep key: its type, where it goes (``ModelParams``, ``TrainParams`` or the sweep
