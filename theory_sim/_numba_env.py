@@ -70,9 +70,14 @@ def sanitize() -> None:
     errors, _ = problems()
     if not errors:
         return
+    import sys
     import warnings
 
+    # the command line says it in its own one line (theory_sim.cli.main); a library user gets a warning
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    cli = argv0 in ("theory-sim", "-m") or sys.argv[0].endswith(os.path.join("cli", "__main__.py"))
     for name, why in errors.items():
         PROBLEMS[name] = why
         os.environ.pop(name, None)
-        warnings.warn(f"{why} (ignored: numba uses its default)", RuntimeWarning, stacklevel=3)
+        if not cli:
+            warnings.warn(f"{why} (ignored: numba uses its default)", RuntimeWarning, stacklevel=3)

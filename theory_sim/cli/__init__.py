@@ -58,6 +58,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
+    def _print_message(self, message, file=None):
+        # argparse swallows a failed write: --help > /dev/full would exit 0 with nothing written
+        if not message:
+            return
+        if file is None and sys.stdout is None:
+            raise WriteFailed("standard output is closed; nothing was printed")
+        file = file or sys.stderr
+        file.write(message)
+        file.flush()
+
 
 def _command_module(name: str):
     module = f"{__name__}.{name}"
@@ -104,8 +114,10 @@ def _numba_environment(args) -> None:
 
 def warn(text: str) -> None:
     """One ``theory-sim: warning:`` line on stderr (nothing if stderr cannot be written)."""
+    from .output import shown
+
     try:
-        print(f"theory-sim: warning: {text}", file=sys.stderr)
+        print(f"theory-sim: warning: {shown(text)}", file=sys.stderr)
     except (OSError, ValueError, AttributeError):
         pass
 
@@ -139,13 +151,13 @@ def main(argv=None) -> int:
         _flush_stdout()
         return code
     except InUse as exc:
-        print(f"theory-sim: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_IN_USE
     except (UsageError, ParamError) as exc:
-        print(f"theory-sim: error: {_escaped(str(exc))}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except BrokenCommand as exc:
-        print(f"theory-sim: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt as exc:
         print("theory-sim: interrupted", file=sys.stderr)
@@ -160,8 +172,7 @@ def main(argv=None) -> int:
         _silence_stdout()
         what = str(exc) if isinstance(exc, WriteFailed) else \
             f"cannot write the output ({exc.strerror or exc}); results already written are kept"
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            print(f"theory-sim: error: {what}", file=sys.stderr)
+        _error(what)
         return EXIT_WRITE_FAILED
 
 
@@ -173,10 +184,12 @@ def _silence_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _escaped(text: str) -> str:
+def _error(text: str) -> None:
+    """The one ``theory-sim: error:`` line, escaped for the terminal (dropped if stderr fails)."""
     from .output import shown
 
-    return shown(text)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(f"theory-sim: error: {shown(text)}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,25 +77,55 @@ def engine_cache_state(engine: str) -> str:
     return "cold" if missing else "warm"
 
 
+def _version(name: str) -> str:
+    """The installed version of ``name`` without importing it (``not installed`` if absent)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cache_problem() -> str | None:
+    """Why the kernel cache directory cannot be written (``None`` if it can): numba then
+    compiles every kernel again in every process, silently."""
+    import tempfile
+
+    from ..core._jit import kernel_cache_dir
+
+    where = kernel_cache_dir()
+    try:
+        os.makedirs(where, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        return (f"the kernel cache {where} is not writable ({exc.strerror or exc}): every run compiles "
+                f"its kernels again; set NUMBA_CACHE_DIR to a writable directory")
+    return None
+
+
 def cmd_doctor(args) -> int:
     import numba
-    import numpy
-    import scipy
 
     from .. import __version__
 
     where, n_index = numba_cache_state()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    problem = cache_problem()
     lines = [
         f"theory-sim {__version__}",
         f"python     {sys.version.split()[0]} ({platform.python_implementation()}, {platform.machine()})",
-        f"numpy      {numpy.__version__}",
-        f"scipy      {scipy.__version__}",
+        f"numpy      {_version('numpy')}",
+        f"scipy      {_version('scipy')}",
         f"numba      {numba.__version__} (threads {numba.config.NUMBA_NUM_THREADS}, "
         f"layer {numba.config.THREADING_LAYER})",
+        f"matplotlib {_version('matplotlib')}",
+        f"dask       {_version('dask')} (distributed {_version('distributed')})",
         f"cpus       {os.cpu_count()} (usable {usable})",
         f"platform   {platform.platform()}",
-        f"numba cache {where}: {n_index} compiled kernel index files",
+        f"numba cache {where}: {n_index} compiled kernel index files"
+        + (" (not writable: every run compiles again)" if problem else ""),
     ]
     for engine in ENGINE_KERNELS:
         state = engine_cache_state(engine)

@@ -19,7 +19,7 @@ import numpy as np
 from .. import experiments, plotting
 from ..experiments import FIGURES, FULL, QUICK, Plan
 from ..io import atomic_write, write_json
-from . import UsageError
+from . import UsageError, warn
 from .progress import ProgressBar
 from .signals import GracefulStop
 
@@ -163,6 +163,11 @@ def cmd_figures(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {out} is not writable ({exc.strerror or exc})") from None
+    from .doctor import cache_problem
+
+    problem = cache_problem()
+    if problem:
+        warn(problem)
     progress = Progress(sum(experiments.cost(plan, n) for n in nums), enabled=not args.quiet)
     t0 = time.perf_counter()
     with GracefulStop() as stop:  # Ctrl-C / SIGTERM: finish the current figure, then stop

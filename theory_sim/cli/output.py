@@ -155,8 +155,8 @@ class StagedDir:
         self.tmp = staging_path(self.target)
         self.lock = None
         typed = self.shown
+        self._fresh = False
         try:
-            self._claim(force, resume, flag)
             if not resume:
                 existing = self.target.is_dir() and any(self.target.iterdir())
                 if existing and not force:
@@ -168,14 +168,22 @@ class StagedDir:
                         raise UsageError(f"{flag} {typed} holds files that are not a theory-sim run "
                                          f"({listed}); --force replaces only a run directory: "
                                          f"choose another {flag}")
+            self._claim(force, resume, flag)
             probe = tempfile.NamedTemporaryFile(dir=self.tmp, prefix=".probe-")
             probe.close()
         except OSError as exc:
-            self.release()
+            self._undo()
             raise UsageError(f"{flag} {typed} is not writable ({_reason(exc)})") from None
         except UsageError:
-            self.release()
+            self._undo()
             raise
+
+    def _undo(self) -> None:
+        """A refused start leaves nothing behind: the staging directory it created goes."""
+        if self._fresh and self.lock is not None:
+            with contextlib.suppress(OSError):
+                self.tmp.rmdir()
+        self.release()
 
     def _claim(self, force: bool, resume: bool, flag: str) -> None:
         """Create ``NAME.partial`` and hold a lock on it for the whole run: a second process on
@@ -197,6 +205,9 @@ class StagedDir:
             if not _same_dir(self.lock, self.tmp):  # replaced by a --force between mkdir and lock
                 self.release()
                 continue
+            # an empty one is a start that failed before writing anything: nothing to keep
+            fresh = fresh or not any(self.tmp.iterdir())
+            self._fresh = fresh
             if fresh or resume:
                 return
             if not force:

@@ -50,16 +50,19 @@ class ProgressBar:
         fill = int(round(min(max(frac, 0.0), 1.0) * self.width))
         bar = "#" * fill + "." * (self.width - fill)
         line = f"{self.label} [{bar}] {head} {time.perf_counter() - self.t0:6.1f}s {text}".rstrip()
-        if self.tty:
-            self.stream.write("\r" + line[:160].ljust(80))
-            if final:
-                self.stream.write("\n")
-        else:
-            decile = int(frac * 10)
-            if decile > self._last_decile or final or force:
-                self._last_decile = max(decile, self._last_decile)
-                self.stream.write(line + "\n")
-        self.stream.flush()
+        try:
+            if self.tty:
+                self.stream.write("\r" + line[:160].ljust(80))
+                if final:
+                    self.stream.write("\n")
+            else:
+                decile = int(frac * 10)
+                if decile > self._last_decile or final or force:
+                    self._last_decile = max(decile, self._last_decile)
+                    self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError, AttributeError):  # stderr closed or full: the run goes on
+            self.enabled = False
 
 
 PHASES = ("I", "II-III", "IV", "done")
@@ -121,8 +124,11 @@ class RunProgress:
                       f"Ctrl-C takes effect when compiling ends")
 
     def _say(self, text: str) -> None:
-        self.stream.write(f"theory-sim: {text}\n")
-        self.stream.flush()
+        try:
+            self.stream.write(f"theory-sim: {text}\n")
+            self.stream.flush()
+        except (OSError, ValueError, AttributeError):  # stderr closed or full: the run goes on
+            self.enabled = self.bar.enabled = False
 
     def _fraction(self, phase: int, info: dict) -> float:
         best = np.asarray(info["alignment"]).max(axis=1)

@@ -13,8 +13,8 @@ from ..core._jit import STATUS_CONVERGED
 from ..engines import ENGINES
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
 from ..regime import incomplete_reasons, regime_warnings
-from . import EXIT_FAILED, UsageError, warn
-from .doctor import COMPILE_SECONDS, engine_cache_state
+from . import EXIT_FAILED, UsageError, WriteFailed, warn
+from .doctor import COMPILE_SECONDS, cache_problem, engine_cache_state
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
 from .output import (
     EXIT_WRITE_FAILED,
@@ -277,6 +277,9 @@ def _open_resume(args):
 
 def _bar(train, args) -> RunProgress:
     engine = train.engine
+    problem = cache_problem()
+    if problem:
+        warn(problem)
     return RunProgress(engine=engine, eta=train.eta, max_steps=train.max_steps,
                        threshold=train.align_threshold, tol=train.tol,
                        compiling=engine_cache_state(engine) == "cold",
@@ -305,7 +308,7 @@ def cmd_run(args) -> int:
     if args.resume is None:
         # the flow engine takes no steps of size eta: the small-step bound does not apply to it
         for warning in regime_warnings(sim.model, train, check_step=not sim.continuous):
-            print(f"theory-sim: warning: {warning}", file=sys.stderr)
+            warn(warning)
 
     def progress(step, total, info):
         if info.get("done"):
@@ -334,8 +337,14 @@ def cmd_run(args) -> int:
     out = shown(staged.shown.rstrip("/") or staged.shown)
     # a continuous engine compiles before its clock starts (engines/flow.py): its time excludes it
     compiled_in_clock = bar.compiling and not ENGINES[run.config["train"]["engine"]].continuous
-    print(format_summary(run, summary, out, compiled=compiled_in_clock))
-    sys.stdout.flush()
+    try:
+        print(format_summary(run, summary, out, compiled=compiled_in_clock))
+        sys.stdout.flush()
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        raise WriteFailed(f"cannot print the summary ({exc.strerror or exc}); the results are "
+                          f"complete in {out}/") from None
     if run.status == "diverged":
         print(f"theory-sim: error: {run.message}", file=sys.stderr)
         return EXIT_FAILED

@@ -112,6 +112,11 @@ def cmd_sweep(args) -> int:
     received = None  # the signal that stopped the sweep, once term_as_interrupt is entered
     try:
         spec = spec_from_args(args)
+        from .doctor import cache_problem
+
+        problem = cache_problem()
+        if problem:
+            warn(problem)
         bar = ProgressBar("sweep", enabled=not args.quiet)
 
         last = [-1]
