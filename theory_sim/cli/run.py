@@ -275,6 +275,26 @@ def _open_resume(args):
     return sim, staged, note + ("; " + "; ".join(notes) if notes else "")
 
 
+SLOW_SETUP_SECONDS = 20.0
+"""A run whose set-up (before its first step) is estimated to take longer than this is announced."""
+
+
+def _check_setup_cost(model, train) -> None:
+    """Estimate the memory and time a materialising engine needs before its first step: refuse
+    beyond the machine's available memory, warn when slow (the bar cannot move meanwhile)."""
+    from ..engines.population import check_machine_memory
+
+    cost = getattr(ENGINES[train.engine], "setup_cost", None)
+    if cost is None:
+        return
+    need, seconds = cost(model, train)
+    check_machine_memory(train.engine, model, train, need)
+    if seconds > SLOW_SETUP_SECONDS:
+        warn(f"at d={model.d} the {train.engine} engine materialises W(0) and the features: about "
+             f"{need / 1e9:.2g} GB and {seconds:.0f} s before its first step (the bar waits at 0 %); "
+             f"--engine flow --init reduced runs any d at O(m^2) cost")
+
+
 def _bar(train, args) -> RunProgress:
     engine = train.engine
     problem = cache_problem()
@@ -296,6 +316,7 @@ def cmd_run(args) -> int:
         model = model_from_args(args)
         train = train_from_args(args)
         target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
+        _check_setup_cost(model, train)
         # the bar first: building a flow run compiles its kernels, and the bar says so
         bar = _bar(train, args)
         sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk

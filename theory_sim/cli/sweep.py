@@ -18,9 +18,10 @@ _VECTOR_HELP = {"alpha": "feature strengths, comma-separated (default 6,3)",
 
 
 _EXTRA_HELP = {
-    "max_flow_time": "cap on eta*steps when --steps is not given (default 2e5, i.e. 2e7 steps at "
-                     "eta=1e-2; a sweep usually wants less, e.g. 5e3: runs stopped by the cap "
-                     "are outcome 'incomplete')",
+    "max_flow_time": "cap on the flow time eta*steps when --steps is not given (default: 2e5 for "
+                     "the population engine, i.e. 2e7 steps at eta=1e-2; 1e9 x max(1, d/512)^2 for "
+                     "--engine flow; a population sweep usually wants less, e.g. 5e3: runs stopped "
+                     "by the cap are outcome 'incomplete')",
     "head": "the prediction head: offdiag (the paper), frozen (E = I), full",
     "features": "basis or random orthonormal features",
     "split": "view split: bernoulli (each patch w.p. 1/2) or half",
@@ -42,11 +43,13 @@ def _usage_error(exc: sw.SweepError) -> UsageError:
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "sweep", help="run a grid of (parameters, seed) population runs into one table",
-        description="Run every (grid point, seed) with the batched population kernel on Dask "
-                    "(a local cluster by default) and write one row per run to OUT/runs.csv, "
+        "sweep", help="run a grid of (parameters, seed) runs of the population or flow engine "
+                      "into one table",
+        description="Run every (grid point, seed) with the batched kernel of the chosen engine "
+                    "(--engine, or a grid over engine: " + ", ".join(sw.batched_engines()) + ") on "
+                    "Dask (a local cluster by default) and write one row per run to OUT/runs.csv, "
                     "with OUT/manifest.json. Rerunning the same command on the same --out runs "
-                    "only the missing rows.",
+                    "only the missing rows; a second sweep on an --out in use is refused (exit 75).",
         epilog="Grid keys: " + ", ".join(k for k in sw.KEYS) + ", alpha1, alpha2, ..., pi1, ... "
                "Values: V1,V2,... or lin:START:STOP:N or log:START:STOP:N. "
                "Example: theory-sim sweep --grid alpha1=4,5,6,7,8 "

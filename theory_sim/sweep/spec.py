@@ -405,9 +405,32 @@ def build_spec(*, base: dict | None = None, grid: Iterable = (), seeds=None,
     if seeds is None:
         seeds = config.get("seeds", (TrainParams().seed,))
     seeds = parse_seeds(seeds) if not isinstance(seeds, tuple) else parse_seeds(list(seeds))
+    _check_engine_options(merged, g)
     spec = SweepSpec(base=merged, grid=tuple(g.items()), seeds=seeds)
     check_size(spec)
     return spec
+
+
+def _check_engine_options(base: dict, grid: dict) -> None:
+    """Refuse a key that only some engine reads (``Engine.options``, e.g. ``rtol`` of the flow
+    engine) when no engine of the sweep reads it: its values would change nothing but the
+    run ids, and every row would be the same run."""
+    from ..engines import ENGINES
+
+    if "engine" in grid:
+        used = set(grid["engine"])
+    else:
+        used = {base.get("engine", TrainParams().engine)}
+    owners: dict[str, list[str]] = {}
+    for name, engine in ENGINES.items():
+        for option in engine.options:
+            owners.setdefault(option, []).append(name)
+    for key in (*grid, *base):
+        if key in owners and not used & set(owners[key]):
+            where = "grid key" if key in grid else "value"
+            raise SweepError(f"{where} {key} only affects the {' and '.join(owners[key])} engine, and this "
+                             f"sweep runs {', '.join(sorted(used))}: drop it, or set --engine "
+                             f"{owners[key][0]}", param="grid" if key in grid else key)
 
 
 def check_size(spec: SweepSpec) -> None:
