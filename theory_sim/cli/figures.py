@@ -64,21 +64,43 @@ def parse_only(text: str | None) -> list[int]:
 
 class Progress:
     """One bar over the whole command: ``units`` of work (``experiments.cost``), advanced by
-    each simulation through :meth:`add`, the experiments' ``progress`` callback."""
+    each simulation through :meth:`add`, the experiments' ``progress`` callback. The text
+    after the bar shows the progress inside the current figure as well: the units are rough
+    (fig. 9 is a few units but minutes of runs), so the whole bar alone can sit still."""
 
     def __init__(self, total: float, enabled: bool):
         self.bar = ProgressBar("figures", enabled=enabled)
         self.total = total
         self.done = 0.0
         self.text = ""
+        self.stage_total = 0.0
+        self.stage_done = 0.0
+        self.stage_t0 = time.perf_counter()
+        self._stage_decile = -1
 
-    def stage(self, text: str):
+    def _draw(self, force: bool = False):
+        frac = 0.0 if self.total <= 0 else min(1.0, self.done / self.total)
+        text = self.text
+        if self.stage_total > 0:
+            inner = min(1.0, self.stage_done / self.stage_total)
+            text += (f" {100 * inner:.0f} % of this figure, "
+                     f"{time.perf_counter() - self.stage_t0:.0f} s in it")
+            decile = int(inner * 10)
+            force = force or decile > self._stage_decile
+            self._stage_decile = max(decile, self._stage_decile)
+        self.bar.draw(frac, f"{100 * frac:5.1f}%", text, force=force)
+
+    def stage(self, text: str, units: float = 0.0):
         self.text = text
-        self.bar(int(self.done), int(self.total), text)
+        self.stage_total, self.stage_done = float(units), 0.0
+        self.stage_t0 = time.perf_counter()
+        self._stage_decile = -1
+        self._draw(force=True)
 
     def add(self, units: float):
         self.done += units
-        self.bar(int(self.done), int(self.total), self.text)
+        self.stage_done += units
+        self._draw()
 
     def finish(self):
         self.bar(int(self.total), int(self.total), "done", final=True)
@@ -109,7 +131,7 @@ def make_figures(out: Path, plan: Plan, nums, progress: Progress, should_stop=No
             break
         t0 = time.perf_counter()
         name = FIGURES[num]
-        progress.stage(name)
+        progress.stage(name, experiments.cost(plan, num))
         fig, data, f = experiments.make_figure(num, plan, progress.add, cache)
         save_png(fig, out / f"{name}.png")
         if experiments.MODULES[num].DATA_FORMAT == "json":

@@ -65,14 +65,17 @@ class ProgressBar:
             self.enabled = False
 
 
-PHASES = ("I", "II-III", "IV", "done")
+PHASES = ("I", "II-III", "IV", "done", "collapsed")
+COLLAPSED = 4
 
 
 def run_phase(alignment: np.ndarray, E: np.ndarray | None, threshold: float) -> tuple[int, str]:
     """``(index into PHASES, who)`` from the current ``|c_jl|`` (m x L) and head ``E``.
 
     0: no neuron holds a feature yet; 1: some but not all neurons do (the others escape);
-    2: every neuron holds one and the head relaxes towards I.
+    2: every neuron holds a different feature and the head relaxes towards I (phase IV);
+    4 (:data:`COLLAPSED`): every neuron holds one, but not all different ones (dimensional
+    collapse, e.g. ``--head frozen``: no phase IV to claim).
     """
     best = alignment.max(axis=1)
     learned = best >= threshold
@@ -81,6 +84,10 @@ def run_phase(alignment: np.ndarray, E: np.ndarray | None, threshold: float) -> 
     if not learned.all():
         waiting = best[~learned].max()
         return 1, f"{int(learned.sum())}/{len(learned)} neurons learned, next max|c| {waiting:.2g}"
+    held = alignment.argmax(axis=1)
+    if len(set(held.tolist())) < min(alignment.shape):
+        features = ", ".join(f"v{f + 1}" for f in sorted(set(held.tolist())))
+        return COLLAPSED, f"every neuron holds {features}"
     dist = 0.0 if E is None else float(np.linalg.norm(E - np.eye(E.shape[0])))
     return 2, f"|E - I| {dist:.2g}"
 
@@ -139,7 +146,7 @@ class RunProgress:
             pending = float(best[best < self.threshold].max())
             start = self._start.setdefault(1, pending)
             return 0.25 + 0.5 * _log_progress(pending, start, self.threshold)
-        E = info.get("E")
+        E = info.get("E")  # phase IV or a collapse: the head settling is what remains
         dist = float(np.linalg.norm(E - np.eye(E.shape[0]))) if E is not None else 0.0
         start = self._start.setdefault(2, max(dist, self.HEAD_GOAL))
         # distance shrinking from start to HEAD_GOAL, on a log scale
@@ -159,14 +166,17 @@ class RunProgress:
         self.max_steps = total
         flow = info.get("flow_time", step * self.eta)  # a continuous engine reports its flow time
         cap = info.get("cap", total * self.eta)
-        parts = [f"step {step:.3g}", f"t {flow:.4g} (cap {cap:.3g})"]
+        # a continuous engine counts its adaptive solver steps; the summary's steps are nominal
+        counted = "solver steps" if "flow_time" in info else "step"
+        parts = [f"{counted} {step:.3g}", f"t {flow:.4g} (cap {cap:.3g})"]
         force = False
         if "alignment" in info:
             phase, who = run_phase(np.asarray(info["alignment"]), info.get("E"), self.threshold)
             force = phase != self.phase
             self.phase = phase
             self.fill = max(self.fill, self._fraction(phase, info))
-            parts.insert(0, f"phase {PHASES[phase]} ({who})")
+            name = PHASES[phase] if phase == COLLAPSED else f"phase {PHASES[phase]}"
+            parts.insert(0, f"{name} ({who})")
         if "loss" in info:
             parts.append(f"loss {info['loss']:.6g}")
         if "speed" in info:
