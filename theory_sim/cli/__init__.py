@@ -108,7 +108,8 @@ def _numba_environment(args) -> None:
         warn(why)
     if errors:
         if getattr(args, "func", None) is not None and getattr(args, "command", None) == "doctor":
-            args.func(args)  # the report is what a bug report needs: print it anyway
+            with contextlib.suppress(OSError):  # the setting is the error to report, not stdout
+                args.func(args)  # the report is what a bug report needs: print it anyway
         raise UsageError("; ".join(errors.values()))
 
 

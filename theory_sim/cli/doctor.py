@@ -8,6 +8,8 @@ import platform
 import sys
 from pathlib import Path
 
+from .progress import LOADED_FACTOR
+
 ENGINE_KERNELS = {
     # the entry kernels each engine calls (each compiled separately); the closed-form loss
     # and gradient serve the final point of every run and the regime check of `run`
@@ -130,7 +132,8 @@ def cmd_doctor(args) -> int:
     for engine in ENGINE_KERNELS:
         state = engine_cache_state(engine)
         if state == "cold":
-            state += f" (the first {engine} run compiles its kernels: ~{COMPILE_SECONDS[engine]} s)"
+            state += (f" (the first {engine} run compiles its kernels: ~{COMPILE_SECONDS[engine]} s "
+                      f"idle, up to {LOADED_FACTOR:g}x that under load)")
         lines.append(f"  engine {engine:<10s} {state}")
     print("\n".join(lines))
     return 0

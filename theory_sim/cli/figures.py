@@ -20,6 +20,7 @@ from .. import experiments, plotting
 from ..experiments import FIGURES, FULL, QUICK, Plan
 from ..io import atomic_write, write_json
 from . import UsageError, warn
+from .output import shown
 from .progress import ProgressBar
 from .signals import GracefulStop
 
@@ -201,7 +202,7 @@ def cmd_figures(args) -> int:
                                            interrupted=interrupted))
     progress.finish()
     names = ", ".join(f"{FIGURES[n]}.png" for n in done) or "nothing"
-    print(f"theory-sim figures: wrote {names} (+ data files) to {out}/ in {wall:.1f} s")
+    print(f"theory-sim figures: wrote {names} (+ data files) to {shown(out)}/ in {wall:.1f} s")
     sys.stdout.flush()
     if interrupted:
         print(f"theory-sim: interrupted ({stop.requested}) after {len(done)} of {len(nums)} figures; "

@@ -319,8 +319,12 @@ def cmd_run(args) -> int:
         _check_setup_cost(model, train)
         # the bar first: building a flow run compiles its kernels, and the bar says so
         bar = _bar(train, args)
-        sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
-        staged = StagedDir(target, force=args.force)
+        try:
+            sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
+            staged = StagedDir(target, force=args.force)
+        except BaseException:
+            bar.close()  # its compile ticker
+            raise
         for note in staged.notes:
             warn(note)
     train = sim.train
@@ -340,8 +344,11 @@ def cmd_run(args) -> int:
         save_checkpoint(state, staged.path / CHECKPOINT)
 
     with GracefulStop() as stop:
-        run = sim.run(progress=progress, should_stop=stop, checkpoint_every=args.checkpoint_every,
-                      on_checkpoint=checkpoint)
+        try:
+            run = sim.run(progress=progress, should_stop=stop, checkpoint_every=args.checkpoint_every,
+                          on_checkpoint=checkpoint)
+        finally:
+            bar.close()
         summary = run_summary(run)
         try:
             if run.status == "interrupted":
