@@ -426,3 +426,210 @@ def test_hostile_invocations_through_the_console_script(argv, tmp_path):
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("theory-sim: error:"), done.stderr
     assert _snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------- issue 18: each class, its exact status
+
+def _one_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if not line.startswith("theory-sim: warning:")]
+    assert len(lines) == 1 and lines[0].startswith("theory-sim: error:"), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED_CHECKPOINTS))
+def test_a_damaged_checkpoint_is_refused_naming_the_problem_and_kept(name, checkpoint, tmp_path):
+    _prepare(tmp_path, checkpoint, ["--resume", name])
+    path = tmp_path / f"{name}.partial" / "checkpoint.npz"
+    before = path.read_bytes()
+    code, out, err = _call(["run", "--resume", name, "--quiet"], tmp_path)
+    assert code == 2 and out == ""
+    assert DAMAGED_CHECKPOINTS[name] in _one_error(err), err
+    assert path.read_bytes() == before and not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("name", sorted(SWEEP_DIRS))
+@pytest.mark.parametrize("command", ["plot-sweep", "sweep"])
+def test_a_damaged_sweep_directory_ends_with_its_status_and_keeps_the_data(name, command, checkpoint,
+                                                                          tmp_path):
+    argv = ["plot-sweep", name, "--out", "plot.png"] if command == "plot-sweep" else \
+        ["sweep", *SWEEP_SPEC, "--out", name]
+    _prepare(tmp_path, checkpoint, argv)
+    expect = _expected(argv)
+    assert expect == SWEEP_DIRS[name][0 if command == "plot-sweep" else 1]
+    before = _snapshot(tmp_path / name)
+    code = check_invocation(argv, tmp_path, expect=expect)
+    assert code == expect
+    if code != 0:
+        assert _snapshot(tmp_path / name) == before
+    if name == "sw_dup" and command == "sweep":  # repaired: the repeat is gone, both runs kept
+        assert len((tmp_path / name / "runs.csv").read_text().splitlines()) == 3
+
+
+def test_a_repeated_row_is_counted_once_with_a_warning(checkpoint, tmp_path):
+    _prepare(tmp_path, checkpoint, ["sw_dup"])
+    code, out, err = _call(["plot-sweep", "sw_dup", "--out", "plot.png"], tmp_path)
+    assert code == 0 and "phase diagram" in out
+    assert err.startswith("theory-sim: warning:") and "repeated row" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", *RUN_BASE[1:], "--out", "busy"],
+    ["run", *RUN_BASE[1:], "--out", "busy", "--force"],
+    ["run", "--quiet", "--resume", "busy"],
+    ["sweep", *SWEEP_SPEC, "--out", "busysweep"],
+], ids=["out", "force", "resume", "sweep"])
+def test_an_out_in_use_is_refused_and_not_told_to_force(argv, checkpoint, tmp_path):
+    _prepare(tmp_path, checkpoint, argv)
+    code = check_invocation(argv, tmp_path, expect=75)
+    _, _, err = _call(argv, tmp_path)
+    line = _one_error(err)
+    assert code == 75 and "in use" in line and "--force" not in line, line
+
+
+def test_two_runs_started_on_one_out_one_is_refused(tmp_path):
+    """Two console-script runs at once on one --out: the second is refused as in use (exit 75)
+    while the first finishes its run (a long one: seed 0 at d 512 escapes late)."""
+    first = subprocess.Popen([str(SCRIPT), "run", "--d", "512", "--eta", "1e-3", "--seed", "0", "--quiet",
+                              "--out", "r"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):
+            if (tmp_path / "r.partial").exists() or first.poll() is not None:
+                break
+            time.sleep(0.05)
+        code, _, err = _call(["run", *RUN_BASE[1:], "--out", "r", "--force"], tmp_path)
+        assert code == 75 and "in use" in err, err
+        assert first.poll() is None and (tmp_path / "r.partial").is_dir()
+    finally:
+        first.terminate()
+        first.wait(60)
+    assert (tmp_path / "r").is_dir() or (tmp_path / "r.partial").is_dir()  # the live run was not deleted
+
+
+@pytest.mark.parametrize("argv", [["doctor"], ["--help"], ["run", "--help"], ["--version"],
+                                  ["run", *RUN_BASE[1:], "--out", "r"],
+                                  ["sweep", *SWEEP_SPEC, "--out", "s"]], ids=repr)
+def test_a_full_stdout_ends_with_one_line_and_exit_1_keeping_the_results(argv, tmp_path):
+    code, _, err = _call(argv, tmp_path, FullStdout())
+    assert code == 1 and "No space left on device" in _one_error(err), err
+    if argv[0] == "run" and "--help" not in argv:
+        assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["summary.json", "trajectory.npz"]
+    if argv[0] == "sweep":
+        assert len((tmp_path / "s" / "runs.csv").read_text().splitlines()) == 3
+
+
+def test_a_closed_stdout_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", None)
+    err = io.StringIO()
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(["run", *RUN_BASE[1:], "--out", "r"])
+    finally:
+        os.chdir(old)
+    assert code == 1 and "standard output is closed" in _one_error(err.getvalue())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("variable, value", BAD_NUMBA[:3] + BAD_NUMBA[5:])
+@pytest.mark.parametrize("argv", [["doctor"], ["run", *RUN_BASE[1:], "--out", "r"],
+                                  ["sweep", *SWEEP_SPEC, "--out", "s"], ["plot-sweep", "s"],
+                                  ["figures", "--quick", "--only", "9"]], ids=lambda a: a[0])
+def test_an_invalid_numba_setting_is_one_line_from_every_command(argv, variable, value, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv(variable, value)
+    code, out, err = _call(argv, tmp_path)
+    assert code == 2 and variable in _one_error(err), err
+    assert list(tmp_path.iterdir()) == []
+    if argv == ["doctor"]:  # the report still comes, with the versions a bug report needs
+        assert "dask" in out and "matplotlib" in out and "numba" in out
+
+
+def test_too_many_numba_threads_is_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "999")
+    code, out, err = _call(["doctor"], tmp_path)
+    assert code == 0 and err.startswith("theory-sim: warning: NUMBA_NUM_THREADS=999") and len(
+        err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["doctor"], ["run", "--out", "r"]], ids=repr)
+def test_the_console_script_survives_numba_settings_that_crash_numba(argv, tmp_path):
+    env = dict(os.environ, NUMBA_NUM_THREADS="0", PYTHONWARNINGS="ignore")
+    done = subprocess.run([str(SCRIPT), *argv], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "NUMBA_NUM_THREADS='0'" in _one_error(done.stderr)
+    if argv == ["doctor"]:
+        assert "dask" in done.stdout and "matplotlib" in done.stdout
+
+
+def test_an_unwritable_kernel_cache_is_a_warning(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    code, _, err = _call(["run", *RUN_BASE[1:], "--out", "r"], tmp_path)
+    assert code == 0 and "kernel cache" in err and "not writable" in err and "NUMBA_CACHE_DIR" in err
+    assert err.startswith("theory-sim: warning:")
+
+
+@pytest.mark.parametrize("name, escaped", [("esc\x1b[31mred", "esc\\x1b[31mred"),
+                                           ("bidi\u202eevil", "bidi\\u202eevil"),
+                                           ("bad" + os.fsdecode(b"\xff"), "bad\\xff"),
+                                           ("new\nline", "new\\x0aline")], ids=repr)
+def test_terminal_hostile_names_are_printed_escaped(name, escaped, tmp_path):
+    code, out, err = _call(["run", *RUN_BASE[1:], "--out", name], tmp_path)
+    assert code == 0 and f"results: {escaped}/" in out and (tmp_path / name).is_dir()
+    code, out, err = _call(["run", *RUN_BASE[1:], "--out", name], tmp_path)
+    assert code == 2 and escaped in _one_error(err)
+    assert not [c for c in out + err if c in HOSTILE_OUTPUT]
+
+
+@pytest.mark.parametrize("out", ["dangling", "dangling/sub"])
+def test_an_out_through_a_dangling_link_is_refused_before_the_run(out, checkpoint, tmp_path):
+    _prepare(tmp_path, checkpoint)
+    code = check_invocation(["run", *RUN_BASE[1:], "--out", out], tmp_path, expect=2)
+    _, _, err = _call(["run", *RUN_BASE[1:], "--out", out], tmp_path)
+    assert code == 2 and "symbolic link" in err and "nowhere-at-all" in err
+    assert not (tmp_path / "nowhere-at-all").exists()
+
+
+def test_force_through_a_link_replaces_the_run_it_points_to_and_says_so(checkpoint, tmp_path):
+    _prepare(tmp_path, checkpoint)
+    code, out, err = _call(["run", *RUN_BASE[1:], "--out", "linkrun", "--force"], tmp_path)
+    assert code == 0, err
+    assert err.startswith("theory-sim: warning: --out linkrun is a symbolic link") and "replaces" in err
+    assert (tmp_path / "linkrun").is_symlink() and (tmp_path / "existing" / "trajectory.npz").exists()
+
+
+def test_a_legal_255_byte_name_works(tmp_path):
+    name = "\u00e9" * 127 + "x"  # 255 bytes in UTF-8: NAME.partial would be too long
+    code, out, err = _call(["run", *RUN_BASE[1:], "--out", name], tmp_path)
+    assert code == 0, err
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_set_up_beyond_the_machines_memory_is_refused_pointing_to_the_flow_engine(tmp_path):
+    for engine in ("population", "sgd-fast"):
+        code, _, err = _call(["run", *RUN_BASE[1:], "--engine", engine, "--d", "10000000"], tmp_path)
+        line = _one_error(err)
+        assert code == 2 and "available" in line and "--engine flow --init reduced" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_slow_set_up_is_announced(tmp_path, monkeypatch):
+    import theory_sim.cli.run as run_cli
+
+    monkeypatch.setattr(run_cli, "SLOW_SETUP_SECONDS", 0.0)
+    code, _, err = _call(["run", *RUN_BASE[1:], "--out", "r"], tmp_path)
+    assert code == 0 and err.startswith("theory-sim: warning: at d=8 the population engine") and \
+        "--engine flow --init reduced" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--d", "8", "--eta", "0.01", "--max-flow-time", "0.001", "--quiet"], "one step"),
+    (["sweep", "--grid", "rtol=1e-6,1e-7", *SWEEP_SPEC[2:], "--out", "s"], "only affects the flow engine"),
+    (["sweep", *SWEEP_SPEC, "--atol", "1e-9", "--out", "s"], "only affects the flow engine"),
+], ids=["max-flow-time", "grid-rtol", "base-atol"])
+def test_runaway_or_ignored_settings_are_refused(argv, needle, tmp_path):
+    code, _, err = _call(argv, tmp_path)
+    assert code == 2 and needle in _one_error(err), err
+    assert list(tmp_path.iterdir()) == []
