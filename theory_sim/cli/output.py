@@ -114,6 +114,10 @@ def checked_target(raw, flag: str = "--out") -> Path:
         for parent in path.parents:  # a path through a file: name the file
             if parent.exists() and not parent.is_dir():
                 raise UsageError(f"{flag} {text} is not writable: {parent} is a file, not a directory")
+        for part in path.parts:  # checked now: the run would otherwise fail only when published
+            if len(os.fsencode(part)) > NAME_MAX:
+                raise UsageError(f"{flag} {text[:60]}{'...' if len(text) > 60 else ''}: a name of "
+                                 f"{len(os.fsencode(part))} bytes; the limit is {NAME_MAX}")
         for link in (path, *path.parents):  # a dangling link: the run would fail only at the end
             if link.is_symlink() and not link.exists():
                 raise UsageError(f"{flag} {text}: {link} is a symbolic link to {os.readlink(link)}, "
