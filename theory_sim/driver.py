@@ -305,15 +305,16 @@ class Simulation:
         the kernels index with the counters unchecked, and a NaN state would be reported as a
         divergence of the run instead of damage to its file."""
         step, n, stride = (int(x) for x in self.rec_state)
-        if step < 0 or stride < 1 or not 0 <= n <= (0 if self.rec is None else cap):
+        recorded_ok = engine.continuous or 0 <= n <= cap  # a continuous engine records in its state
+        if step < 0 or stride < 1 or not recorded_ok:
             raise ValueError(f"checkpoint counters out of range (step {step}, {n} recorded points, "
                              f"stride {stride})")
-        if not engine.continuous:  # the arrays a fresh run of this configuration starts from
-            _, fresh = engine.start(self.model, self.train, self.inputs, None, None)
-            for k, a in self.engine_state.items():
-                if k in fresh and a.shape != fresh[k].shape:
-                    raise ValueError(f"checkpoint array {k} has shape {a.shape}, expected "
-                                     f"{fresh[k].shape}")
+        # the arrays a fresh run of this configuration starts from: the same shapes, or damage
+        _, fresh = engine.start(self.model, self.train, self.inputs, None, None)
+        for k, a in self.engine_state.items():
+            if k in fresh and a.shape != np.shape(fresh[k]):
+                raise ValueError(f"checkpoint array {k} has shape {a.shape}, expected "
+                                 f"{np.shape(fresh[k])}")
         floats = {"E_now": self.E, "W0": self.W0}
         if not engine.continuous:
             floats |= self.engine_state
