@@ -136,9 +136,10 @@ def run_argvs(draw):
 def other_argvs(draw):
     kind = draw(st.sampled_from(["top", "plot-sweep", "figures", "sweep", "damaged-sweep"]))
     if kind == "damaged-sweep":
-        name = draw(st.sampled_from(sorted(SWEEP_DIRS)))
+        name = draw(st.sampled_from([*sorted(SWEEP_DIRS), "dangling", "dangling/sub"]))
         if draw(st.booleans()):
-            return ["plot-sweep", name, "--out", "plot.png"]
+            plot = "plot.png" if not name.startswith("dangling") else f"{name}/plot.png"
+            return ["plot-sweep", "sw_ok" if name.startswith("dangling") else name, "--out", plot]
         return ["sweep", *SWEEP_SPEC, "--out", name]
     if kind == "top":
         return draw(st.sampled_from(OTHER_COMMANDS))
@@ -245,6 +246,9 @@ def _written_by(argv) -> set:
 
 def _expected(argv) -> int | None:
     """The exact exit status of an invocation of a damage class (``None``: not one)."""
+    values = {argv[i + 1] for i, tok in enumerate(argv[:-1]) if tok in ("--out", "--resume")}
+    if {"dangling", "dangling/sub", "dangling/plot.png", "dangling/sub/plot.png"} & values:
+        return 2  # refused before anything runs, whatever the command
     if argv[:1] == ["plot-sweep"] and len(argv) > 1 and argv[1] in SWEEP_DIRS:
         return SWEEP_DIRS[argv[1]][0]
     if argv[:1] == ["sweep"] and argv[-2:-1] == ["--out"] and argv[-1] in SWEEP_DIRS and \
@@ -583,11 +587,15 @@ def test_terminal_hostile_names_are_printed_escaped(name, escaped, tmp_path):
     assert not [c for c in out + err if c in HOSTILE_OUTPUT]
 
 
+@pytest.mark.parametrize("command", [["run", *RUN_BASE[1:]], ["sweep", *SWEEP_SPEC],
+                                     ["figures", "--quick", "--only", "1"], ["plot-sweep", "sw_ok"]],
+                         ids=lambda a: a[0])
 @pytest.mark.parametrize("out", ["dangling", "dangling/sub"])
-def test_an_out_through_a_dangling_link_is_refused_before_the_run(out, checkpoint, tmp_path):
-    _prepare(tmp_path, checkpoint)
-    code = check_invocation(["run", *RUN_BASE[1:], "--out", out], tmp_path, expect=2)
-    _, _, err = _call(["run", *RUN_BASE[1:], "--out", out], tmp_path)
+def test_an_out_through_a_dangling_link_is_refused_before_the_run(command, out, checkpoint, tmp_path):
+    argv = [*command, "--out", out if command[0] != "plot-sweep" else f"{out}/plot.png"]
+    _prepare(tmp_path, checkpoint, argv)
+    code = check_invocation(argv, tmp_path, expect=2)
+    _, _, err = _call(argv, tmp_path)
     assert code == 2 and "symbolic link" in err and "nowhere-at-all" in err
     assert not (tmp_path / "nowhere-at-all").exists()
 

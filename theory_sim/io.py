@@ -53,6 +53,18 @@ def atomic_write(path: Path, mode: str = "wb"):
         raise
 
 
+def dangling_link(path) -> str | None:
+    """Why ``path`` (absolute or not) runs through a dangling symbolic link (``None`` if it does not)."""
+    path = Path(os.path.abspath(os.fspath(path)))
+    for link in (*reversed(path.parents), path):
+        try:
+            if link.is_symlink() and not link.exists():
+                return f"{link} is a symbolic link to {os.readlink(link)}, which does not exist"
+        except OSError:
+            return None
+    return None
+
+
 def lock_dir(path) -> int | None:
     """A descriptor holding an exclusive ``flock`` on the directory ``path``, or ``None`` when
     another process (or another descriptor of this one) holds it. The lock is released when

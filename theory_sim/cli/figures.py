@@ -20,7 +20,7 @@ from .. import experiments, plotting
 from ..experiments import FIGURES, FULL, QUICK, Plan
 from ..io import atomic_write, write_json
 from . import UsageError, warn
-from .output import shown
+from .output import refuse_dangling, shown
 from .progress import ProgressBar
 from .signals import GracefulStop
 
@@ -177,6 +177,7 @@ def cmd_figures(args) -> int:
         raise UsageError(f"--jobs must be an integer >= 1 (got {args.jobs})")
     plan = QUICK if args.quick else FULL
     out = Path(args.out)
+    refuse_dangling(out, "--out", args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not args.force:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..io import CHECKPOINT, SUMMARY, TRAJECTORY
+from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, dangling_link
 from . import InUse, UsageError
 
 RUN_FILES = frozenset({TRAJECTORY, SUMMARY, CHECKPOINT})
@@ -118,15 +118,21 @@ def checked_target(raw, flag: str = "--out") -> Path:
             if len(os.fsencode(part)) > NAME_MAX:
                 raise UsageError(f"{flag} {text[:60]}{'...' if len(text) > 60 else ''}: a name of "
                                  f"{len(os.fsencode(part))} bytes; the limit is {NAME_MAX}")
-        for link in (path, *path.parents):  # a dangling link: the run would fail only at the end
-            if link.is_symlink() and not link.exists():
-                raise UsageError(f"{flag} {text}: {link} is a symbolic link to {os.readlink(link)}, "
-                                 f"which does not exist; fix or remove the link, or choose another {flag}")
+        refuse_dangling(path, flag, text)
         if path.exists() and not path.is_dir():
             raise UsageError(f"{flag} {text} exists and is not a directory")
     except OSError as exc:  # e.g. a name too long, a directory we may not search
         raise UsageError(f"{flag} {text}: {_reason(exc)}") from None
     return path
+
+
+def refuse_dangling(path, flag: str, text: str | None = None) -> None:
+    """A one-line UsageError, before any work, for a path through a dangling link (writing
+    there would fail only at the end, or create the link's target somewhere unexpected)."""
+    why = dangling_link(path)
+    if why is not None:
+        raise UsageError(f"{flag} {text if text is not None else path}: {why}; fix or remove the "
+                         f"link, or choose another {flag}")
 
 
 def foreign_entries(directory: Path) -> list[str]:

@@ -10,7 +10,7 @@ from .. import sweep as sw
 from ..io import atomic_write
 from ..status import OUTCOMES
 from . import EXIT_FAILED, EXIT_WRITE_FAILED, InUse, UsageError, signals, warn
-from .output import shown
+from .output import refuse_dangling, shown
 from .progress import ProgressBar
 
 _VECTOR_HELP = {"alpha": "feature strengths, comma-separated (default 6,3)",
@@ -212,6 +212,7 @@ def cmd_plot_sweep(args) -> int:
     try:
         if args.out:
             target = sw.checked_path(args.out, "out", param="out")
+            refuse_dangling(target, "--out", args.out)
         else:
             target = sw.checked_path(args.dir, "sweep directory") / sw.PLOT
         notes = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._version import __version__
-from ..io import lock_dir, unlock_dir
+from ..io import dangling_link, lock_dir, unlock_dir
 from ..params import ModelParams, TrainParams
 from .spec import Cell, SweepError, SweepInUse, SweepSpec, expand, run_id
 from .table import Store, checked_path, make_row
@@ -134,6 +134,10 @@ def _lock_out(out) -> tuple[int, bool]:
     """Hold a lock on the sweep directory (created if missing) for the whole sweep, so that a
     second sweep on the same ``out`` is refused instead of computing every row again."""
     path = checked_path(out, "out", param="out")
+    why = dangling_link(path)
+    if why is not None:
+        raise SweepError(f"out {path}: {why}; fix or remove the link, or choose another directory",
+                         param="out")
     created = False
     try:
         if not path.exists():
@@ -141,6 +145,8 @@ def _lock_out(out) -> tuple[int, bool]:
             created = True
         fd = lock_dir(path)
     except FileExistsError:
+        if not path.is_dir():  # neither a directory nor creatable: never loop on it
+            raise SweepError(f"out {path} exists and is not a directory", param="out") from None
         return _lock_out(out)
     except NotADirectoryError:
         raise SweepError(f"out {path} exists and is not a directory", param="out") from None
