@@ -636,8 +636,27 @@ def test_a_slow_set_up_is_announced(tmp_path, monkeypatch):
     (["run", "--d", "8", "--eta", "0.01", "--max-flow-time", "0.001", "--quiet"], "one step"),
     (["sweep", "--grid", "rtol=1e-6,1e-7", *SWEEP_SPEC[2:], "--out", "s"], "only affects the flow engine"),
     (["sweep", *SWEEP_SPEC, "--atol", "1e-9", "--out", "s"], "only affects the flow engine"),
-], ids=["max-flow-time", "grid-rtol", "base-atol"])
+    (["sweep", "--grid", "alpha1=4,8", "--d", "10000000", "--steps", "5", "--serial", "--quiet",
+      "--out", "s"], "this machine has available"),
+], ids=["max-flow-time", "grid-rtol", "base-atol", "sweep-huge-d"])
 def test_runaway_or_ignored_settings_are_refused(argv, needle, tmp_path):
     code, _, err = _call(argv, tmp_path)
     assert code == 2 and needle in _one_error(err), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_a_sweep_is_one_line_and_keeps_the_rows_written(checkpoint, tmp_path,
+                                                                           monkeypatch):
+    import theory_sim.sweep.table as table
+
+    _prepare(tmp_path, checkpoint, ["sw_header"])
+    before = (tmp_path / "sw_header" / "runs.csv").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(table, "write_table", full)
+    code, out, err = _call(["sweep", *SWEEP_SPEC, "--out", "sw_header"], tmp_path)
+    line = _one_error(err)
+    assert code == 1 and "No space left on device" in line and "runs.csv" in line, err
+    assert (tmp_path / "sw_header" / "runs.csv").read_bytes() == before

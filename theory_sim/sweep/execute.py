@@ -162,6 +162,9 @@ def _run_locked(spec, out, cells, t0, executor, scheduler, workers, threads_per_
                 max_chunks, progress, command) -> SweepResult:
     store = Store(out, spec, cells)
     missing = store.missing()
+    if executor == "serial" or not scheduler:  # a remote cluster's memory is not ours to know
+        concurrent = 1 if executor == "serial" else (workers or _cpu_count()) * (threads_per_worker or 1)
+        _check_memory(missing, chunk_size or 16, concurrent)
     execution = {"executor": executor, "command": command}
     runner = None
     if executor == "dask" and missing:
@@ -225,6 +228,27 @@ def _run_locked(spec, out, cells, t0, executor, scheduler, workers, threads_per_
         store.finish(status, n_new)
     return SweepResult(store.out, total, len(store.rows), n_new, status == "complete", status,
                        time.perf_counter() - t0, message, notes=store.notes)
+
+
+def _check_memory(cells: list[Cell], chunk_size: int, concurrent: int) -> None:
+    """Refuse, before any run, a sweep whose population runs at large d would not fit in this
+    machine's memory: each run of a chunk keeps its basis (d x (m + L)) while the chunk runs,
+    and the largest run is set up (W(0), the features, their QR) on top."""
+    from ..engines.population import available_memory, materialised_cost
+
+    pop = [c for c in cells if c.train.engine != "flow"]
+    if not pop:
+        return
+    big = max(pop, key=lambda c: c.model.d * (c.model.m + c.model.L))
+    setup, _ = materialised_cost(big.model, big.train)
+    kept = 8.0 * big.model.d * (big.model.m + big.model.L) * min(chunk_size, len(pop))
+    need = (setup + kept) * min(concurrent, max(1, len(pop)))
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise SweepError(f"the sweep's runs at d={big.model.d} need about {need / 1e9:.3g} GB at once "
+                         f"({min(concurrent, len(pop))} task(s) of up to {min(chunk_size, len(pop))} "
+                         f"runs), more than the {avail / 1e9:.3g} GB this machine has available; use "
+                         f"a smaller --d, --chunk-size or --workers", param="d")
 
 
 def _run_local(chunk: list[Cell], cols, progress):
