@@ -660,3 +660,13 @@ def test_a_full_disk_during_a_sweep_is_one_line_and_keeps_the_rows_written(check
     line = _one_error(err)
     assert code == 1 and "No space left on device" in line and "runs.csv" in line, err
     assert (tmp_path / "sw_header" / "runs.csv").read_bytes() == before
+
+
+def test_help_lists_every_exit_status(tmp_path):
+    from theory_sim.cli import EXIT_STATUSES
+
+    code, out, _ = _call(["--help"], tmp_path)
+    assert code == 0
+    listed = out.split("exit status:")[1].split("\n")
+    codes = [int(line.split()[0]) for line in listed if line[:6].strip().isdigit()]
+    assert codes == [c for c, _ in EXIT_STATUSES] == [0, 1, 2, 3, 75, 130, 143]

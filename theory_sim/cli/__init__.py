@@ -29,7 +29,8 @@ EXIT_STATUSES = (
                  "an invalid NUMBA_* setting (nothing is changed)"),
     (EXIT_FAILED, "the run diverged, a sweep task failed, or the installation is broken"),
     (EXIT_IN_USE, "the --out directory is in use by another theory-sim process"),
-    (130, "interrupted by Ctrl-C (SIGINT); 143: by SIGTERM (a partial result is written)"),
+    (130, "interrupted by Ctrl-C (SIGINT), a partial result written"),
+    (143, "interrupted by SIGTERM, a partial result written"),
 )
 
 
@@ -85,11 +86,19 @@ DESCRIPTION = ("Simulate the training dynamics of the two-layer model of Wen & L
                "(docs/model.md, docs/paper.md).")
 
 
-EPILOG = "exit status: " + "; ".join(f"{code} {what}" for code, what in EXIT_STATUSES)
+def _epilog() -> str:
+    import textwrap
+
+    rows = [textwrap.fill(what, 79, initial_indent=f"  {code:>3}  ", subsequent_indent=" " * 7)
+            for code, what in EXIT_STATUSES]
+    return "exit status:\n" + "\n".join(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="theory-sim", description=DESCRIPTION, epilog=EPILOG)
+    import textwrap
+
+    parser = _Parser(prog="theory-sim", description=textwrap.fill(DESCRIPTION, 79), epilog=_epilog(),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"theory-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

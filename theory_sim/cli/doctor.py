@@ -137,5 +137,7 @@ def cmd_doctor(args) -> int:
             state += (f" (the first {engine} run compiles its kernels: ~{COMPILE_SECONDS[engine]} s "
                       f"idle, up to {LOADED_FACTOR:g}x that under load)")
         lines.append(f"  engine {engine:<10s} {state}")
-    print("\n".join(lines))
+    from .output import shown
+
+    print("\n".join(shown(line) for line in lines))  # NUMBA_CACHE_DIR may hold anything
     return 0
