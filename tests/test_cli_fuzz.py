@@ -76,7 +76,7 @@ PATHS = ["out", ".", "..", "", " ", "/", "keep.txt", "keep.txt/sub", "existing",
          "sub/..", "out.partial", "-dash", "~", "interrupted", "nowhere/deeper/still",
          # issue 18: damaged checkpoints, a run in use, links, terminal-hostile and long names
          "nancheck", "shapecheck", "oldversion", "busy", "dangling", "dangling/sub", "linkrun",
-         "esc\x1b[31mred", "bidi\u202eevil", "bad" + os.fsdecode(b"\xff\xfe"), "new\nline", "b" * 255]
+         "fifo", "esc\x1b[31mred", "bidi\u202eevil", "bad" + os.fsdecode(b"\xff\xfe"), "new\nline", "b" * 255]
 DAMAGED_CHECKPOINTS = {"nancheck": "NaN", "shapecheck": "shape", "oldversion": "theory-sim 0.0.0"}
 """Interrupted runs whose checkpoint is damaged: ``--resume`` must exit 2 naming the problem
 and keep the file."""
@@ -138,7 +138,8 @@ def other_argvs(draw):
     if kind == "damaged-sweep":
         name = draw(st.sampled_from([*sorted(SWEEP_DIRS), "dangling", "dangling/sub"]))
         if draw(st.booleans()):
-            plot = "plot.png" if not name.startswith("dangling") else f"{name}/plot.png"
+            plot = draw(st.sampled_from(["plot.png", "fifo"])) if not name.startswith("dangling") \
+                else f"{name}/plot.png"
             return ["plot-sweep", "sw_ok" if name.startswith("dangling") else name, "--out", plot]
         return ["sweep", *SWEEP_SPEC, "--out", name]
     if kind == "top":
@@ -178,6 +179,7 @@ def _prepare(root: Path, checkpoint, argv=None) -> None:
     (root / "dangling").symlink_to("nowhere-at-all")
     (root / "linkrun").symlink_to("existing")
     (root / "busy.partial").mkdir()
+    os.mkfifo(root / "fifo")  # not a regular file: writing over it (an atomic rename) would replace it
     names = set() if argv is None else {(Path(a).parts or ("",))[0] for a in argv}
     for name, path in damaged.items():
         if argv is None or name in names:
@@ -247,7 +249,7 @@ def _written_by(argv) -> set:
 def _expected(argv) -> int | None:
     """The exact exit status of an invocation of a damage class (``None``: not one)."""
     values = {argv[i + 1] for i, tok in enumerate(argv[:-1]) if tok in ("--out", "--resume")}
-    if {"dangling", "dangling/sub", "dangling/plot.png", "dangling/sub/plot.png"} & values:
+    if {"dangling", "dangling/sub", "dangling/plot.png", "dangling/sub/plot.png", "fifo"} & values:
         return 2  # refused before anything runs, whatever the command
     if argv[:1] == ["plot-sweep"] and len(argv) > 1 and argv[1] in SWEEP_DIRS:
         return SWEEP_DIRS[argv[1]][0]
@@ -288,6 +290,7 @@ def check_invocation(argv, root: Path, *, stdout=None, expect: int | None = None
         assert before.get(name, "missing") == after.get(name, "missing"), (argv, name)
     for name in ("dangling", "linkrun"):  # a link is never swapped for a folder
         assert (root / name).is_symlink(), (argv, name)
+    assert (root / "fifo").is_fifo(), argv
     return code
 
 
@@ -670,3 +673,36 @@ def test_help_lists_every_exit_status(tmp_path):
     listed = out.split("exit status:")[1].split("\n")
     codes = [int(line.split()[0]) for line in listed if line[:6].strip().isdigit()]
     assert codes == [c for c, _ in EXIT_STATUSES] == [0, 1, 2, 3, 75, 130, 143]
+
+
+def test_plot_sweep_never_writes_over_what_is_not_a_regular_file(checkpoint, tmp_path):
+    _prepare(tmp_path, checkpoint, ["sw_ok"])
+    for out in ("fifo", "sub"):
+        code = check_invocation(["plot-sweep", "sw_ok", "--out", out], tmp_path, expect=2)
+        assert code == 2
+    assert (tmp_path / "fifo").is_fifo() and (tmp_path / "sub").is_dir()
+
+
+def test_plot_sweep_through_a_link_writes_the_file_it_names(checkpoint, tmp_path):
+    _prepare(tmp_path, checkpoint, ["sw_ok"])
+    (tmp_path / "real.png").write_bytes(b"old")
+    (tmp_path / "link.png").symlink_to("real.png")
+    code, out, err = _call(["plot-sweep", "sw_ok", "--out", "link.png"], tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "link.png").is_symlink() and (tmp_path / "real.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_full_disk_under_the_image_is_exit_1(checkpoint, tmp_path, monkeypatch):
+    import theory_sim.cli.sweep as sweep_cli
+
+    _prepare(tmp_path, checkpoint, ["sw_ok"])
+
+    @contextlib.contextmanager
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        yield
+
+    monkeypatch.setattr(sweep_cli, "atomic_write", full)
+    code, _, err = _call(["plot-sweep", "sw_ok", "--out", "plot.png"], tmp_path)
+    assert code == 1 and "No space left on device" in _one_error(err)
+    assert not (tmp_path / "plot.png").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from .. import sweep as sw
 from ..io import atomic_write
 from ..status import OUTCOMES
-from . import EXIT_FAILED, EXIT_WRITE_FAILED, InUse, UsageError, signals, warn
+from . import EXIT_FAILED, EXIT_WRITE_FAILED, InUse, UsageError, WriteFailed, signals, warn
 from .output import refuse_dangling, shown
 from .progress import ProgressBar
 
@@ -195,7 +196,10 @@ def _save_figure(fig, path) -> Path:
         with atomic_write(Path(path), "wb") as fh:
             fh.write(buf.getvalue())
     except OSError as exc:
-        raise UsageError(f"cannot write the image {path} ({exc.strerror or exc})") from None
+        message = f"cannot write the image {path} ({exc.strerror or exc})"
+        if exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            raise WriteFailed(message) from None  # a full or failing disk: exit 1, not bad input
+        raise UsageError(message) from None
     return Path(path)
 
 
@@ -208,6 +212,18 @@ def _outcome_summary(path) -> str:
                                     for k in OUTCOMES)
 
 
+def _image_target(target: Path, typed: str) -> Path:
+    """Where the image goes: through a link to the file it names (the link stays a link);
+    never over something that is not a regular file (the atomic rename would replace a device
+    such as /dev/null, or a directory's entry, with the image)."""
+    if target.is_symlink() and target.exists():
+        target = target.resolve()
+    if target.exists() and not target.is_file():
+        kind = "a directory" if target.is_dir() else "not a regular file"
+        raise UsageError(f"--out {typed} is {kind}; name an image file, e.g. --out phase.png")
+    return target
+
+
 def cmd_plot_sweep(args) -> int:
     try:
         if args.out:
@@ -215,6 +231,7 @@ def cmd_plot_sweep(args) -> int:
             refuse_dangling(target, "--out", args.out)
         else:
             target = sw.checked_path(args.dir, "sweep directory") / sw.PLOT
+        target = _image_target(target, args.out or str(target))
         notes = []
         fig = plot_sweep(args.dir, x=args.x, y=args.y, notes=notes)
         for note in notes:
