@@ -180,9 +180,12 @@ def main(argv=None) -> int:
         return 0
     except OSError as exc:  # stdout on a full disk or /dev/full, a failing file system
         _silence_stdout()
-        where = f"to {exc.filename}" if getattr(exc, "filename", None) else "the output"
-        what = str(exc) if isinstance(exc, WriteFailed) else \
-            f"cannot write {where} ({exc.strerror or exc}); results already written are kept"
+        if isinstance(exc, WriteFailed):
+            what = str(exc)
+        elif getattr(exc, "filename", None):  # a file of ours, read or written
+            what = f"{exc.filename}: {exc.strerror or exc}; results already written are kept"
+        else:
+            what = f"cannot write the output ({exc.strerror or exc}); results already written are kept"
         _error(what)
         return EXIT_WRITE_FAILED
 
