@@ -14,7 +14,7 @@ The classes of damage and environment (issue 18), drawn by the fuzzer and each p
 to its exact exit status by a test of its own: damaged checkpoints (NaN, wrong shape,
 another version: exit 2, the file kept), damaged sweep directories (binary or empty
 table, header only, torn row, unknown outcome, repeated rows, corrupt manifest,
-another format version, foreign run ids), an --out in use by another process (a lock
+another format version, foreign run ids, an edited parameter), an --out in use by another process (a lock
 held: exit 75), a standard output that fails (ENOSPC: exit 1, results kept) or is
 closed, invalid NUMBA_* settings (exit 2 from every command), names with control,
 escape, bidi or invalid-UTF-8 characters (printed escaped), a dangling symlink, a
@@ -83,7 +83,7 @@ and keep the file."""
 SWEEP_DIRS = {  # damaged copy of a tiny sweep -> (exit status of plot-sweep, of rerunning the sweep)
     "sw_ok": (0, 0), "sw_junk": (2, 2), "sw_empty": (2, 2), "sw_header": (2, 0), "sw_torn": (2, 2),
     "sw_unknown": (2, 2), "sw_dup": (0, 0), "sw_conflict": (2, 2), "sw_manifest": (2, 2),
-    "sw_version": (2, 2), "sw_foreign": (2, 2), "busysweep": (0, 75),
+    "sw_version": (2, 2), "sw_foreign": (2, 2), "sw_edited": (2, 2), "busysweep": (0, 75),
 }
 """Each class of damaged sweep directory and what plot-sweep and the same sweep rerun on it
 must end with (2: one line, the directory untouched; 0 on sw_dup: the repeat dropped with a
@@ -308,6 +308,12 @@ def _damaged_checkpoints(state: dict, where: Path) -> dict:
     return out
 
 
+def _set_field(header: str, line: str, column: str, value: str) -> str:
+    fields = line.split(",")
+    fields[header.split(",").index(column)] = value
+    return ",".join(fields)
+
+
 def _damaged_sweeps(where: Path) -> dict:
     """A tiny finished sweep and one damaged copy per class of :data:`SWEEP_DIRS`."""
     ok = where / "sw_ok"
@@ -331,6 +337,8 @@ def _damaged_sweeps(where: Path) -> dict:
             (d / "manifest.json").read_text().replace('"format_version": 1', '"format_version": 7')),
         "sw_foreign": lambda d: (d / "runs.csv").write_text(
             f"{header}\n{first}\nffffffffffffffffffff{second[20:]}\n"),
+        "sw_edited": lambda d: (d / "runs.csv").write_text(  # alpha1 of a run changed by hand
+            f"{header}\n{first}\n{_set_field(header, second, 'alpha1', '5.0')}\n"),
         "busysweep": lambda d: None,
     }
     for name, edit in edits.items():

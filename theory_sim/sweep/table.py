@@ -102,8 +102,8 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
-    """The table row (all values as text) of one finished run."""
+def _param_values(cell: Cell, cols: list[str]) -> dict:
+    """The parameter part of a run's row (its columns before ``status``), as values."""
     model, train = cell.model, cell.train
     eta = train.eta
     row = {"run_id": cell.run_id, "cell": cell.cell, "seed": train.seed, "d": model.d, "P": model.P,
@@ -114,15 +114,37 @@ def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
            "steps": train.steps, "max_steps": train.max_steps, "tol": train.tol,
            "align_threshold": train.align_threshold, "max_flow_time": train.max_flow_time,
            "max_norm": train.max_norm, "check_every": train.check_interval,
-           "head_tol": cell.head_tol, "status": res["status"], "n_steps": res["steps"],
-           "flow_time": res["flow_time"], "head_distance": res["head_distance"],
-           "loss": res["loss"], "outcome": res["outcome"]}
+           "head_tol": cell.head_tol}
     for name in cols:
         if name not in row and name in KEYS and KEYS[name].target != "sweep":
             row[name] = getattr(train if KEYS[name].target == "train" else model, name)
     for l in range(model.L):
         row[f"alpha{l + 1}"] = model.alpha[l]
         row[f"pi{l + 1}"] = model.pi[l]
+    return row
+
+
+def check_row(path, n: int, row: dict, cell: Cell, cols: list[str]) -> None:
+    """Refuse a row whose parameter columns are not those of its run (an edited value): the
+    phase diagram would count it at a grid point it does not belong to."""
+    if "status" not in cols:
+        return
+    expected = _param_values(cell, cols)
+    for col in cols[:cols.index("status")]:
+        want = _fmt(expected.get(col))
+        if row.get(col) != want:
+            raise SweepError(f"{path}: row {n + 1} (run_id {cell.run_id}): {col} is {row.get(col)!r}, "
+                             f"but that run has {want!r} (an edited row: restore the value, or delete "
+                             f"the line to run it again)")
+
+
+def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
+    """The table row (all values as text) of one finished run."""
+    model, train = cell.model, cell.train
+    eta = train.eta
+    row = _param_values(cell, cols) | {
+        "status": res["status"], "n_steps": res["steps"], "flow_time": res["flow_time"],
+        "head_distance": res["head_distance"], "loss": res["loss"], "outcome": res["outcome"]}
     for t in ("T1", "T2", "T3", "T4"):
         row[t] = res[t]
         # the located flow time where the summary has it (the flow engine), else eta * steps
@@ -271,8 +293,8 @@ MAX_CHECKED_RUNS = 200_000
 """Up to this many runs, reading a sweep checks every row's run_id against its manifest's spec."""
 
 
-def _spec_run_ids(manifest: dict) -> set | None:
-    """The run ids of the manifest's spec (``None`` when it is too large to expand quickly)."""
+def _spec_run_ids(manifest: dict) -> dict | None:
+    """The runs of the manifest's spec by run id (``None`` when too many to expand quickly)."""
     from ..params import ParamError
     from .spec import expand
 
@@ -282,7 +304,7 @@ def _spec_run_ids(manifest: dict) -> set | None:
         sweep = SweepSpec(base=dict(spec["base"]), grid=grid, seeds=tuple(spec["seeds"]))
         if sweep.n_runs > MAX_CHECKED_RUNS:
             return None
-        return {c.run_id for c in expand(sweep)}
+        return {c.run_id: c for c in expand(sweep)}
     except (TypeError, KeyError, ValueError, ParamError) as exc:
         raise SweepError(f"{MANIFEST}: its spec is not a valid sweep ({exc})") from None
 
@@ -308,6 +330,7 @@ def load_sweep(directory, notes: list | None = None) -> tuple[dict, dict[str, np
             if row.get("run_id") not in known:
                 raise SweepError(f"{tpath}: row {n + 1} (run_id {row.get('run_id')}) is not a run "
                                  f"of the sweep its {MANIFEST} describes")
+            check_row(tpath, n, row, known[row["run_id"]], cols)
     return manifest, _as_columns(cols, rows)
 
 
@@ -366,6 +389,7 @@ class Store:
                 if i is None:
                     raise SweepError(f"{tpath}: row {n + 1} (run_id {row['run_id']}) is not a "
                                      f"run of this sweep")
+                check_row(tpath, n, row, self.cells[i], cols)
                 self.rows.setdefault(i, row)
 
     def start(self, execution: dict) -> None:
