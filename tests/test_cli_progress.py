@@ -121,3 +121,16 @@ def test_shown_escapes_what_a_terminal_would_interpret(text, shown):
     from theory_sim.cli.output import shown as escape
 
     assert escape(text) == shown
+
+
+def test_a_figure_that_reports_nothing_for_long_still_shows_its_time():
+    p = Progress(total=10.0, enabled=True, heartbeat=0.05)
+    stream = io.StringIO()
+    p.bar.stream, p.bar.tty = stream, False
+    p.stage("fig9_ablations", 4.0)  # e.g. compiling the variant kernels on first use
+    time.sleep(0.4)
+    p.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3 and all("0 % of this figure" in line for line in lines), lines
+    time.sleep(0.2)
+    assert stream.getvalue().splitlines() == lines  # closed: no line after it

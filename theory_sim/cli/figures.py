@@ -63,13 +63,20 @@ def parse_only(text: str | None) -> list[int]:
 
 # ---------------------------------------------------------------- progress
 
+HEARTBEAT_SECONDS = 30.0
+"""While a figure reports no progress (e.g. compiling its kernels on first use), the bar is
+redrawn, with the time spent in the figure, this often."""
+
+
 class Progress:
     """One bar over the whole command: ``units`` of work (``experiments.cost``), advanced by
     each simulation through :meth:`add`, the experiments' ``progress`` callback. The text
     after the bar shows the progress inside the current figure as well: the units are rough
     (fig. 9 is a few units but minutes of runs), so the whole bar alone can sit still."""
 
-    def __init__(self, total: float, enabled: bool):
+    def __init__(self, total: float, enabled: bool, heartbeat: float | None = None):
+        import threading
+
         self.bar = ProgressBar("figures", enabled=enabled)
         self.total = total
         self.done = 0.0
@@ -78,8 +85,26 @@ class Progress:
         self.stage_done = 0.0
         self.stage_t0 = time.perf_counter()
         self._stage_decile = -1
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        beat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
+        if enabled:  # a first compile inside a figure reports nothing for minutes: say it is alive
+            threading.Thread(target=self._beat, args=(beat,), daemon=True,
+                             name="theory-sim-figures-heartbeat").start()
+
+    def _beat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            if self.text:
+                self._draw(force=True)
+
+    def close(self) -> None:
+        self._stop.set()
 
     def _draw(self, force: bool = False):
+        with self._lock:
+            self._draw_locked(force)
+
+    def _draw_locked(self, force: bool = False):
         frac = 0.0 if self.total <= 0 else min(1.0, self.done / self.total)
         text = self.text
         if self.stage_total > 0:
@@ -104,7 +129,9 @@ class Progress:
         self._draw()
 
     def finish(self):
-        self.bar(int(self.total), int(self.total), "done", final=True)
+        self.close()
+        with self._lock:
+            self.bar(int(self.total), int(self.total), "done", final=True)
 
 
 # ---------------------------------------------------------------- writing
@@ -195,7 +222,10 @@ def cmd_figures(args) -> int:
     progress = Progress(sum(experiments.cost(plan, n) for n in nums), enabled=not args.quiet)
     t0 = time.perf_counter()
     with GracefulStop() as stop:  # Ctrl-C / SIGTERM: finish the current figure, then stop
-        facts, done = make_figures(out, plan, nums, progress, should_stop=stop)
+        try:
+            facts, done = make_figures(out, plan, nums, progress, should_stop=stop)
+        finally:
+            progress.close()  # its heartbeat
         wall = round(time.perf_counter() - t0, 2)
         interrupted = len(done) < len(nums)
         facts_path = out / ("figures-quick.json" if args.quick else "figures.json")
