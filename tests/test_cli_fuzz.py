@@ -714,3 +714,30 @@ def test_a_full_disk_under_the_image_is_exit_1(checkpoint, tmp_path, monkeypatch
     code, _, err = _call(["plot-sweep", "sw_ok", "--out", "plot.png"], tmp_path)
     assert code == 1 and "No space left on device" in _one_error(err)
     assert not (tmp_path / "plot.png").exists()
+
+
+def test_a_file_system_without_locks_still_runs(tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    code, _, err = _call(["run", *RUN_BASE[1:], "--out", "r"], tmp_path)
+    assert code == 0 and err == "", err
+    code, _, err = _call(["sweep", *SWEEP_SPEC, "--out", "s"], tmp_path)
+    assert code == 0 and err == "", err
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_end_the_run(tmp_path, monkeypatch):
+    import theory_sim.cli.run as run_cli
+
+    def full(state, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(run_cli, "save_checkpoint", full)
+    code, out, err = _call(["run", "--d", "8", "--steps", "40", "--record", "4", "--checkpoint-every", "2",
+                            "--quiet", "--out", "r"], tmp_path)
+    assert code == 0 and "results: r/" in out
+    assert err.startswith("theory-sim: warning: cannot write the checkpoint") and len(err.splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["summary.json", "trajectory.npz"]

@@ -65,26 +65,38 @@ def dangling_link(path) -> str | None:
     return None
 
 
+NO_LOCK = -1
+"""What :func:`lock_dir` returns where the file system has no locks (some network file systems):
+the work goes on unlocked rather than not at all."""
+
+
 def lock_dir(path) -> int | None:
     """A descriptor holding an exclusive ``flock`` on the directory ``path``, or ``None`` when
-    another process (or another descriptor of this one) holds it. The lock is released when
-    the descriptor is closed or the process ends (a killed run leaves no stale lock)."""
-    import fcntl
+    another process (or another descriptor of this one) holds it, or :data:`NO_LOCK` where
+    locks are not supported. The lock is released when the descriptor is closed or the
+    process ends (a killed run leaves no stale lock)."""
+    import errno
 
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return NO_LOCK
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
-    except OSError:
+    except OSError as exc:
         os.close(fd)
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
+            return NO_LOCK
         raise
     return fd
 
 
 def unlock_dir(fd: int | None) -> None:
-    if fd is not None:
+    if fd is not None and fd != NO_LOCK:
         with contextlib.suppress(OSError):
             os.close(fd)
 

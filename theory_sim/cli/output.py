@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, dangling_link
+from ..io import CHECKPOINT, NO_LOCK, SUMMARY, TRAJECTORY, dangling_link
 from . import InUse, UsageError
 
 RUN_FILES = frozenset({TRAJECTORY, SUMMARY, CHECKPOINT})
@@ -212,7 +212,7 @@ class StagedDir:
             if self.lock is None:
                 raise InUse(f"{flag} {self.shown} is in use: another theory-sim process is writing "
                             f"{self.tmp.name}; wait for it to finish, or choose another {flag}")
-            if not _same_dir(self.lock, self.tmp):  # replaced by a --force between mkdir and lock
+            if self.lock != NO_LOCK and not _same_dir(self.lock, self.tmp):  # replaced by a --force
                 self.release()
                 continue
             # an empty one is a start that failed before writing anything: nothing to keep
@@ -277,14 +277,13 @@ def refuse_if_in_use(target: Path, flag: str, typed: str) -> None:
 
     tmp = staging_path(target)
     try:
-        fd = lock_dir(tmp) if tmp.is_dir() else -1
+        fd = lock_dir(tmp) if tmp.is_dir() else NO_LOCK
     except OSError:
         return  # unreadable: the checks that follow say so
     if fd is None:
         raise InUse(f"{flag} {typed} is in use: another theory-sim process is writing "
                     f"{tmp.name}; wait for it to finish, or choose another {flag}")
-    if fd >= 0:
-        unlock_dir(fd)
+    unlock_dir(fd)
 
 
 def _same_dir(fd: int, path: Path) -> bool:

@@ -340,8 +340,16 @@ def cmd_run(args) -> int:
             info = info | {"converged": getattr(sim, "code", None) == STATUS_CONVERGED}
         bar(step, total, info)
 
+    failed = []
+
     def checkpoint(state):
-        save_checkpoint(state, staged.path / CHECKPOINT)
+        try:
+            save_checkpoint(state, staged.path / CHECKPOINT)
+        except OSError as exc:  # a full disk must not end a run that may finish: go on, say it once
+            if not failed:
+                warn(f"cannot write the checkpoint in {staged.path} ({exc.strerror or exc}); the run "
+                     f"goes on, the last checkpoint written is kept")
+            failed.append(exc)
 
     with GracefulStop() as stop:
         try:
