@@ -19,6 +19,8 @@ from .table import Store, checked_path, make_row
 
 MAX_LOCAL_WORKERS = 1024
 """Most worker processes (and threads per worker) of a local cluster: checked before it starts."""
+SERIAL_CHUNK = 256
+"""Runs per kernel call of the serial executor (unless ``chunk_size`` says otherwise)."""
 CONNECT_TIMEOUT = "10s"
 """How long to try to reach ``scheduler`` before giving up."""
 
@@ -164,7 +166,7 @@ def _run_locked(spec, out, cells, t0, executor, scheduler, workers, threads_per_
     missing = store.missing()
     if executor == "serial" or not scheduler:  # a remote cluster's memory is not ours to know
         concurrent = 1 if executor == "serial" else (workers or _cpu_count()) * (threads_per_worker or 1)
-        _check_memory(missing, chunk_size or 16, concurrent)
+        _check_memory(missing, chunk_size or (SERIAL_CHUNK if executor == "serial" else 16), concurrent)
     execution = {"executor": executor, "command": command}
     runner = None
     if executor == "dask" and missing:
@@ -178,7 +180,7 @@ def _run_locked(spec, out, cells, t0, executor, scheduler, workers, threads_per_
         raise
     n_threads = runner.n_threads if runner is not None else 1
     if chunk_size is None:
-        chunk_size = default_chunk_size(len(missing), n_threads) if runner else 256
+        chunk_size = default_chunk_size(len(missing), n_threads) if runner else SERIAL_CHUNK
     chunks = _chunks(missing, chunk_size)
     if max_chunks is not None:
         chunks = chunks[:max_chunks]
