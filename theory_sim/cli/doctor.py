@@ -24,8 +24,8 @@ ENGINE_KERNELS = {
 
 COMPILE_SECONDS = {"population": 25, "sgd": 45, "sgd-fast": 45, "flow": 55}
 """First-compile times on a 2-core machine, cold cache, idle (CPU time of the compile: population
-22 s, sgd 45 s, flow 51 s); under load the wall time is up to ``progress.LOADED_FACTOR`` times
-that (population 28 s at load 1.5, sgd 62 s at load 3, flow 134 s at load 4)."""
+22 s, sgd 45 s, flow 34-51 s); under load the wall time is up to ``progress.LOADED_FACTOR`` times
+that (population 28 s at load 1.5, sgd 62 s at load 3, flow 58 s at load 6, 134 s at load 4)."""
 
 
 def add_parser(sub) -> None:
