@@ -75,15 +75,17 @@ PATHS = ["out", ".", "..", "", " ", "/", "keep.txt", "keep.txt/sub", "existing",
          "with space", "\u00fcn\u00efc\u00f8d\u00e9", "\u65e5\u672c", "a" * 300, "nul\x00byte", "./",
          "sub/..", "out.partial", "-dash", "~", "interrupted", "nowhere/deeper/still",
          # issue 18: damaged checkpoints, a run in use, links, terminal-hostile and long names
-         "nancheck", "shapecheck", "oldversion", "busy", "dangling", "dangling/sub", "linkrun",
+         "nancheck", "shapecheck", "oldversion", "fifockpt", "busy", "dangling", "dangling/sub", "linkrun",
          "fifo", "esc\x1b[31mred", "bidi\u202eevil", "bad" + os.fsdecode(b"\xff\xfe"), "new\nline", "b" * 255]
-DAMAGED_CHECKPOINTS = {"nancheck": "NaN", "shapecheck": "shape", "oldversion": "theory-sim 0.0.0"}
+DAMAGED_CHECKPOINTS = {"nancheck": "NaN", "shapecheck": "shape", "oldversion": "theory-sim 0.0.0",
+                       "fifockpt": "not a regular file"}
 """Interrupted runs whose checkpoint is damaged: ``--resume`` must exit 2 naming the problem
 and keep the file."""
 SWEEP_DIRS = {  # damaged copy of a tiny sweep -> (exit status of plot-sweep, of rerunning the sweep)
     "sw_ok": (0, 0), "sw_junk": (2, 2), "sw_empty": (2, 2), "sw_header": (2, 0), "sw_torn": (2, 2),
     "sw_unknown": (2, 2), "sw_dup": (0, 0), "sw_conflict": (2, 2), "sw_manifest": (2, 2),
-    "sw_version": (2, 2), "sw_foreign": (2, 2), "sw_edited": (2, 2), "busysweep": (0, 75),
+    "sw_version": (2, 2), "sw_foreign": (2, 2), "sw_edited": (2, 2), "sw_fifo": (2, 2),
+    "busysweep": (0, 75),
 }
 """Each class of damaged sweep directory and what plot-sweep and the same sweep rerun on it
 must end with (2: one line, the directory untouched; 0 on sw_dup: the repeat dropped with a
@@ -106,6 +108,8 @@ FORMER_SWEEP_FAILURES = [  # tracebacks (or a hang) of the sweep layer this fuzz
     [*_TINY_SWEEP[:2], "alpha1=lin:4:8:100000000", *_TINY_SWEEP[3:], "--out", "out"],
     [*_TINY_SWEEP, "--grid", "eta=log:1e-3:1e-2:10001", "--out", "out"],
     [*_TINY_SWEEP, "--alpha", "3,1e60", "--out", "out"],
+    [*_TINY_SWEEP, "--config", "junk.toml", "--out", "out"],  # binary: a UnicodeDecodeError traceback
+    [*_TINY_SWEEP, "--config", "fifo", "--out", "out"],  # a FIFO: the read blocked forever
 ]
 """Each must exit 2 with one ``theory-sim: error:`` line (``test_former_sweep_failures``); the
 fuzzer draws them too."""
@@ -179,15 +183,21 @@ def _prepare(root: Path, checkpoint, argv=None) -> None:
     (root / "dangling").symlink_to("nowhere-at-all")
     (root / "linkrun").symlink_to("existing")
     (root / "busy.partial").mkdir()
+    (root / "junk.toml").write_bytes(bytes(range(128, 256)))
     os.mkfifo(root / "fifo")  # not a regular file: writing over it (an atomic rename) would replace it
     names = set() if argv is None else {(Path(a).parts or ("",))[0] for a in argv}
     for name, path in damaged.items():
         if argv is None or name in names:
             (root / f"{name}.partial").mkdir()
-            shutil.copy(path, root / f"{name}.partial" / "checkpoint.npz")
+            if name == "fifockpt":  # reading it would block: it must be refused unread
+                os.mkfifo(root / f"{name}.partial" / "checkpoint.npz")
+            else:
+                shutil.copy(path, root / f"{name}.partial" / "checkpoint.npz")
     for name, path in sweeps.items():
         if argv is None or name in names:
             shutil.copytree(path, root / name, symlinks=True)
+            if name == "sw_fifo":
+                os.mkfifo(root / name / "runs.csv")
 
 
 def _snapshot(root: Path) -> dict:
@@ -297,6 +307,9 @@ def check_invocation(argv, root: Path, *, stdout=None, expect: int | None = None
 def _damaged_checkpoints(state: dict, where: Path) -> dict:
     out = {}
     for name in DAMAGED_CHECKPOINTS:
+        if name == "fifockpt":  # made in place by _prepare
+            out[name] = None
+            continue
         s = {k: (np.array(v) if k != "meta" else json.loads(json.dumps(v))) for k, v in state.items()}
         if name == "nancheck":
             s["coords"][0, 0] = np.nan
@@ -339,6 +352,7 @@ def _damaged_sweeps(where: Path) -> dict:
             f"{header}\n{first}\nffffffffffffffffffff{second[20:]}\n"),
         "sw_edited": lambda d: (d / "runs.csv").write_text(  # alpha1 of a run changed by hand
             f"{header}\n{first}\n{_set_field(header, second, 'alpha1', '5.0')}\n"),
+        "sw_fifo": lambda d: (d / "runs.csv").unlink(),  # a FIFO in its place (_prepare)
         "busysweep": lambda d: None,
     }
     for name, edit in edits.items():
@@ -397,7 +411,8 @@ def test_hostile_invocations_in_process(checkpoint):
             if argv[:2] == ["run", "--resume"] or "--resume" in argv:
                 target = argv[argv.index("--resume") + 1] if argv[-1] != "--resume" else ""
                 if target in DAMAGED_CHECKPOINTS:
-                    assert code == 2 and (root / f"{target}.partial" / "checkpoint.npz").exists(), argv
+                    kept = root / f"{target}.partial" / "checkpoint.npz"
+                    assert code == 2 and (kept.exists() or kept.is_fifo()), argv
             codes[code] = codes.get(code, 0) + 1
         finally:
             for k, v in saved.items():
@@ -455,11 +470,12 @@ def _one_error(err: str) -> str:
 def test_a_damaged_checkpoint_is_refused_naming_the_problem_and_kept(name, checkpoint, tmp_path):
     _prepare(tmp_path, checkpoint, ["--resume", name])
     path = tmp_path / f"{name}.partial" / "checkpoint.npz"
-    before = path.read_bytes()
+    before = path.read_bytes() if path.is_file() else None
     code, out, err = _call(["run", "--resume", name, "--quiet"], tmp_path)
     assert code == 2 and out == ""
     assert DAMAGED_CHECKPOINTS[name] in _one_error(err), err
-    assert path.read_bytes() == before and not (tmp_path / name).exists()
+    assert not (tmp_path / name).exists()
+    assert path.is_fifo() if before is None else path.read_bytes() == before
 
 
 @pytest.mark.parametrize("name", sorted(SWEEP_DIRS))

@@ -148,6 +148,8 @@ def _read_npz(path, default_name: str, what: str) -> tuple[Path, dict]:
         path = path / default_name
     if not path.exists():
         raise RunFileError(f"{path}: no such {what} file")
+    if not path.is_file():  # a FIFO or a device: reading it could block forever
+        raise RunFileError(f"{path}: not a regular file, so not a {what}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return path, {k: npz[k] for k in npz.files}

@@ -183,6 +183,8 @@ def _flag(dest: str) -> str:
 
 def _finished_message(target: Path) -> str | None:
     """``status: message`` of a finished run stored in ``target`` (None if there is none)."""
+    if not (target / SUMMARY).is_file():  # missing, or a FIFO that would block the read
+        return None
     try:
         summary = json.loads((target / SUMMARY).read_text())
     except (OSError, ValueError):

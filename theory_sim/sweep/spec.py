@@ -343,6 +343,8 @@ def read_config(path) -> dict:
             raise SweepError("a TOML config needs Python >= 3.11 or the tomli package",
                              param="config") from None
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the open forever
+        raise SweepError(f"config {path}: not a regular file", param="config")
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -350,6 +352,9 @@ def read_config(path) -> dict:
         raise SweepError(f"config {path}: cannot read ({exc.strerror or exc})", param="config") from None
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"config {path}: not valid TOML ({exc})", param="config") from None
+    except UnicodeDecodeError:
+        raise SweepError(f"config {path}: not a TOML file (binary data, not UTF-8 text)",
+                         param="config") from None
     unknown = set(data) - {"seeds", "base", "grid"}
     if unknown:
         raise SweepError(f"config {path}: unknown entries {', '.join(sorted(unknown))} "

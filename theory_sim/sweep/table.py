@@ -180,6 +180,8 @@ def read_table(path, notes: list | None = None) -> tuple[list[str], list[dict]]:
     a row repeated exactly is dropped, and ``notes`` (if given) receives a line saying so.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the read forever
+        raise SweepError(f"{path}: not a regular file, so not a sweep table")
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -258,6 +260,8 @@ def _now() -> str:
 
 def read_manifest(mpath: Path) -> dict:
     """The sweep manifest at ``mpath``, or a one-line ``SweepError``."""
+    if mpath.exists() and not mpath.is_file():  # a FIFO would block the read forever
+        raise SweepError(f"{mpath}: not a regular file, so not a sweep manifest")
     try:
         manifest = json.loads(mpath.read_text())
     except (OSError, json.JSONDecodeError) as exc:
