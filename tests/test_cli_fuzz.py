@@ -757,3 +757,13 @@ def test_a_checkpoint_that_cannot_be_written_does_not_end_the_run(tmp_path, monk
     assert code == 0 and "results: r/" in out
     assert err.startswith("theory-sim: warning: cannot write the checkpoint") and len(err.splitlines()) == 1
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["summary.json", "trajectory.npz"]
+
+
+def test_resume_through_a_link_finds_the_interrupted_run(checkpoint, tmp_path):
+    _prepare(tmp_path, checkpoint)
+    (tmp_path / "interrupted").mkdir()  # what the link names; its staging dir holds the checkpoint
+    (tmp_path / "link").symlink_to("interrupted")
+    code, out, err = _call(["run", "--quiet", "--resume", "link"], tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "interrupted" / "summary.json").exists()
+    assert not (tmp_path / "interrupted.partial").exists()

@@ -244,6 +244,8 @@ def _open_resume(args):
     """``(Simulation, StagedDir, notes)`` for ``--resume DIR``, or a one-line UsageError."""
     shown = args.resume
     target = checked_target(shown, "--resume")
+    if target.is_symlink():  # its staging directory sits next to the run the link points to
+        target = target.resolve()
     refuse_if_in_use(target, "--resume", shown)
     if args.out is not None:
         raise UsageError(f"--resume {shown} continues the run in {shown}; leave out --out {args.out}")
