@@ -66,7 +66,7 @@ def main():
         B = st.coordinates()
         c = st.alignment()
         feats = [int(np.argmax(row)) if row.max() >= 0.9 else None for row in c]
-        oc = ts.status.outcome_from(feats, settled=code == _jit.STATUS_CONVERGED)
+        oc = ts.outcome.outcome_from(feats, settled=code == _jit.STATUS_CONVERGED)
         outcomes[oc] += 1
         print(f"  seed {train.seed}: {ts.status.STATUS_NAMES[code]} at t = {st.time:.4g}, "
               f"|c| = {np.round(c, 3).tolist()}, |w| = {np.round(np.linalg.norm(B, axis=1), 4).tolist()}, "

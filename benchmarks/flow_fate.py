@@ -20,6 +20,7 @@ import numpy as np
 import theory_sim as ts
 from theory_sim.engines import flow as engine
 from theory_sim.initial_law import reduced_coordinates
+from theory_sim.outcome import classify
 
 FROZEN = [(1e8, s) for s in (2, 6, 9, 10)] + [(1e10, s) for s in (1, 2, 3, 4)]
 HEAD = [(d, s) for d in (1e4, 1e5, 1e6) for s in range(1, 7)]
@@ -47,10 +48,8 @@ def run(d: float, seed: int, head: str) -> dict:
     wall = time.perf_counter() - t0
     B = st.coordinates()
     nrm, nrm0 = np.linalg.norm(B, axis=1), np.linalg.norm(B0, axis=1)
-    c = np.abs(B @ Vr) / nrm[:, None]
-    feats = [int(np.argmax(cj)) if cj.max() >= train.align_threshold else None for cj in c]
     status = ts.status.STATUS_NAMES[st.status]
-    outcome = ts.status.outcome_from(feats, settled=True) if status == "converged" else "incomplete"
+    c, _, outcome = classify(B @ Vr, nrm, status, train.align_threshold)
     t1 = st.t1[st.t1 >= 0]
     t3 = st.t2[st.t2 >= 0]
     return {"d": d, "seed": seed, "head": head, "status": status, "outcome": outcome,

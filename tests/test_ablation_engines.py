@@ -25,8 +25,9 @@ from theory_sim import analysis, engines
 from theory_sim.core import _jit
 from theory_sim.driver import Simulation, resume
 from theory_sim.engines.population import PopulationEngine
+from theory_sim.outcome import outcome_from
 from theory_sim.params import ParamError
-from theory_sim.status import OUTCOMES, RUN_STATUSES, STATUS_NAMES, outcome_from
+from theory_sim.status import OUTCOMES, RUN_STATUSES, STATUS_NAMES
 
 SMALL = ts.ModelParams(d=12, P=6, k=3, alpha=(3.0, 2.0), m=2)
 VARIANTS = [

@@ -664,7 +664,8 @@ def test_first_run_in_a_cold_cache_announces_the_compile_and_doctor_tells_engine
     ran = subprocess.run([str(SCRIPT), "run", "--d", "8", "--steps", "5", "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, timeout=600, env=env)
     assert ran.returncode == 0, ran.stderr
-    lines = ran.stderr.splitlines()
+    # a compile longer than progress.TICK_SECONDS also prints "still compiling" lines
+    lines = [line for line in ran.stderr.splitlines() if "still compiling" not in line]
     assert lines[0].startswith("theory-sim: compiling the population kernels") and "Ctrl-C" in lines[0]
     assert lines[1].startswith("theory-sim: compiled in ")
     assert float(lines[1].split("compiled in ")[1].split(" s")[0]) > 1.0

@@ -112,7 +112,7 @@ def test_simulate_many_matches_simulate_for_flow_runs():
         np.testing.assert_array_equal(res.E, run.E_final)
         assert res.flow_times() == pt.flow_times() and (res.leader, res.follower) == (pt.leader, pt.follower)
         assert (res.T1, res.T3) == (pt.T1, pt.T3)
-        assert res.outcome == analysis.outcome(run, cap_incomplete=True, vanishing=run.status == "vanishing")
+        assert res.outcome == analysis.outcome(run, vanishing=run.status == "vanishing")
         assert res.stats["n_rhs"] == run.stats["n_rhs"]
         if run.W is not None:
             np.testing.assert_array_equal(res.W, run.W)

@@ -16,8 +16,9 @@ from scipy import stats
 import theory_sim as ts
 from theory_sim import experiments as ex
 from theory_sim.experiments import fig8_paper_regime as f8
-from theory_sim.experiments.flow_runs import FLOW_OUTCOMES, count_outcomes, run_flow_many, wilson_interval
+from theory_sim.experiments.flow_runs import FLOW_OUTCOMES, count_outcomes, run_flow_many
 from theory_sim.initial_law import reduced_coordinates
+from theory_sim.stats import wilson_interval
 from theory_sim.status import BN_OUTCOMES, OUTCOMES
 
 

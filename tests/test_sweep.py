@@ -121,7 +121,7 @@ def test_numbers_are_stored_as_written(tmp_path, capsys):
     table; eta_E = eta_E_ratio * eta too (0.03 * 0.7 is 0.021, not 0.020999999999999998)."""
     assert repr(0.03 * 0.7) != "0.021" and repr(0.03 * 0.003) != "9e-05"  # the noise not to show
     config = tmp_path / "sweep.toml"
-    config.write_text("seeds = [1]\n[base]\ntol = 0.03\nmax_flow_time = 0.03\n"
+    config.write_text("seeds = [1]\n[base]\ntol = 0.03\nmax_flow_time = 0.3\n"
                       "[grid]\nalpha2 = [0.03, 0.7]\n")
     out = tmp_path / "s"
     code = main(["sweep", "--config", str(config), "--grid", "eta=lin:0.01:0.05:5", "--grid",
@@ -130,8 +130,9 @@ def test_numbers_are_stored_as_written(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     rows = rows_of(out / sw.TABLE)
     assert len(rows) == 20
-    for column in ("tol", "max_flow_time", "sigma", "pi2"):
+    for column in ("tol", "sigma", "pi2"):
         assert {r[column] for r in rows} == {"0.03"}
+    assert {r["max_flow_time"] for r in rows} == {"0.3"}  # at least one step of every eta
     assert {r["alpha2"] for r in rows} == {"0.03", "0.7"}
     assert {r["eta"] for r in rows} == {"0.01", "0.02", "0.03", "0.04", "0.05"}
     assert {r["eta_E_ratio"] for r in rows} == {"0.003", "0.7"}
@@ -174,20 +175,32 @@ def test_keys_are_generated_from_the_parameter_registry(monkeypatch):
 
 
 def test_a_new_parameter_key_gets_a_column_when_it_is_set(monkeypatch):
-    """A key that is not one of the format's columns (here ``batch``, made a key) is a column
-    of the tables whose runs set it, holding the value of each run."""
+    """A key that is not one of the format's columns (here ``record``, made a key; not ``batch``,
+    which only the SGD engines read and a sweep refuses) is a column of the tables whose runs
+    set it, holding the value of each run."""
     from theory_sim.sweep import spec, table
 
-    keys = dict(sw.KEYS, batch=sw.Key("batch", int, "train", "batch size"))
+    keys = dict(sw.KEYS, record=sw.Key("record", int, "train", "points kept"))
     monkeypatch.setattr(spec, "KEYS", keys)
     monkeypatch.setattr(table, "KEYS", keys)
     plain = sw.expand(sw.build_spec(base={"d": "16"}, grid=[("alpha1", (4.0, 5.0))], seeds="1"))
-    assert "batch" not in sw.columns(plain)  # the earlier tables keep their columns
-    cells = sw.expand(sw.build_spec(base={"d": "16", "steps": "3"}, grid=[("batch", (8, 16))], seeds="1"))
+    assert "record" not in sw.columns(plain)  # the earlier tables keep their columns
+    cells = sw.expand(sw.build_spec(base={"d": "16", "steps": "3"}, grid=[("record", (8, 16))], seeds="1"))
     cols = sw.columns(cells)
-    assert cols[cols.index("head_tol") + 1] == "batch"
+    assert cols[cols.index("head_tol") + 1] == "record"
     _, rows = sw.run_chunk(sw.execute._payload(cells), cols)
-    assert [r["batch"] for _, r in rows] == ["8", "16"]
+    assert [r["record"] for _, r in rows] == ["8", "16"]
+
+
+def test_a_key_that_only_another_engine_reads_is_refused():
+    with pytest.raises(sw.SweepError, match="batch only affects the sgd and sgd-fast engine"):
+        sw.spec._check_engine_options({"batch": 8}, {"alpha1": (4.0, 5.0)})  # batch: not a sweep key yet
+    with pytest.raises(sw.SweepError, match="rtol only affects the flow engine"):
+        sw.build_spec(grid=[("rtol", (1e-6, 1e-7))], seeds="1")
+    spec = sw.build_spec(base={"engine": "flow"}, grid=[("rtol", (1e-6, 1e-7))], seeds="1")
+    assert spec.n_runs == 2  # the flow engine reads it: accepted (not run here)
+    mixed = sw.build_spec(grid=[("engine", ("population", "flow")), ("rtol", (1e-6, 1e-7))], seeds="1")
+    assert mixed.n_runs == 4
 
 
 def test_the_engines_are_those_of_the_batched_kernel(monkeypatch):

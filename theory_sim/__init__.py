@@ -13,15 +13,19 @@ Public API (docs/model.md describes the model)::
     analysis                        phase times, substitution ratio, acceleration factor
 """
 
-from . import analysis
-from ._version import __version__
-from .driver import Simulation, resume, simulate
-from .ensemble import simulate_many
-from .io import load_run, save_run
-from .model import feature_vectors, initial_weights, split_moments
-from .objective import population_grad, population_loss, population_terms, sgd_gradient
-from .params import ModelParams, ParamError, TrainParams
-from .results import Run, RunSummary
+from . import _numba_env
+
+_numba_env.sanitize()  # before numba is imported: a bad NUMBA_* value must not crash it
+
+from . import analysis, outcome, stats  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .driver import Simulation, resume, simulate  # noqa: E402
+from .ensemble import simulate_many  # noqa: E402
+from .io import load_run, save_run  # noqa: E402
+from .model import feature_vectors, initial_weights, split_moments  # noqa: E402
+from .objective import population_grad, population_loss, population_terms, sgd_gradient  # noqa: E402
+from .params import ModelParams, ParamError, TrainParams  # noqa: E402
+from .results import Run, RunSummary  # noqa: E402
 
 __all__ = [
     "ModelParams",
@@ -35,6 +39,7 @@ __all__ = [
     "feature_vectors",
     "initial_weights",
     "load_run",
+    "outcome",
     "population_grad",
     "population_loss",
     "population_terms",
@@ -44,4 +49,5 @@ __all__ = [
     "simulate",
     "simulate_many",
     "split_moments",
+    "stats",
 ]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .core._jit import VANISH_TOL
 from .events import EVENT_ARRAYS, both_units, phase_times_from_events
 from .model import model_constants, phase1_times, split_moments
+from .outcome import features as _features
+from .outcome import is_settled, outcome_from
 from .params import DEFAULT_ALIGN_THRESHOLD, DEFAULT_HEAD_TOL
 from .results import PhaseTimes, Run
-from .status import outcome_from
+from .stats import PowerLaw, fit_power_law, wilson_interval  # noqa: F401  (the public namespace)
 
 
 def alignment(run: Run) -> np.ndarray:
@@ -104,13 +104,8 @@ def peak_offdiag(run: Run) -> np.ndarray:
 
 
 def features_learned(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, t: int = -1) -> list:
-    """Feature index learned by each neuron at point ``t`` (``None`` if none)."""
-    c = alignment(run)[t]
-    out = []
-    for j in range(c.shape[0]):
-        l = int(np.argmax(c[j]))
-        out.append(l if c[j, l] >= threshold else None)
-    return out
+    """Feature index learned by each neuron at point ``t`` (``None`` if none; ``outcome.features``)."""
+    return _features(alignment(run)[t], threshold)
 
 
 def hit_cap(run: Run) -> bool:
@@ -130,44 +125,29 @@ def is_complete_collapse(run: Run) -> bool:
     return bool(np.all(end < VANISH_TOL * start))
 
 
-def wilson_interval(k, n, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion ``k / n`` (``z = 1.96``: 95%);
-    ``(nan, nan)`` when ``n = 0``."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    den = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
-
-
-def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, cap_incomplete: bool = False,
-            vanishing: bool = False) -> str:
+def outcome(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD, *, vanishing: bool = False) -> str:
     """``diverse`` (every neuron learned a feature and not all the same one),
     ``collapsed`` (every neuron learned a feature, all the same one) or
-    ``incomplete`` (some neuron learned nothing, or the run diverged), or, first when it
+    ``incomplete`` (some neuron learned nothing, or the run did not settle: diverged,
+    interrupted, or stopped by the flow-time cap: ``outcome.is_settled``), or, first when it
     applies, ``complete_collapse`` (:func:`is_complete_collapse`: every ``|w_j|`` -> 0).
+    The same rule as ``simulate_many``'s summaries and the sweep table.
 
-    ``vanishing=True`` names ``vanishing`` the runs among the ``incomplete`` ones that the
-    flow engine stopped as ``vanishing`` or where :func:`is_vanishing` holds (a neuron
-    without a feature shrinking away beside one that holds a feature, docs/model.md
-    section 10). It is off by default while ``simulate_many``'s summaries do not check it,
-    so that both report the same outcome. ``cap_incomplete=True`` also calls a run
-    stopped by the flow-time cap, interrupted or stopped as ``vanishing`` ``incomplete``
-    (it had not settled), as ``theory_sim.ensemble.simulate_many`` does, unless
-    ``vanishing`` names it.
+    ``vanishing=True`` names ``vanishing`` the runs with a neuron without a feature that the
+    flow engine's opt-in rule stopped as ``vanishing`` or where :func:`is_vanishing` holds (a
+    neuron without a feature shrinking away beside one that holds a feature, docs/model.md
+    section 10): a description of the state, not a fate.
     """
     if is_complete_collapse(run):
         return outcome_from((), settled=True, complete_collapse=True)
-    unsettled = hit_cap(run) or run.status in ("interrupted", "vanishing")
     if run.status == "diverged":
         return outcome_from((), settled=False)  # no features to read off a run that never settled
     features = features_learned(run, threshold)
-    if any(f is None for f in features):
+    settled = is_settled(run.status, fixed_budget=run.config.get("train", {}).get("steps") is not None)
+    if vanishing and any(f is None for f in features):
         flagged = run.status == "vanishing" or is_vanishing(run, threshold)
-        return outcome_from(features, settled=True, vanishing=vanishing and flagged)
-    return outcome_from(features, settled=not (cap_incomplete and unsettled))
+        return outcome_from(features, settled=settled, vanishing=flagged)
+    return outcome_from(features, settled=settled)
 
 
 # ---------------------------------------------------------------- assignment and roles
@@ -572,46 +552,3 @@ def is_vanishing(run: Run, threshold: float = DEFAULT_ALIGN_THRESHOLD) -> bool:
     return True
 
 
-# ---------------------------------------------------------------- fits
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """``y = prefactor * x**slope`` fitted in log-log; ``ci`` is the confidence interval of the slope."""
-
-    slope: float
-    ci: tuple
-    prefactor: float
-    n: int
-    level: float
-
-    def as_dict(self) -> dict:
-        return {"slope": self.slope, "ci_low": self.ci[0], "ci_high": self.ci[1],
-                "prefactor": self.prefactor, "n": self.n, "level": self.level}
-
-
-def fit_power_law(x, y, groups=None, level: float = 0.95) -> PowerLaw:
-    """Least-squares slope of ``log y`` on ``log x`` with a Student-t confidence interval.
-
-    With ``groups`` (e.g. the seed of each point) every group gets its own intercept
-    and the slope is common (a fixed-effects fit: seed-to-seed offsets do not blur the
-    exponent). Non-finite or non-positive points are dropped.
-    """
-    from scipy import stats
-
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    g = np.zeros(x.shape, dtype=np.int64) if groups is None else np.asarray(groups)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    lx, ly, g = np.log(x[ok]), np.log(y[ok]), g[ok]
-    levels, gi = np.unique(g, return_inverse=True)
-    X = np.column_stack([lx, (gi[:, None] == np.arange(levels.size)[None, :]).astype(np.float64)])
-    n, p = X.shape
-    if n <= p or np.ptp(lx) == 0:
-        return PowerLaw(float("nan"), (float("nan"), float("nan")), float("nan"), int(n), level)
-    coef, *_ = np.linalg.lstsq(X, ly, rcond=None)
-    resid = ly - X @ coef
-    s2 = float(resid @ resid) / (n - p)
-    cov = s2 * np.linalg.pinv(X.T @ X)
-    half = float(stats.t.ppf(0.5 + level / 2, n - p)) * float(np.sqrt(cov[0, 0]))
-    slope = float(coef[0])
-    return PowerLaw(slope, (slope - half, slope + half), float(np.exp(np.mean(coef[1:]))), int(n), level)

@@ -247,7 +247,15 @@ class Simulation:
         if meta.get("format_version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint format version {meta.get('format_version')!r}; this theory-sim "
                              f"reads version {CHECKPOINT_VERSION}")
-        cfg = meta["config"]
+        cfg = meta.get("config")
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) \
+                or not isinstance(cfg.get("train"), dict):
+            raise ValueError("checkpoint has no readable configuration")
+        written = cfg.get("version")
+        if written != __version__:
+            # a state written by other kernels may not mean the same thing here: refuse, never relabel
+            raise ValueError(f"checkpoint written by theory-sim {written}, this is theory-sim "
+                             f"{__version__}; resume it with theory-sim {written}, or start a new run")
         mdict = dict(cfg["model"])
         mdict["alpha"], mdict["pi"] = tuple(mdict["alpha"]), tuple(mdict["pi"])
         model, train = ModelParams(**mdict), TrainParams(**cfg["train"])
@@ -286,10 +294,35 @@ class Simulation:
         w0_ok = self.W0 is None or self.W0.shape == (m, model.d)
         if self.rec_state.shape != (3,) or self.E.shape != (m, m) or not w0_ok:
             raise ValueError("checkpoint arrays have inconsistent shapes")
+        self._check_restored(engine, cap)
         self._derive_missing_state(engine)
         self.code = int(state["meta"].get("code", _jit.STATUS_RUNNING))
         self.elapsed = float(state["meta"].get("elapsed", 0.0))
 
+
+    def _check_restored(self, engine, cap: int) -> None:
+        """Refuse a damaged checkpoint (wrong shapes, NaN, counters out of range) naming the array:
+        the kernels index with the counters unchecked, and a NaN state would be reported as a
+        divergence of the run instead of damage to its file."""
+        step, n, stride = (int(x) for x in self.rec_state)
+        recorded_ok = engine.continuous or 0 <= n <= cap  # a continuous engine records in its state
+        if step < 0 or stride < 1 or not recorded_ok:
+            raise ValueError(f"checkpoint counters out of range (step {step}, {n} recorded points, "
+                             f"stride {stride})")
+        # the arrays a fresh run of this configuration starts from: the same shapes, or damage
+        _, fresh = engine.start(self.model, self.train, self.inputs, None, None)
+        for k, a in self.engine_state.items():
+            if k in fresh and a.shape != np.shape(fresh[k]):
+                raise ValueError(f"checkpoint array {k} has shape {a.shape}, expected "
+                                 f"{np.shape(fresh[k])}")
+        floats = {"E_now": self.E, "W0": self.W0}
+        if not engine.continuous:
+            floats |= self.engine_state
+            names = ("steps", "alignment", "norms", "E", "loss", "rho", "gram")
+            floats |= {f"rec_{name}": a[:n] for name, a in zip(names, self.rec, strict=True)}
+        for k, a in floats.items():
+            if a is not None and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise ValueError(f"checkpoint array {k} holds NaN or infinite values (a damaged file)")
 
     def _derive_missing_state(self, engine) -> None:
         """A checkpoint from before the ablations (docs/model.md section 12) lacks the engine's

@@ -34,9 +34,10 @@ from .model import (
     model_constants,
     reduced_coordinates,
 )
+from .outcome import alignment, features, is_settled, outcome_from
 from .params import DEFAULT_HEAD_TOL, ModelParams, ParamError, TrainParams
 from .results import RunSummary
-from .status import OUTCOMES, STATUS_NAMES, outcome_from
+from .status import OUTCOMES, STATUS_NAMES
 
 __all__ = ["BATCHED_ENGINES", "OUTCOMES", "STATUS_NAMES", "RunSummary", "simulate_many"]
 _STEP_FAILURES = (_jit.STATUS_NONFINITE, _jit.STATUS_DEGENERATE)
@@ -280,13 +281,8 @@ def _flow_run(model: ModelParams, train: TrainParams, W0, head_tol: float, weigh
     m = model.m
     E, c, t = st.head(), st.alignment(), st.time
     times = st.phase_times(status)
-    thr = train.align_threshold
-    feats = []
-    for j in range(m):
-        l = int(np.argmax(c[j])) if np.all(np.isfinite(c[j])) else -1
-        feats.append(l if l >= 0 and c[j, l] >= thr else None)
-    capped = status == "max_steps" and train.steps is None
-    unsettled = status in ("diverged", "interrupted", "vanishing") or capped
+    feats = features(c, train.align_threshold)
+    settled = is_settled(status, fixed_budget=train.steps is not None)
     peak = st.peak.copy()
     np.fill_diagonal(peak, 0.0)
     Wf = None
@@ -296,7 +292,7 @@ def _flow_run(model: ModelParams, train: TrainParams, W0, head_tol: float, weigh
                       **both_units(times, "flow_time", train.eta), alignment=c, features=feats,
                       peak_offdiag=peak, E=E, head_distance=float(np.sqrt(((E - np.eye(m)) ** 2).sum())),
                       loss=st.loss,
-                      outcome=outcome_from(feats, settled=not unsettled, vanishing=status == "vanishing"),
+                      outcome=outcome_from(feats, settled=settled, vanishing=status == "vanishing"),
                       W=Wf, stats=st.stats())
 
 
@@ -305,19 +301,12 @@ def _result(g: _Group, k: int, train: TrainParams, weights: bool) -> RunSummary:
     status = STATUS_NAMES[code]
     m, L = g.A_last.shape[1:]
     A, gram = g.A_last[k], g.gram_diag_last[k]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        nrm = np.sqrt(gram)  # record_point's c = A / |w_j| (0 for a zero row)
-        c = np.abs(np.where(nrm[:, None] > 0.0, A / nrm[:, None], 0.0))
+    c = alignment(A, np.sqrt(gram))  # record_point's c = A / |w_j| (0 for a zero row)
     if last < 0:  # no step was evaluated (the run failed at its first step)
         c = np.full((m, L), np.nan)
-    thr = train.align_threshold
     times = _phase_times(g, k, status, last, c)
-    feats = []
-    for j in range(m):
-        l = int(np.argmax(c[j])) if np.all(np.isfinite(c[j])) else -1
-        feats.append(l if l >= 0 and c[j, l] >= thr else None)
-    capped = status == "max_steps" and train.steps is None
-    outcome = outcome_from(feats, settled=not (status in ("diverged", "interrupted") or capped))
+    feats = features(c, train.align_threshold)
+    outcome = outcome_from(feats, settled=is_settled(status, fixed_budget=train.steps is not None))
     peak = g.peak[k].copy()
     peak[peak < 0] = np.nan  # nothing evaluated
     np.fill_diagonal(peak, 0.0)

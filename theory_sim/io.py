@@ -53,6 +53,54 @@ def atomic_write(path: Path, mode: str = "wb"):
         raise
 
 
+def dangling_link(path) -> str | None:
+    """Why ``path`` (absolute or not) runs through a dangling symbolic link (``None`` if it does not)."""
+    path = Path(os.path.abspath(os.fspath(path)))
+    for link in (*reversed(path.parents), path):
+        try:
+            if link.is_symlink() and not link.exists():
+                return f"{link} is a symbolic link to {os.readlink(link)}, which does not exist"
+        except OSError:
+            return None
+    return None
+
+
+NO_LOCK = -1
+"""What :func:`lock_dir` returns where the file system has no locks (some network file systems):
+the work goes on unlocked rather than not at all."""
+
+
+def lock_dir(path) -> int | None:
+    """A descriptor holding an exclusive ``flock`` on the directory ``path``, or ``None`` when
+    another process (or another descriptor of this one) holds it, or :data:`NO_LOCK` where
+    locks are not supported. The lock is released when the descriptor is closed or the
+    process ends (a killed run leaves no stale lock)."""
+    import errno
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return NO_LOCK
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
+            return NO_LOCK
+        raise
+    return fd
+
+
+def unlock_dir(fd: int | None) -> None:
+    if fd is not None and fd != NO_LOCK:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -100,6 +148,8 @@ def _read_npz(path, default_name: str, what: str) -> tuple[Path, dict]:
         path = path / default_name
     if not path.exists():
         raise RunFileError(f"{path}: no such {what} file")
+    if not path.is_file():  # a FIFO or a device: reading it could block forever
+        raise RunFileError(f"{path}: not a regular file, so not a {what}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return path, {k: npz[k] for k in npz.files}

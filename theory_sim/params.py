@@ -311,6 +311,10 @@ class TrainParams:
                   "multiples of a stride)", self.record_spacing)
         if flow and self.steps is not None and self.steps * self.eta > 1e300:
             _fail("steps * eta", "finite", self.steps * self.eta)
+        if not flow and self.steps is None and self.max_flow_time < self.eta:
+            # ceil(max_flow_time / eta) would still take one whole step, past the cap
+            _fail("max_flow_time", f">= eta = {self.eta:g} (one step of the {self.engine} engine)",
+                  self.max_flow_time)
         if not flow and self.steps is None and self.max_flow_time / self.eta > MAX_STEPS:
             _fail("max_flow_time / eta", f"at most {MAX_STEPS:.0e} steps (raise eta or give --steps)",
                   self.max_flow_time / self.eta)

@@ -152,7 +152,7 @@ class RunSummary(PhaseTimes, Mapping):
     alignment : (m, L) final ``|c_jl|``; ``features``: the feature each neuron learned, or ``None``.
     peak_offdiag : (m, m) ``max_t |E_jr|`` (0 on the diagonal); ``E``: (m, m) final head;
     head_distance : final ``|E - I|_F``; ``loss``: final population loss.
-    outcome : ``diverse``, ``collapsed`` or ``incomplete`` (``status.outcome_from``).
+    outcome : ``diverse``, ``collapsed`` or ``incomplete`` (``outcome.outcome_from``).
     W : (m, d) final weights, or ``None`` when not asked for (or never materialised).
     stats : the flow engine's solver statistics (as ``Run.stats``), else ``None``.
     """

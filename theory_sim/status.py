@@ -75,28 +75,3 @@ def divergence_message(code: int, train, step: int, *, options: tuple = ()) -> s
     if "batch" in options:
         fix += f", or raise --batch (now {train.batch})"
     return f"diverged at step {step}: {what}; {fix}"
-
-
-def outcome_from(features, *, settled: bool, vanishing: bool = False, complete_collapse: bool = False) -> str:
-    """The outcome rule, in one place (docs/model.md section 9).
-
-    ``features``: the feature each neuron has learned (``None`` for none); ``settled``:
-    False when the run diverged, was interrupted or (where the caller counts it so)
-    stopped at the flow-time cap. Unsettled or some neuron without a feature:
-    ``incomplete``; all neurons on one feature (``m > 1``): ``collapsed``; else ``diverse``.
-    ``vanishing``: the caller found some featureless neuron shrinking away
-    (``analysis.is_vanishing`` on a run, ``analysis.vanishing_state`` on a final state);
-    it names a run with a neuron without a feature, settled or not.
-    ``complete_collapse``: the caller found every ``|w_j|`` (or every output's second
-    moment) fallen to ~0 (``analysis.is_complete_collapse``); it comes first.
-    """
-    if complete_collapse:
-        return "complete_collapse"
-    features = list(features)
-    if vanishing and any(f is None for f in features) and any(f is not None for f in features):
-        return "vanishing"
-    if not settled or any(f is None for f in features):
-        return "incomplete"
-    if len(set(features)) == 1 and len(features) > 1:
-        return "collapsed"
-    return "diverse"

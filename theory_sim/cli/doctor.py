@@ -8,6 +8,8 @@ import platform
 import sys
 from pathlib import Path
 
+from .progress import LOADED_FACTOR
+
 ENGINE_KERNELS = {
     # the entry kernels each engine calls (each compiled separately); the closed-form loss
     # and gradient serve the final point of every run and the regime check of `run`
@@ -20,8 +22,10 @@ ENGINE_KERNELS = {
 }
 """Engine -> (module under theory_sim, kernel name) of the numba dispatchers it needs."""
 
-COMPILE_SECONDS = {"population": 15, "sgd": 40, "sgd-fast": 40, "flow": 45}
-"""First-compile times measured on a 2-core machine (cold cache), for the messages."""
+COMPILE_SECONDS = {"population": 25, "sgd": 45, "sgd-fast": 45, "flow": 55}
+"""First-compile times on a 2-core machine, cold cache, idle (CPU time of the compile: population
+22 s, sgd 45 s, flow 34-51 s); under load the wall time is up to ``progress.LOADED_FACTOR`` times
+that (population 28 s at load 1.5, sgd 62 s at load 3, flow 58 s at load 6, 134 s at load 4)."""
 
 
 def add_parser(sub) -> None:
@@ -77,30 +81,63 @@ def engine_cache_state(engine: str) -> str:
     return "cold" if missing else "warm"
 
 
+def _version(name: str) -> str:
+    """The installed version of ``name`` without importing it (``not installed`` if absent)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cache_problem() -> str | None:
+    """Why the kernel cache directory cannot be written (``None`` if it can): numba then
+    compiles every kernel again in every process, silently."""
+    import tempfile
+
+    from ..core._jit import kernel_cache_dir
+
+    where = kernel_cache_dir()
+    try:
+        os.makedirs(where, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        return (f"the kernel cache {where} is not writable ({exc.strerror or exc}): every run compiles "
+                f"its kernels again; set NUMBA_CACHE_DIR to a writable directory")
+    return None
+
+
 def cmd_doctor(args) -> int:
     import numba
-    import numpy
-    import scipy
 
     from .. import __version__
 
     where, n_index = numba_cache_state()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    problem = cache_problem()
     lines = [
         f"theory-sim {__version__}",
         f"python     {sys.version.split()[0]} ({platform.python_implementation()}, {platform.machine()})",
-        f"numpy      {numpy.__version__}",
-        f"scipy      {scipy.__version__}",
+        f"numpy      {_version('numpy')}",
+        f"scipy      {_version('scipy')}",
         f"numba      {numba.__version__} (threads {numba.config.NUMBA_NUM_THREADS}, "
         f"layer {numba.config.THREADING_LAYER})",
+        f"matplotlib {_version('matplotlib')}",
+        f"dask       {_version('dask')} (distributed {_version('distributed')})",
         f"cpus       {os.cpu_count()} (usable {usable})",
         f"platform   {platform.platform()}",
-        f"numba cache {where}: {n_index} compiled kernel index files",
+        f"numba cache {where}: {n_index} compiled kernel index files"
+        + (" (not writable: every run compiles again)" if problem else ""),
     ]
     for engine in ENGINE_KERNELS:
         state = engine_cache_state(engine)
         if state == "cold":
-            state += f" (the first {engine} run compiles its kernels: ~{COMPILE_SECONDS[engine]} s)"
+            state += (f" (the first {engine} run compiles its kernels: ~{COMPILE_SECONDS[engine]} s "
+                      f"idle, up to {LOADED_FACTOR:g}x that under load)")
         lines.append(f"  engine {engine:<10s} {state}")
-    print("\n".join(lines))
+    from .output import shown
+
+    print("\n".join(shown(line) for line in lines))  # NUMBA_CACHE_DIR may hold anything
     return 0

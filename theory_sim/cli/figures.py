@@ -19,7 +19,8 @@ import numpy as np
 from .. import experiments, plotting
 from ..experiments import FIGURES, FULL, QUICK, Plan
 from ..io import atomic_write, write_json
-from . import UsageError
+from . import UsageError, warn
+from .output import refuse_dangling, shown
 from .progress import ProgressBar
 from .signals import GracefulStop
 
@@ -62,26 +63,75 @@ def parse_only(text: str | None) -> list[int]:
 
 # ---------------------------------------------------------------- progress
 
+HEARTBEAT_SECONDS = 30.0
+"""While a figure reports no progress (e.g. compiling its kernels on first use), the bar is
+redrawn, with the time spent in the figure, this often."""
+
+
 class Progress:
     """One bar over the whole command: ``units`` of work (``experiments.cost``), advanced by
-    each simulation through :meth:`add`, the experiments' ``progress`` callback."""
+    each simulation through :meth:`add`, the experiments' ``progress`` callback. The text
+    after the bar shows the progress inside the current figure as well: the units are rough
+    (fig. 9 is a few units but minutes of runs), so the whole bar alone can sit still."""
 
-    def __init__(self, total: float, enabled: bool):
+    def __init__(self, total: float, enabled: bool, heartbeat: float | None = None):
+        import threading
+
         self.bar = ProgressBar("figures", enabled=enabled)
         self.total = total
         self.done = 0.0
         self.text = ""
+        self.stage_total = 0.0
+        self.stage_done = 0.0
+        self.stage_t0 = time.perf_counter()
+        self._stage_decile = -1
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        beat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
+        if enabled:  # a first compile inside a figure reports nothing for minutes: say it is alive
+            threading.Thread(target=self._beat, args=(beat,), daemon=True,
+                             name="theory-sim-figures-heartbeat").start()
 
-    def stage(self, text: str):
+    def _beat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            if self.text:
+                self._draw(force=True)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _draw(self, force: bool = False):
+        with self._lock:
+            self._draw_locked(force)
+
+    def _draw_locked(self, force: bool = False):
+        frac = 0.0 if self.total <= 0 else min(1.0, self.done / self.total)
+        text = self.text
+        if self.stage_total > 0:
+            inner = min(1.0, self.stage_done / self.stage_total)
+            text += (f" {100 * inner:.0f} % of this figure, "
+                     f"{time.perf_counter() - self.stage_t0:.0f} s in it")
+            decile = int(inner * 10)
+            force = force or decile > self._stage_decile
+            self._stage_decile = max(decile, self._stage_decile)
+        self.bar.draw(frac, f"{100 * frac:5.1f}%", text, force=force)
+
+    def stage(self, text: str, units: float = 0.0):
         self.text = text
-        self.bar(int(self.done), int(self.total), text)
+        self.stage_total, self.stage_done = float(units), 0.0
+        self.stage_t0 = time.perf_counter()
+        self._stage_decile = -1
+        self._draw(force=True)
 
     def add(self, units: float):
         self.done += units
-        self.bar(int(self.done), int(self.total), self.text)
+        self.stage_done += units
+        self._draw()
 
     def finish(self):
-        self.bar(int(self.total), int(self.total), "done", final=True)
+        self.close()
+        with self._lock:
+            self.bar(int(self.total), int(self.total), "done", final=True)
 
 
 # ---------------------------------------------------------------- writing
@@ -109,7 +159,7 @@ def make_figures(out: Path, plan: Plan, nums, progress: Progress, should_stop=No
             break
         t0 = time.perf_counter()
         name = FIGURES[num]
-        progress.stage(name)
+        progress.stage(name, experiments.cost(plan, num))
         fig, data, f = experiments.make_figure(num, plan, progress.add, cache)
         save_png(fig, out / f"{name}.png")
         if experiments.MODULES[num].DATA_FORMAT == "json":
@@ -154,6 +204,7 @@ def cmd_figures(args) -> int:
         raise UsageError(f"--jobs must be an integer >= 1 (got {args.jobs})")
     plan = QUICK if args.quick else FULL
     out = Path(args.out)
+    refuse_dangling(out, "--out", args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not args.force:
@@ -163,10 +214,18 @@ def cmd_figures(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {out} is not writable ({exc.strerror or exc})") from None
+    from .doctor import cache_problem
+
+    problem = cache_problem()
+    if problem:
+        warn(problem)
     progress = Progress(sum(experiments.cost(plan, n) for n in nums), enabled=not args.quiet)
     t0 = time.perf_counter()
     with GracefulStop() as stop:  # Ctrl-C / SIGTERM: finish the current figure, then stop
-        facts, done = make_figures(out, plan, nums, progress, should_stop=stop)
+        try:
+            facts, done = make_figures(out, plan, nums, progress, should_stop=stop)
+        finally:
+            progress.close()  # its heartbeat
         wall = round(time.perf_counter() - t0, 2)
         interrupted = len(done) < len(nums)
         facts_path = out / ("figures-quick.json" if args.quick else "figures.json")
@@ -174,7 +233,7 @@ def cmd_figures(args) -> int:
                                            interrupted=interrupted))
     progress.finish()
     names = ", ".join(f"{FIGURES[n]}.png" for n in done) or "nothing"
-    print(f"theory-sim figures: wrote {names} (+ data files) to {out}/ in {wall:.1f} s")
+    print(f"theory-sim figures: wrote {names} (+ data files) to {shown(out)}/ in {wall:.1f} s")
     sys.stdout.flush()
     if interrupted:
         print(f"theory-sim: interrupted ({stop.requested}) after {len(done)} of {len(nums)} figures; "

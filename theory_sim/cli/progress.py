@@ -50,26 +50,37 @@ class ProgressBar:
         fill = int(round(min(max(frac, 0.0), 1.0) * self.width))
         bar = "#" * fill + "." * (self.width - fill)
         line = f"{self.label} [{bar}] {head} {time.perf_counter() - self.t0:6.1f}s {text}".rstrip()
-        if self.tty:
-            self.stream.write("\r" + line[:160].ljust(80))
-            if final:
-                self.stream.write("\n")
-        else:
-            decile = int(frac * 10)
-            if decile > self._last_decile or final or force:
-                self._last_decile = max(decile, self._last_decile)
-                self.stream.write(line + "\n")
-        self.stream.flush()
+        try:
+            if self.tty:
+                self.stream.write("\r" + line[:160].ljust(80))
+                if final:
+                    self.stream.write("\n")
+            else:
+                decile = int(frac * 10)
+                if decile > self._last_decile or final or force:
+                    self._last_decile = max(decile, self._last_decile)
+                    self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError, AttributeError):  # stderr closed or full: the run goes on
+            self.enabled = False
 
 
-PHASES = ("I", "II-III", "IV", "done")
+TICK_SECONDS = 30.0
+"""While the kernels compile, a line this often says the command is alive."""
+LOADED_FACTOR = 3.0
+"""The first compile's wall time under a load of 4 on 2 cores against idle (flow: 134 s / 45 s)."""
+
+PHASES = ("I", "II-III", "IV", "done", "collapsed")
+COLLAPSED = 4
 
 
 def run_phase(alignment: np.ndarray, E: np.ndarray | None, threshold: float) -> tuple[int, str]:
     """``(index into PHASES, who)`` from the current ``|c_jl|`` (m x L) and head ``E``.
 
     0: no neuron holds a feature yet; 1: some but not all neurons do (the others escape);
-    2: every neuron holds one and the head relaxes towards I.
+    2: every neuron holds a different feature and the head relaxes towards I (phase IV);
+    4 (:data:`COLLAPSED`): every neuron holds one, but not all different ones (dimensional
+    collapse, e.g. ``--head frozen``: no phase IV to claim).
     """
     best = alignment.max(axis=1)
     learned = best >= threshold
@@ -78,6 +89,10 @@ def run_phase(alignment: np.ndarray, E: np.ndarray | None, threshold: float) -> 
     if not learned.all():
         waiting = best[~learned].max()
         return 1, f"{int(learned.sum())}/{len(learned)} neurons learned, next max|c| {waiting:.2g}"
+    held = alignment.argmax(axis=1)
+    if len(set(held.tolist())) < min(alignment.shape):
+        features = ", ".join(f"v{f + 1}" for f in sorted(set(held.tolist())))
+        return COLLAPSED, f"every neuron holds {features}"
     dist = 0.0 if E is None else float(np.linalg.norm(E - np.eye(E.shape[0])))
     return 2, f"|E - I| {dist:.2g}"
 
@@ -115,14 +130,40 @@ class RunProgress:
         self.phase = -1
         self._last_step = None
         self._start = {}
+        self._ticker = None
         if compiling and enabled:
-            about = f" (~{compile_seconds:.0f} s)" if compile_seconds else ""
+            about = (f" (~{compile_seconds:.0f} s on an idle machine, up to {LOADED_FACTOR:g}x that "
+                     f"under load)" if compile_seconds else "")
             self._say(f"compiling the {engine} kernels, once per version{about}; "
                       f"Ctrl-C takes effect when compiling ends")
+            self._start_ticker(engine)
+
+    def _start_ticker(self, engine: str) -> None:
+        """A line every :data:`TICK_SECONDS` while the compile lasts: a long one shows it is alive."""
+        import threading
+
+        done = threading.Event()
+
+        def tick():
+            while not done.wait(TICK_SECONDS):
+                self._say(f"still compiling the {engine} kernels "
+                          f"({time.perf_counter() - self.t_start:.0f} s so far)")
+
+        self._ticker = done
+        threading.Thread(target=tick, name="theory-sim-compile-ticker", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop the compile ticker (idempotent; the first report stops it too)."""
+        if self._ticker is not None:
+            self._ticker.set()
+            self._ticker = None
 
     def _say(self, text: str) -> None:
-        self.stream.write(f"theory-sim: {text}\n")
-        self.stream.flush()
+        try:
+            self.stream.write(f"theory-sim: {text}\n")
+            self.stream.flush()
+        except (OSError, ValueError, AttributeError):  # stderr closed or full: the run goes on
+            self.enabled = self.bar.enabled = False
 
     def _fraction(self, phase: int, info: dict) -> float:
         best = np.asarray(info["alignment"]).max(axis=1)
@@ -133,7 +174,7 @@ class RunProgress:
             pending = float(best[best < self.threshold].max())
             start = self._start.setdefault(1, pending)
             return 0.25 + 0.5 * _log_progress(pending, start, self.threshold)
-        E = info.get("E")
+        E = info.get("E")  # phase IV or a collapse: the head settling is what remains
         dist = float(np.linalg.norm(E - np.eye(E.shape[0]))) if E is not None else 0.0
         start = self._start.setdefault(2, max(dist, self.HEAD_GOAL))
         # distance shrinking from start to HEAD_GOAL, on a log scale
@@ -143,6 +184,7 @@ class RunProgress:
         if not self.enabled:
             return
         if self.compile_time is None:
+            self.close()
             self.compile_time = time.perf_counter() - self.t_start
             if self.compiling:
                 self._say(f"compiled in {self.compile_time:.1f} s")
@@ -153,14 +195,17 @@ class RunProgress:
         self.max_steps = total
         flow = info.get("flow_time", step * self.eta)  # a continuous engine reports its flow time
         cap = info.get("cap", total * self.eta)
-        parts = [f"step {step:.3g}", f"t {flow:.4g} (cap {cap:.3g})"]
+        # a continuous engine counts its adaptive solver steps; the summary's steps are nominal
+        counted = "solver steps" if "flow_time" in info else "step"
+        parts = [f"{counted} {step:.3g}", f"t {flow:.4g} (cap {cap:.3g})"]
         force = False
         if "alignment" in info:
             phase, who = run_phase(np.asarray(info["alignment"]), info.get("E"), self.threshold)
             force = phase != self.phase
             self.phase = phase
             self.fill = max(self.fill, self._fraction(phase, info))
-            parts.insert(0, f"phase {PHASES[phase]} ({who})")
+            name = PHASES[phase] if phase == COLLAPSED else f"phase {PHASES[phase]}"
+            parts.insert(0, f"{name} ({who})")
         if "loss" in info:
             parts.append(f"loss {info['loss']:.6g}")
         if "speed" in info:

@@ -13,10 +13,19 @@ from ..core._jit import STATUS_CONVERGED
 from ..engines import ENGINES
 from ..io import CHECKPOINT, SUMMARY, TRAJECTORY, RunFileError, load_checkpoint, save_checkpoint, save_run
 from ..regime import incomplete_reasons, regime_warnings
-from . import EXIT_FAILED, UsageError
-from .doctor import COMPILE_SECONDS, engine_cache_state
+from . import EXIT_FAILED, UsageError, WriteFailed, warn
+from .doctor import COMPILE_SECONDS, cache_problem, engine_cache_state
 from .options import add_model_args, add_train_args, model_from_args, train_from_args
-from .output import EXIT_WRITE_FAILED, OutputError, StagedDir, checked_target, default_run_dir, staging_path
+from .output import (
+    EXIT_WRITE_FAILED,
+    OutputError,
+    StagedDir,
+    checked_target,
+    default_run_dir,
+    refuse_if_in_use,
+    shown,
+    staging_path,
+)
 from .progress import RunProgress
 from .signals import GracefulStop
 
@@ -174,6 +183,8 @@ def _flag(dest: str) -> str:
 
 def _finished_message(target: Path) -> str | None:
     """``status: message`` of a finished run stored in ``target`` (None if there is none)."""
+    if not (target / SUMMARY).is_file():  # missing, or a FIFO that would block the read
+        return None
     try:
         summary = json.loads((target / SUMMARY).read_text())
     except (OSError, ValueError):
@@ -233,6 +244,9 @@ def _open_resume(args):
     """``(Simulation, StagedDir, notes)`` for ``--resume DIR``, or a one-line UsageError."""
     shown = args.resume
     target = checked_target(shown, "--resume")
+    if target.is_symlink():  # its staging directory sits next to the run the link points to
+        target = target.resolve()
+    refuse_if_in_use(target, "--resume", shown)
     if args.out is not None:
         raise UsageError(f"--resume {shown} continues the run in {shown}; leave out --out {args.out}")
     if not (target / CHECKPOINT).exists() and not (staging_path(target) / CHECKPOINT).exists():
@@ -265,8 +279,31 @@ def _open_resume(args):
     return sim, staged, note + ("; " + "; ".join(notes) if notes else "")
 
 
+SLOW_SETUP_SECONDS = 20.0
+"""A run whose set-up (before its first step) is estimated to take longer than this is announced."""
+
+
+def _check_setup_cost(model, train) -> None:
+    """Estimate the memory and time a materialising engine needs before its first step: refuse
+    beyond the machine's available memory, warn when slow (the bar cannot move meanwhile)."""
+    from ..engines.population import check_machine_memory
+
+    cost = getattr(ENGINES[train.engine], "setup_cost", None)
+    if cost is None:
+        return
+    need, seconds = cost(model, train)
+    check_machine_memory(train.engine, model, train, need)
+    if seconds > SLOW_SETUP_SECONDS:
+        warn(f"at d={model.d} the {train.engine} engine materialises W(0) and the features: about "
+             f"{need / 1e9:.2g} GB and {seconds:.0f} s before its first step (the bar waits at 0 %); "
+             f"--engine flow --init reduced runs any d at O(m^2) cost")
+
+
 def _bar(train, args) -> RunProgress:
     engine = train.engine
+    problem = cache_problem()
+    if problem:
+        warn(problem)
     return RunProgress(engine=engine, eta=train.eta, max_steps=train.max_steps,
                        threshold=train.align_threshold, tol=train.tol,
                        compiling=engine_cache_state(engine) == "cold",
@@ -278,34 +315,52 @@ def cmd_run(args) -> int:
         raise UsageError(f"--checkpoint-every must be an integer >= 1 (got {args.checkpoint_every})")
     if args.resume is not None:
         sim, staged, note = _open_resume(args)
-        print(f"theory-sim: {note}", file=sys.stderr)
+        print(f"theory-sim: {shown(note)}", file=sys.stderr)
     else:
         model = model_from_args(args)
         train = train_from_args(args)
         target = args.out if args.out is not None else default_run_dir("runs", train.engine, train.seed)
+        _check_setup_cost(model, train)
         # the bar first: building a flow run compiles its kernels, and the bar says so
         bar = _bar(train, args)
-        sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
-        staged = StagedDir(target, force=args.force)
+        try:
+            sim = Simulation(model, train)  # may refuse the inputs: before anything is created on disk
+            staged = StagedDir(target, force=args.force)
+        except BaseException:
+            bar.close()  # its compile ticker
+            raise
+        for note in staged.notes:
+            warn(note)
     train = sim.train
     if args.resume is not None:
         bar = _bar(train, args)
     if args.resume is None:
         # the flow engine takes no steps of size eta: the small-step bound does not apply to it
         for warning in regime_warnings(sim.model, train, check_step=not sim.continuous):
-            print(f"theory-sim: warning: {warning}", file=sys.stderr)
+            warn(warning)
 
     def progress(step, total, info):
         if info.get("done"):
             info = info | {"converged": getattr(sim, "code", None) == STATUS_CONVERGED}
         bar(step, total, info)
 
+    failed = []
+
     def checkpoint(state):
-        save_checkpoint(state, staged.path / CHECKPOINT)
+        try:
+            save_checkpoint(state, staged.path / CHECKPOINT)
+        except OSError as exc:  # a full disk must not end a run that may finish: go on, say it once
+            if not failed:
+                warn(f"cannot write the checkpoint in {staged.path} ({exc.strerror or exc}); the run "
+                     f"goes on, the last checkpoint written is kept")
+            failed.append(exc)
 
     with GracefulStop() as stop:
-        run = sim.run(progress=progress, should_stop=stop, checkpoint_every=args.checkpoint_every,
-                      on_checkpoint=checkpoint)
+        try:
+            run = sim.run(progress=progress, should_stop=stop, checkpoint_every=args.checkpoint_every,
+                          on_checkpoint=checkpoint)
+        finally:
+            bar.close()
         summary = run_summary(run)
         try:
             if run.status == "interrupted":
@@ -317,13 +372,19 @@ def cmd_run(args) -> int:
         except OSError as exc:  # disk full, permissions changed mid-run: the old result stays
             where = exc if isinstance(exc, OutputError) else (
                 f"could not write the results to {staged.path} ({exc.strerror or exc})")
-            print(f"theory-sim: error: {where}", file=sys.stderr)
+            print(f"theory-sim: error: {shown(where)}", file=sys.stderr)
             return EXIT_WRITE_FAILED
-    out = staged.shown.rstrip("/") or staged.shown
+    out = shown(staged.shown.rstrip("/") or staged.shown)
     # a continuous engine compiles before its clock starts (engines/flow.py): its time excludes it
     compiled_in_clock = bar.compiling and not ENGINES[run.config["train"]["engine"]].continuous
-    print(format_summary(run, summary, out, compiled=compiled_in_clock))
-    sys.stdout.flush()
+    try:
+        print(format_summary(run, summary, out, compiled=compiled_in_clock))
+        sys.stdout.flush()
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        raise WriteFailed(f"cannot print the summary ({exc.strerror or exc}); the results are "
+                          f"complete in {out}/") from None
     if run.status == "diverged":
         print(f"theory-sim: error: {run.message}", file=sys.stderr)
         return EXIT_FAILED

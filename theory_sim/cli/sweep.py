@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 from .. import sweep as sw
 from ..io import atomic_write
 from ..status import OUTCOMES
-from . import EXIT_FAILED, UsageError, signals
+from . import EXIT_FAILED, EXIT_WRITE_FAILED, InUse, UsageError, WriteFailed, signals, warn
+from .output import refuse_dangling, shown
 from .progress import ProgressBar
 
 _VECTOR_HELP = {"alpha": "feature strengths, comma-separated (default 6,3)",
@@ -17,9 +19,10 @@ _VECTOR_HELP = {"alpha": "feature strengths, comma-separated (default 6,3)",
 
 
 _EXTRA_HELP = {
-    "max_flow_time": "cap on eta*steps when --steps is not given (default 2e5, i.e. 2e7 steps at "
-                     "eta=1e-2; a sweep usually wants less, e.g. 5e3: runs stopped by the cap "
-                     "are outcome 'incomplete')",
+    "max_flow_time": "cap on the flow time eta*steps when --steps is not given (default: 2e5 for "
+                     "the population engine, i.e. 2e7 steps at eta=1e-2; 1e9 x max(1, d/512)^2 for "
+                     "--engine flow; a population sweep usually wants less, e.g. 5e3: runs stopped "
+                     "by the cap are outcome 'incomplete')",
     "head": "the prediction head: offdiag (the paper), frozen (E = I), full",
     "features": "basis or random orthonormal features",
     "split": "view split: bernoulli (each patch w.p. 1/2) or half",
@@ -41,11 +44,13 @@ def _usage_error(exc: sw.SweepError) -> UsageError:
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "sweep", help="run a grid of (parameters, seed) population runs into one table",
-        description="Run every (grid point, seed) with the batched population kernel on Dask "
-                    "(a local cluster by default) and write one row per run to OUT/runs.csv, "
+        "sweep", help="run a grid of (parameters, seed) runs of the population or flow engine "
+                      "into one table",
+        description="Run every (grid point, seed) with the batched kernel of the chosen engine "
+                    "(--engine, or a grid over engine: " + ", ".join(sw.batched_engines()) + ") on "
+                    "Dask (a local cluster by default) and write one row per run to OUT/runs.csv, "
                     "with OUT/manifest.json. Rerunning the same command on the same --out runs "
-                    "only the missing rows.",
+                    "only the missing rows; a second sweep on an --out in use is refused (exit 75).",
         epilog="Grid keys: " + ", ".join(k for k in sw.KEYS) + ", alpha1, alpha2, ..., pi1, ... "
                "Values: V1,V2,... or lin:START:STOP:N or log:START:STOP:N. "
                "Example: theory-sim sweep --grid alpha1=4,5,6,7,8 "
@@ -111,6 +116,11 @@ def cmd_sweep(args) -> int:
     received = None  # the signal that stopped the sweep, once term_as_interrupt is entered
     try:
         spec = spec_from_args(args)
+        from .doctor import cache_problem
+
+        problem = cache_problem()
+        if problem:
+            warn(problem)
         bar = ProgressBar("sweep", enabled=not args.quiet)
 
         last = [-1]
@@ -127,17 +137,26 @@ def cmd_sweep(args) -> int:
                 threads_per_worker=args.threads_per_worker, chunk_size=args.chunk_size,
                 max_chunks=args.max_chunks, progress=progress,
                 command=_command_line())
+    except sw.SweepInUse as exc:
+        raise InUse(str(exc)) from None
     except sw.SweepError as exc:
         raise _usage_error(exc) from None
     except sw.SweepFailed as exc:
-        print(f"theory-sim: error: {exc}", file=sys.stderr)
+        print(f"theory-sim: error: {shown(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:  # the table or manifest could not be written (disk full, ...)
+        print(f"theory-sim: error: cannot write to {shown(args.out)} ({exc.strerror or exc}); "
+              f"the rows written before are kept in {shown(args.out)}/{sw.TABLE}: rerun the same "
+              f"command once there is room", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except KeyboardInterrupt as exc:
-        print(f"theory-sim: interrupted; the finished runs are in {args.out}/{sw.TABLE}, "
+        print(f"theory-sim: interrupted; the finished runs are in {shown(args.out)}/{sw.TABLE}, "
               f"rerun the same command to continue", file=sys.stderr)
         return received.exit_status if received is not None else signals.interrupt_status(exc)
     out = Path(result.out)
-    print(f"theory-sim sweep: {result.n_done} of {result.n_runs} runs in {out / sw.TABLE} "
+    for note in result.notes:
+        warn(shown(note) + "; the table is rewritten without them")
+    print(f"theory-sim sweep: {result.n_done} of {result.n_runs} runs in {shown(out / sw.TABLE)} "
           f"({result.n_new} new, {result.elapsed:.1f} s)")
     if result.complete:
         print(_outcome_summary(out / sw.TABLE))
@@ -146,7 +165,7 @@ def cmd_sweep(args) -> int:
               f"{result.n_runs - result.n_done} missing runs")
     if args.plot and result.n_done:
         path = _save_figure(plot_sweep(out), out / sw.PLOT)
-        print(f"phase diagram: {path}")
+        print(f"phase diagram: {shown(path)}")
     return 0
 
 
@@ -157,11 +176,14 @@ def _command_line():
     return None
 
 
-def plot_sweep(directory, *, x=None, y=None):
+def plot_sweep(directory, *, x=None, y=None, notes: list | None = None):
     """The phase diagram (a matplotlib Figure) of a sweep directory."""
     from .. import plotting
 
-    manifest, table = sw.load_sweep(directory)
+    manifest, table = sw.load_sweep(directory, notes)
+    if not len(table.get("run_id", ())):
+        raise sw.SweepError(f"{Path(directory) / sw.TABLE} has no rows yet (no run has finished): "
+                            f"nothing to plot")
     x, y, note = plotting.sweep_axes(manifest, table, x, y)
     return plotting.phase_diagram(table, x, y, note=note)
 
@@ -174,7 +196,10 @@ def _save_figure(fig, path) -> Path:
         with atomic_write(Path(path), "wb") as fh:
             fh.write(buf.getvalue())
     except OSError as exc:
-        raise UsageError(f"cannot write the image {path} ({exc.strerror or exc})") from None
+        message = f"cannot write the image {path} ({exc.strerror or exc})"
+        if exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            raise WriteFailed(message) from None  # a full or failing disk: exit 1, not bad input
+        raise UsageError(message) from None
     return Path(path)
 
 
@@ -187,17 +212,34 @@ def _outcome_summary(path) -> str:
                                     for k in OUTCOMES)
 
 
+def _image_target(target: Path, typed: str) -> Path:
+    """Where the image goes: through a link to the file it names (the link stays a link);
+    never over something that is not a regular file (the atomic rename would replace a device
+    such as /dev/null, or a directory's entry, with the image)."""
+    if target.is_symlink() and target.exists():
+        target = target.resolve()
+    if target.exists() and not target.is_file():
+        kind = "a directory" if target.is_dir() else "not a regular file"
+        raise UsageError(f"--out {typed} is {kind}; name an image file, e.g. --out phase.png")
+    return target
+
+
 def cmd_plot_sweep(args) -> int:
     try:
         if args.out:
             target = sw.checked_path(args.out, "out", param="out")
+            refuse_dangling(target, "--out", args.out)
         else:
             target = sw.checked_path(args.dir, "sweep directory") / sw.PLOT
-        fig = plot_sweep(args.dir, x=args.x, y=args.y)
+        target = _image_target(target, args.out or str(target))
+        notes = []
+        fig = plot_sweep(args.dir, x=args.x, y=args.y, notes=notes)
+        for note in notes:
+            warn(shown(note))
         if not target.parent.is_dir():
             raise UsageError(f"--out {target}: directory {target.parent} does not exist")
         path = _save_figure(fig, target)
     except sw.SweepError as exc:
         raise _usage_error(exc) from None
-    print(f"phase diagram: {path}")
+    print(f"phase diagram: {shown(path)}")
     return 0

@@ -47,6 +47,7 @@ from ..model import (
     phase1_times,
     reduced_coordinates,
 )
+from ..outcome import alignment
 from ..params import ATOL_FACTOR, DEFAULT_HEAD_TOL, ModelParams, ParamError, TrainParams
 from ..status import STATUS_NAMES
 from .base import Engine
@@ -318,9 +319,7 @@ class FlowState:
     def alignment(self) -> np.ndarray:
         """``|c_jl| = |A_jl| / |w_j|`` (m, L) now (0 for a zero row)."""
         B = self.coordinates()
-        nrm = np.sqrt(np.einsum("ij,ij->i", B, B))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.abs(np.where(nrm[:, None] > 0.0, (B @ self.features_r) / nrm[:, None], 0.0))
+        return alignment(B @ self.features_r, np.sqrt(np.einsum("ij,ij->i", B, B)))
 
     def finite(self) -> bool:
         return bool(np.all(np.isfinite(self.arrays["coords"])))

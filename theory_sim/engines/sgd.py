@@ -11,6 +11,7 @@ from ..core.sgd import sgd_advance, sgd_advance_variant, sgd_observe
 from ..objective import sgd_data, sgd_work
 from ..params import MAX_ELEMENTS, ParamError
 from .base import Engine, is_default_variant
+from .population import check_machine_memory, materialised_cost
 
 
 class SGDEngine(Engine):
@@ -24,12 +25,20 @@ class SGDEngine(Engine):
     derived_state = ("target", "norms0")
 
     @classmethod
+    def setup_cost(cls, model, train) -> tuple[float, float]:
+        """``(bytes, seconds)`` before the first step: ``W(0)``, the features and, for ``sgd``,
+        the materialised batch of patches (batch, P, d)."""
+        patches = 0.0 if cls.fast else 8.0 * train.batch * model.P * model.d
+        return materialised_cost(model, train, patches)
+
+    @classmethod
     def check_memory(cls, model, train):
         size = train.batch * model.P * model.d
-        if size > MAX_ELEMENTS:
+        if not cls.fast and size > MAX_ELEMENTS:
             raise ParamError(f"the sgd engine materialises batch*P*d = {size:.3g} floats (more than "
                              f"{MAX_ELEMENTS:.0e}); use --engine sgd-fast (same law) or a smaller "
                              "--batch, --P or --d")
+        check_machine_memory(cls.name, model, train, cls.setup_cost(model, train)[0])
 
     @classmethod
     def init_state(cls, W0, inputs):

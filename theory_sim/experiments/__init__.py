@@ -8,6 +8,7 @@ Nothing here parses arguments, prints or writes files (``theory_sim.cli.figures`
 
 from __future__ import annotations
 
+from ..stats import wilson_interval
 from . import (
     fig1_alignment,
     fig2_head,
@@ -21,7 +22,7 @@ from . import (
 )
 from .fig4_scaling import BANDS, THEORY, coupled_weights, fit_scaling, substitution_kind
 from .fig5_phase_diagram import grid_outcomes
-from .flow_runs import FLOW_OUTCOMES, run_flow_many, wilson_interval
+from .flow_runs import FLOW_OUTCOMES, run_flow_many
 from .plan import FULL, QUICK, Plan, cost
 from .runs import Progress, no_progress, run_many
 from .story import story_runs

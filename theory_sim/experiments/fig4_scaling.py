@@ -24,8 +24,11 @@ NAME = "fig4_scaling"
 DATA_FORMAT = "json"
 
 THEORY = {"T1_vs_d": 2.0, "T1_vs_eta": -1.0, "E_vs_ratio": 0.5}
-BANDS = {"T1_vs_d": (1.6, 2.2), "T1_vs_eta": (-1.1, -0.9), "E_vs_ratio": (0.3, 0.7)}
-"""Bands a fitted exponent must fall in (justified in docs/figures.md; tested)."""
+BANDS = {"T1_vs_d": (1.999, 2.001), "T1_vs_eta": (-1.1, -0.9), "E_vs_ratio": (0.3, 0.7)}
+"""Bands a fitted exponent must fall in (justified in docs/figures.md; tested). ``T1_vs_d``:
+on ``d >= 1e6``, ``T1 / T1_pred - 1 <= 1e-5`` (docs/paper.md row 1a) moves the slope by at
+most ``1e-5 / ln(10^4) ~ 1e-6``, and the solver's ``rtol = 1e-7`` less: +-1e-3 is a margin of
+about 30x the largest deviation measured (3e-5)."""
 
 
 def coupled_weights(model: ModelParams, seed: int) -> np.ndarray:

@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import plotting
 from ..params import ModelParams, TrainParams
-from .flow_runs import FLOW_OUTCOMES, run_flow_many, wilson_interval
+from ..stats import wilson_interval
+from .flow_runs import FLOW_OUTCOMES, run_flow_many
 from .plan import Plan
 from .runs import Progress, no_progress
 

@@ -6,9 +6,10 @@ seed, ``|c_jl|`` and the head over time in each variant."""
 from __future__ import annotations
 
 from .. import plotting
-from ..analysis import outcome, wilson_interval
+from ..analysis import outcome
 from ..driver import simulate
 from ..params import ModelParams, TrainParams
+from ..stats import wilson_interval
 from ..status import OUTCOMES
 from .plan import Plan
 from .runs import Progress, no_progress
@@ -51,7 +52,7 @@ def ablation_table(plan: Plan, progress: Progress = no_progress) -> tuple[list[d
         statuses: dict[str, int] = {}
         for i, seed in enumerate(plan.ablation_seeds):
             run = simulate(model, train_of(plan, cell, seed, 400 if i == 0 else 50))
-            counts[outcome(run, cap_incomplete=True, vanishing=True)] += 1
+            counts[outcome(run, vanishing=True)] += 1
             statuses[run.status] = statuses.get(run.status, 0) + 1
             if i == 0:
                 examples[cell["label"]] = run

@@ -1,5 +1,5 @@
 """Many gradient-flow runs (docs/model.md section 11): the one call site of the flow engine
-behind figs 4, 5 and 8, and the Wilson interval their data files carry.
+behind figs 4, 5 and 8.
 
 :func:`run_flow_many` drives the flow engine through the module-level functions of
 ``theory_sim.engines.flow`` (``new_state``, ``integrate``, ``FlowState``), not through
@@ -21,7 +21,8 @@ import numpy as np
 from ..engines import flow as flow_engine
 from ..events import EVENT_ARRAYS, phase_times_from_events
 from ..initial_law import reduced_coordinates
-from ..status import BN_OUTCOMES, STATUS_NAMES, outcome_from
+from ..outcome import classify
+from ..status import BN_OUTCOMES, STATUS_NAMES
 from .runs import Progress
 
 FLOW_OUTCOMES = tuple(oc for oc in BN_OUTCOMES if oc != "vanishing")
@@ -30,30 +31,6 @@ its flow-time cap or a numerical failure (``incomplete``). No stop rule guesses 
 opt-in ``vanishing`` rule is not used), and no step budget stands in for one."""
 FLOW_RUN_UNITS = 0.05
 """Progress units (``plan.cost``: one short discrete population run) of one flow run."""
-
-
-def wilson_interval(k, n, z: float = 1.959963984540054):
-    """95 % Wilson score interval ``(low, high)`` of a proportion ``k / n`` (arrays allowed;
-    ``n = 0`` gives ``(0, 1)``)."""
-    k = np.asarray(k, float)
-    n = np.asarray(n, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(n > 0, k / np.maximum(n, 1), 0.5)
-        den = 1.0 + z * z / np.maximum(n, 1)
-        centre = (p + z * z / (2 * np.maximum(n, 1))) / den
-        half = z * np.sqrt(p * (1 - p) / np.maximum(n, 1) + z * z / (4 * np.maximum(n, 1) ** 2)) / den
-    lo = np.where((n > 0) & (k > 0), np.clip(centre - half, 0.0, 1.0), 0.0)  # exact ends at k = 0, n
-    hi = np.where((n > 0) & (k < n), np.clip(centre + half, 0.0, 1.0), 1.0)
-    return (float(lo), float(hi)) if lo.ndim == 0 else (lo, hi)
-
-
-def _features(B, Vr, threshold):
-    A = B @ Vr
-    nrm = np.sqrt((B ** 2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.abs(np.where(nrm[:, None] > 0, A / nrm[:, None], 0.0))
-    feats = [int(np.argmax(c[j])) if c[j].max() >= threshold else None for j in range(c.shape[0])]
-    return feats, c, nrm
 
 
 def _integrate(model, train, B0, Vr, t_max, until):
@@ -73,9 +50,9 @@ def _one(model, train, seed, d, init, t_max, until):
     else:
         B0, Vr = flow_engine.reduced_start(model, seed, init)
     r = _integrate(model, train, B0, Vr, t_max, until)
-    feats, c, nrm = _features(r["B"], Vr, train.align_threshold)
     status = r["status"]
-    outcome = outcome_from(feats, settled=True) if status == "converged" else "incomplete"
+    nrm = np.linalg.norm(r["B"], axis=1)
+    c, feats, outcome = classify(r["B"] @ Vr, nrm, status, train.align_threshold)
     ev = r["events"]
     pt = phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c, status, r["t"])
     peak = np.asarray(ev["peak"], float).copy()

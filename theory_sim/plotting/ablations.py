@@ -38,8 +38,10 @@ def ablation_figure(rows: Sequence[dict], runs: Sequence, *, note: str = ""):
         hi = np.array([r["wilson95"][name][1] for r in rows])
         pos = x + (k - (len(OUTCOMES) - 1) / 2) * width
         top.bar(pos, frac, width, color=OUTCOME_COLORS[name], label=name.replace("_", " "))
-        top.errorbar(pos, frac, yerr=[frac - lo, hi - frac], fmt="none", ecolor="k", elinewidth=0.8,
-                     capsize=1.5)
+        shown = frac > 0  # no interval on a bar of height zero: it reads as a bar that is there
+        if shown.any():
+            top.errorbar(pos[shown], frac[shown], yerr=[(frac - lo)[shown], (hi - frac)[shown]], fmt="none",
+                         ecolor="k", elinewidth=0.8, capsize=1.5)
     top.set_xticks(x, [r["label"].replace(", ", "\n") for r in rows], fontsize=7.5)
     top.set_ylim(0, 1.05)
     top.set_ylabel("fraction of runs")

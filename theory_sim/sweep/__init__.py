@@ -48,6 +48,7 @@ from .spec import (
     Cell,
     Key,
     SweepError,
+    SweepInUse,
     SweepSpec,
     batched_engines,
     build_spec,
@@ -82,7 +83,8 @@ from .table import (
 
 __all__ = ["CONNECT_TIMEOUT", "FORMAT", "FORMAT_VERSION", "KEYS", "MANIFEST", "MAX_GRID_POINTS", "MAX_RUNS",
            "NOT_GRID", "PLOT", "RESULT_DOC", "TABLE", "VECTOR_KEYS", "Cell", "Key", "Store", "SweepError",
-           "SweepFailed", "SweepResult", "SweepSpec", "batched_engines", "build_spec", "canonical_key",
+           "SweepFailed", "SweepInUse", "SweepResult", "SweepSpec", "batched_engines", "build_spec",
+           "canonical_key",
            "check_size", "checked_path", "columns", "default_chunk_size",
            "expand", "load_sweep", "make_row", "parse_grid_arg", "parse_seeds", "parse_value",
            "parse_values", "parse_vector", "read_config", "read_manifest", "read_table", "run_chunk",

@@ -8,16 +8,19 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._version import __version__
+from ..io import dangling_link, lock_dir, unlock_dir
 from ..params import ModelParams, TrainParams
-from .spec import Cell, SweepError, SweepSpec, expand, run_id
-from .table import Store, make_row
+from .spec import Cell, SweepError, SweepInUse, SweepSpec, expand, run_id
+from .table import Store, checked_path, make_row
 
 MAX_LOCAL_WORKERS = 1024
 """Most worker processes (and threads per worker) of a local cluster: checked before it starts."""
+SERIAL_CHUNK = 256
+"""Runs per kernel call of the serial executor (unless ``chunk_size`` says otherwise)."""
 CONNECT_TIMEOUT = "10s"
 """How long to try to reach ``scheduler`` before giving up."""
 
@@ -77,6 +80,7 @@ class SweepResult:
     status: str          # complete, stopped (max_chunks), interrupted or failed
     elapsed: float
     message: str = ""
+    notes: list = field(default_factory=list)  # repairs made to the table (repeated rows dropped)
 
 
 def default_chunk_size(n_missing: int, n_threads: int) -> int:
@@ -115,8 +119,54 @@ def run_sweep(spec: SweepSpec, out, *, executor: str = "dask", scheduler: str | 
                          "with a scheduler the cluster is already sized", param="scheduler")
     t0 = time.perf_counter()
     cells = expand(spec)
+    lock, created = _lock_out(out)
+    try:
+        return _run_locked(spec, out, cells, t0, executor, scheduler, workers, threads_per_worker,
+                           chunk_size, max_chunks, progress, command)
+    except BaseException:
+        if created:  # nothing of ours was written: leave no empty directory behind
+            with contextlib.suppress(OSError):
+                Path(out).rmdir()
+        raise
+    finally:
+        unlock_dir(lock)
+
+
+def _lock_out(out) -> tuple[int, bool]:
+    """Hold a lock on the sweep directory (created if missing) for the whole sweep, so that a
+    second sweep on the same ``out`` is refused instead of computing every row again."""
+    path = checked_path(out, "out", param="out")
+    why = dangling_link(path)
+    if why is not None:
+        raise SweepError(f"out {path}: {why}; fix or remove the link, or choose another directory",
+                         param="out")
+    created = False
+    try:
+        if not path.exists():
+            path.mkdir(parents=True)
+            created = True
+        fd = lock_dir(path)
+    except FileExistsError:
+        if not path.is_dir():  # neither a directory nor creatable: never loop on it
+            raise SweepError(f"out {path} exists and is not a directory", param="out") from None
+        return _lock_out(out)
+    except NotADirectoryError:
+        raise SweepError(f"out {path} exists and is not a directory", param="out") from None
+    except OSError as exc:
+        raise SweepError(f"out {path} is not writable ({exc.strerror or exc})", param="out") from None
+    if fd is None:
+        raise SweepInUse(f"out {path} is in use: another theory-sim sweep is running into it; "
+                         f"wait for it to finish (then rerun to fill any missing rows)", param="out")
+    return fd, created
+
+
+def _run_locked(spec, out, cells, t0, executor, scheduler, workers, threads_per_worker, chunk_size,
+                max_chunks, progress, command) -> SweepResult:
     store = Store(out, spec, cells)
     missing = store.missing()
+    if executor == "serial" or not scheduler:  # a remote cluster's memory is not ours to know
+        concurrent = 1 if executor == "serial" else (workers or _cpu_count()) * (threads_per_worker or 1)
+        _check_memory(missing, chunk_size or (SERIAL_CHUNK if executor == "serial" else 16), concurrent)
     execution = {"executor": executor, "command": command}
     runner = None
     if executor == "dask" and missing:
@@ -130,7 +180,7 @@ def run_sweep(spec: SweepSpec, out, *, executor: str = "dask", scheduler: str | 
         raise
     n_threads = runner.n_threads if runner is not None else 1
     if chunk_size is None:
-        chunk_size = default_chunk_size(len(missing), n_threads) if runner else 256
+        chunk_size = default_chunk_size(len(missing), n_threads) if runner else SERIAL_CHUNK
     chunks = _chunks(missing, chunk_size)
     if max_chunks is not None:
         chunks = chunks[:max_chunks]
@@ -179,7 +229,28 @@ def run_sweep(spec: SweepSpec, out, *, executor: str = "dask", scheduler: str | 
                 runner.close()
         store.finish(status, n_new)
     return SweepResult(store.out, total, len(store.rows), n_new, status == "complete", status,
-                       time.perf_counter() - t0, message)
+                       time.perf_counter() - t0, message, notes=store.notes)
+
+
+def _check_memory(cells: list[Cell], chunk_size: int, concurrent: int) -> None:
+    """Refuse, before any run, a sweep whose population runs at large d would not fit in this
+    machine's memory: each run of a chunk keeps its basis (d x (m + L)) while the chunk runs,
+    and the largest run is set up (W(0), the features, their QR) on top."""
+    from ..engines.population import available_memory, materialised_cost
+
+    pop = [c for c in cells if c.train.engine != "flow"]
+    if not pop:
+        return
+    big = max(pop, key=lambda c: c.model.d * (c.model.m + c.model.L))
+    setup, _ = materialised_cost(big.model, big.train)
+    kept = 8.0 * big.model.d * (big.model.m + big.model.L) * min(chunk_size, len(pop))
+    need = (setup + kept) * min(concurrent, max(1, len(pop)))
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise SweepError(f"the sweep's runs at d={big.model.d} need about {need / 1e9:.3g} GB at once "
+                         f"({min(concurrent, len(pop))} task(s) of up to {min(chunk_size, len(pop))} "
+                         f"runs), more than the {avail / 1e9:.3g} GB this machine has available; use "
+                         f"a smaller --d, --chunk-size or --workers", param="d")
 
 
 def _run_local(chunk: list[Cell], cols, progress):

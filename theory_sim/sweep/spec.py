@@ -40,6 +40,10 @@ class SweepError(ValueError):
         self.param = param
 
 
+class SweepInUse(SweepError):
+    """Another process is running a sweep into the same directory (it holds its lock)."""
+
+
 @dataclass(frozen=True)
 class Key:
     """One sweep key: its type, where it goes (``ModelParams``, ``TrainParams`` or the sweep
@@ -339,6 +343,8 @@ def read_config(path) -> dict:
             raise SweepError("a TOML config needs Python >= 3.11 or the tomli package",
                              param="config") from None
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the open forever
+        raise SweepError(f"config {path}: not a regular file", param="config")
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -346,6 +352,9 @@ def read_config(path) -> dict:
         raise SweepError(f"config {path}: cannot read ({exc.strerror or exc})", param="config") from None
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"config {path}: not valid TOML ({exc})", param="config") from None
+    except UnicodeDecodeError:
+        raise SweepError(f"config {path}: not a TOML file (binary data, not UTF-8 text)",
+                         param="config") from None
     unknown = set(data) - {"seeds", "base", "grid"}
     if unknown:
         raise SweepError(f"config {path}: unknown entries {', '.join(sorted(unknown))} "
@@ -401,9 +410,32 @@ def build_spec(*, base: dict | None = None, grid: Iterable = (), seeds=None,
     if seeds is None:
         seeds = config.get("seeds", (TrainParams().seed,))
     seeds = parse_seeds(seeds) if not isinstance(seeds, tuple) else parse_seeds(list(seeds))
+    _check_engine_options(merged, g)
     spec = SweepSpec(base=merged, grid=tuple(g.items()), seeds=seeds)
     check_size(spec)
     return spec
+
+
+def _check_engine_options(base: dict, grid: dict) -> None:
+    """Refuse a key that only some engine reads (``Engine.options``, e.g. ``rtol`` of the flow
+    engine) when no engine of the sweep reads it: its values would change nothing but the
+    run ids, and every row would be the same run."""
+    from ..engines import ENGINES
+
+    if "engine" in grid:
+        used = set(grid["engine"])
+    else:
+        used = {base.get("engine", TrainParams().engine)}
+    owners: dict[str, list[str]] = {}
+    for name, engine in ENGINES.items():
+        for option in engine.options:
+            owners.setdefault(option, []).append(name)
+    for key in (*grid, *base):
+        if key in owners and not used & set(owners[key]):
+            where = "grid key" if key in grid else "value"
+            raise SweepError(f"{where} {key} only affects the {' and '.join(owners[key])} engine, and this "
+                             f"sweep runs {', '.join(sorted(used))}: drop it, or set --engine "
+                             f"{owners[key][0]}", param="grid" if key in grid else key)
 
 
 def check_size(spec: SweepSpec) -> None:

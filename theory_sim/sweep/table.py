@@ -102,8 +102,8 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
-    """The table row (all values as text) of one finished run."""
+def _param_values(cell: Cell, cols: list[str]) -> dict:
+    """The parameter part of a run's row (its columns before ``status``), as values."""
     model, train = cell.model, cell.train
     eta = train.eta
     row = {"run_id": cell.run_id, "cell": cell.cell, "seed": train.seed, "d": model.d, "P": model.P,
@@ -114,15 +114,37 @@ def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
            "steps": train.steps, "max_steps": train.max_steps, "tol": train.tol,
            "align_threshold": train.align_threshold, "max_flow_time": train.max_flow_time,
            "max_norm": train.max_norm, "check_every": train.check_interval,
-           "head_tol": cell.head_tol, "status": res["status"], "n_steps": res["steps"],
-           "flow_time": res["flow_time"], "head_distance": res["head_distance"],
-           "loss": res["loss"], "outcome": res["outcome"]}
+           "head_tol": cell.head_tol}
     for name in cols:
         if name not in row and name in KEYS and KEYS[name].target != "sweep":
             row[name] = getattr(train if KEYS[name].target == "train" else model, name)
     for l in range(model.L):
         row[f"alpha{l + 1}"] = model.alpha[l]
         row[f"pi{l + 1}"] = model.pi[l]
+    return row
+
+
+def check_row(path, n: int, row: dict, cell: Cell, cols: list[str]) -> None:
+    """Refuse a row whose parameter columns are not those of its run (an edited value): the
+    phase diagram would count it at a grid point it does not belong to."""
+    if "status" not in cols:
+        return
+    expected = _param_values(cell, cols)
+    for col in cols[:cols.index("status")]:
+        want = _fmt(expected.get(col))
+        if row.get(col) != want:
+            raise SweepError(f"{path}: row {n + 1} (run_id {cell.run_id}): {col} is {row.get(col)!r}, "
+                             f"but that run has {want!r} (an edited row: restore the value, or delete "
+                             f"the line to run it again)")
+
+
+def make_row(cell: Cell, res: dict, cols: list[str]) -> dict:
+    """The table row (all values as text) of one finished run."""
+    model, train = cell.model, cell.train
+    eta = train.eta
+    row = _param_values(cell, cols) | {
+        "status": res["status"], "n_steps": res["steps"], "flow_time": res["flow_time"],
+        "head_distance": res["head_distance"], "loss": res["loss"], "outcome": res["outcome"]}
     for t in ("T1", "T2", "T3", "T4"):
         row[t] = res[t]
         # the located flow time where the summary has it (the flow engine), else eta * steps
@@ -150,37 +172,73 @@ def write_table(path: Path, cols: list[str], rows: Iterable[dict]) -> None:
         writer.writerows(rows)
 
 
-def read_table(path) -> tuple[list[str], list[dict]]:
-    """``(columns, rows)`` of a table written by :func:`write_table` (values as text)."""
+def read_table(path, notes: list | None = None) -> tuple[list[str], list[dict]]:
+    """``(columns, rows)`` of a table written by :func:`write_table` (values as text).
+
+    A file that is not a table (binary, empty), a torn row, an unknown outcome or two
+    different rows of one run are a one-line ``SweepError`` (the file is left as it is);
+    a row repeated exactly is dropped, and ``notes`` (if given) receives a line saying so.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the read forever
+        raise SweepError(f"{path}: not a regular file, so not a sweep table")
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             cols = list(reader.fieldnames or [])
-            rows = []
+            if not cols:
+                raise SweepError(f"{path}: empty, not a sweep table (a table has at least its header "
+                                 f"line); move it away and rerun the sweep to rebuild it")
+            rows, lines = [], []
             for row in reader:
                 if None in row or any(v is None for v in row.values()):
                     raise SweepError(f"{path}: line {reader.line_num} does not have "
-                                     f"{len(cols)} fields")
+                                     f"{len(cols)} fields (a torn or edited row: delete that line "
+                                     f"and rerun the sweep to run it again)")
                 rows.append(row)
+                lines.append(reader.line_num)
     except OSError as exc:
         raise SweepError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise SweepError(f"{path}: not a sweep table (binary data, not UTF-8 text)") from None
     except csv.Error as exc:
         raise SweepError(f"{path}: not a readable CSV table ({exc})") from None
-    return cols, rows
+    return cols, _checked_rows(path, cols, rows, lines, notes)
 
 
-def table_columns(path) -> dict[str, np.ndarray]:
-    """The table as columns: numbers as float arrays (NaN where empty), text as str arrays."""
-    cols, rows = read_table(path)
-    out = {}
-    for c in cols:
-        vals = [r[c] for r in rows]
-        try:
-            out[c] = np.array([float(v) if v != "" else np.nan for v in vals])
-        except ValueError:
-            out[c] = np.array(vals, dtype=str)
+def _checked_rows(path, cols, rows, lines, notes) -> list[dict]:
+    """Refuse unknown outcomes and conflicting rows of one run; drop exact repeats (noted)."""
+    from ..status import OUTCOMES
+
+    if "outcome" in cols:
+        for row, line in zip(rows, lines, strict=True):
+            if row["outcome"] not in OUTCOMES:
+                raise SweepError(f"{path}: line {line}: unknown outcome {row['outcome']!r} (known: "
+                                 f"{', '.join(OUTCOMES)}); fix or delete that line")
+    if "run_id" not in cols:
+        return rows
+    first: dict[str, tuple[dict, int]] = {}
+    out, repeats = [], []
+    for row, line in zip(rows, lines, strict=True):
+        seen = first.get(row["run_id"])
+        if seen is None:
+            first[row["run_id"]] = (row, line)
+            out.append(row)
+        elif seen[0] == row:
+            repeats.append(f"{line} (= line {seen[1]})")
+        else:
+            raise SweepError(f"{path}: lines {seen[1]} and {line} are two different rows of the "
+                             f"run {row['run_id']}; delete the wrong one")
+    if repeats and notes is not None:
+        notes.append(f"{path}: {len(repeats)} repeated row(s) counted once (line "
+                     f"{', '.join(repeats[:3])}{' ...' if len(repeats) > 3 else ''})")
     return out
+
+
+def table_columns(path, notes: list | None = None) -> dict[str, np.ndarray]:
+    """The table as columns: numbers as float arrays (NaN where empty), text as str arrays."""
+    cols, rows = read_table(path, notes)
+    return _as_columns(cols, rows)
 
 
 def _versions() -> dict:
@@ -202,6 +260,8 @@ def _now() -> str:
 
 def read_manifest(mpath: Path) -> dict:
     """The sweep manifest at ``mpath``, or a one-line ``SweepError``."""
+    if mpath.exists() and not mpath.is_file():  # a FIFO would block the read forever
+        raise SweepError(f"{mpath}: not a regular file, so not a sweep manifest")
     try:
         manifest = json.loads(mpath.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -227,16 +287,66 @@ def checked_path(path, what: str, param: str | None = None) -> Path:
     return Path(text)
 
 
-def load_sweep(directory) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(manifest, table columns)`` of a sweep directory."""
+def _check_version(mpath: Path, manifest: dict) -> None:
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise SweepError(f"{mpath}: sweep format version {manifest.get('format_version')!r}, "
+                         f"this theory-sim reads version {FORMAT_VERSION}")
+
+
+MAX_CHECKED_RUNS = 200_000
+"""Up to this many runs, reading a sweep checks every row's run_id against its manifest's spec."""
+
+
+def _spec_run_ids(manifest: dict) -> dict | None:
+    """The runs of the manifest's spec by run id (``None`` when too many to expand quickly)."""
+    from ..params import ParamError
+    from .spec import expand
+
+    spec = manifest.get("spec")
+    try:
+        grid = tuple((k, tuple(v)) for k, v in spec["grid"])
+        sweep = SweepSpec(base=dict(spec["base"]), grid=grid, seeds=tuple(spec["seeds"]))
+        if sweep.n_runs > MAX_CHECKED_RUNS:
+            return None
+        return {c.run_id: c for c in expand(sweep)}
+    except (TypeError, KeyError, ValueError, ParamError) as exc:
+        raise SweepError(f"{MANIFEST}: its spec is not a valid sweep ({exc})") from None
+
+
+def load_sweep(directory, notes: list | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(manifest, table columns)`` of a sweep directory, checked: the manifest's format
+    version, the table's columns against the manifest's, every run_id against its spec."""
     directory = checked_path(directory, "sweep directory")
     mpath, tpath = directory / MANIFEST, directory / TABLE
     if not mpath.exists():
         raise SweepError(f"{directory}: not a theory-sim sweep directory (no {MANIFEST})")
     manifest = read_manifest(mpath)
+    _check_version(mpath, manifest)
     if not tpath.exists():
         raise SweepError(f"{directory}: no {TABLE} yet (no run has finished)")
-    return manifest, table_columns(tpath)
+    cols, rows = read_table(tpath, notes)
+    if isinstance(manifest.get("columns"), list) and cols != manifest["columns"]:
+        raise SweepError(f"{tpath}: its columns differ from those its {MANIFEST} lists (an edited "
+                         f"or foreign table)")
+    known = _spec_run_ids(manifest) if rows else None
+    if known is not None:
+        for n, row in enumerate(rows):
+            if row.get("run_id") not in known:
+                raise SweepError(f"{tpath}: row {n + 1} (run_id {row.get('run_id')}) is not a run "
+                                 f"of the sweep its {MANIFEST} describes")
+            check_row(tpath, n, row, known[row["run_id"]], cols)
+    return manifest, _as_columns(cols, rows)
+
+
+def _as_columns(cols, rows) -> dict[str, np.ndarray]:
+    out = {}
+    for c in cols:
+        vals = [r[c] for r in rows]
+        try:
+            out[c] = np.array([float(v) if v != "" else np.nan for v in vals])
+        except ValueError:
+            out[c] = np.array(vals, dtype=str)
+    return out
 
 
 
@@ -252,6 +362,8 @@ class Store:
         self.rows: dict[int, dict] = {}
         self.spec = spec.to_dict()
         self.manifest = None
+        self.notes: list[str] = []
+        self.dirty = False
         if self.out.exists() and not self.out.is_dir():
             raise SweepError(f"out {self.out} exists and is not a directory", param="out")
         mpath = self.out / MANIFEST
@@ -261,20 +373,18 @@ class Store:
             raise SweepError(f"out {self.out} exists and is not a theory-sim sweep "
                              f"(no {MANIFEST}); choose another directory", param="out")
         self.last_write = 0.0
-        self.dirty = False
 
     def _load_existing(self, mpath):
         manifest = read_manifest(mpath)
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise SweepError(f"{mpath}: sweep format version {manifest.get('format_version')!r}, "
-                             f"this theory-sim reads version {FORMAT_VERSION}")
+        _check_version(mpath, manifest)
         if manifest.get("spec") != self.spec:
             raise SweepError(f"out {self.out} holds a different sweep (its grid, seeds or fixed "
                              f"values differ); choose another directory to run this one", param="out")
         self.manifest = manifest
         tpath = self.out / TABLE
         if tpath.exists():
-            cols, rows = read_table(tpath)
+            cols, rows = read_table(tpath, self.notes)
+            self.dirty = bool(self.notes)  # repeated rows dropped: the table is rewritten without them
             if cols != self.cols:
                 raise SweepError(f"{tpath}: its columns differ from this sweep's; "
                                  f"choose another directory", param="out")
@@ -283,6 +393,7 @@ class Store:
                 if i is None:
                     raise SweepError(f"{tpath}: row {n + 1} (run_id {row['run_id']}) is not a "
                                      f"run of this sweep")
+                check_row(tpath, n, row, self.cells[i], cols)
                 self.rows.setdefault(i, row)
 
     def start(self, execution: dict) -> None:
