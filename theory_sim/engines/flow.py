@@ -218,26 +218,6 @@ def _ratio(train: TrainParams) -> float:
     return float(train.eta_E / train.eta)
 
 
-def _check_layout(arrays: dict, m: int) -> None:
-    """Refuse arrays the kernels would misread (a checkpoint of another layout): they do not check
-    bounds."""
-    y = arrays["coords"]
-    n = y.shape[0] if y.ndim == 1 else -1
-    K = arrays["t_rec"].shape[0]
-    L = arrays["features_r"].shape[1] if arrays["features_r"].ndim == 2 else -1
-    want = {"rhs": (n,), "jacobian": (n, n), "opts": (_flow.N_OPTS,), "fst": (_flow.N_FST,),
-            "ist": (_flow.N_IST,), "t1": (m,), "t2": (m,), "t4": (m,), "peak": (m, m), "peak_t": (m, m),
-            "vstate": (3, m), "invariants": (m + 1,), "rec_A": (K, m, L), "rec_gram": (K, m, m),
-            "rec_E": (K, m, m), "rec_loss": (K,), "rec_rho": (K, m)}
-    r = (n - m * m) // m if m else -1
-    bad = [k for k, shape in want.items() if arrays[k].shape != shape]
-    if n < m * m + m or r * m + m * m != n or arrays["features_r"].shape[0] != r or bad:
-        raise ValueError(f"flow solver arrays of another layout ({', '.join(bad) or 'coords'}): a checkpoint "
-                         "of another theory-sim version cannot be resumed")
-    if arrays["ist"].dtype != np.int64:
-        raise ValueError("flow solver array ist must be int64")
-
-
 class _Slot:
     """A ``FlowState`` attribute that is one entry of a solver array (``fst``, ``ist``, ``opts``)."""
 
@@ -263,7 +243,6 @@ class FlowState:
     and ``basis``) bound to its constants, read by name. ``elapsed``: kernel time so far."""
 
     def __init__(self, arrays: dict, mask: np.ndarray, model_t: tuple, ratio: float):
-        _check_layout(arrays, mask.shape[0])
         self.arrays = arrays
         self.mask = np.ascontiguousarray(mask, dtype=np.float64)
         self.model_t = tuple(model_t)

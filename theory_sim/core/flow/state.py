@@ -97,3 +97,6 @@ def pack(arrays: dict, E_mask, model: tuple, ratio: float) -> tuple:
     prob = Problem(arrays["features_r"], E_mask, tuple(model), float(ratio))
     return (prob, arrays["opts"], Solver(*(arrays[k] for k in SOLVER_KEYS)),
             Events(*(arrays[k] for k in EVENT_KEYS)), Records(*(arrays[k] for k in RECORD_KEYS)))
+
+__all__ = [name for name in dir() if name.isupper() or name in ("Problem", "Solver", "Events", "Records",
+                                                                  "Work", "pack")]

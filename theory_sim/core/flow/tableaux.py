@@ -102,3 +102,5 @@ ROS_H = np.array([t[5] for t in _TABS])
 ROS_S = np.array([6, 4], dtype=np.int64)           # stages = evaluations per step (FSAL included)
 ROS_KORD = np.array([4.0, 3.0])                     # order of the error estimate + 1
 ROS_OWN_DENSE = np.array([True, False])            # else cubic Hermite on (y, f, y_new, f_new)
+
+__all__ = [name for name in dir() if name.isupper() and not name.startswith("_")]
