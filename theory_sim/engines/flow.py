@@ -30,6 +30,7 @@ only code outside the kernel that knows its array layout is here.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 
 import numpy as np
@@ -361,7 +362,7 @@ def integrate(st: FlowState, until="converged", *, steps_per_call: int = INTEGRA
     t_stop, at_t1 = math.inf, False
     if until == "T1":
         at_t1 = True
-    elif isinstance(until, (int, float)) and not isinstance(until, bool):
+    elif isinstance(until, numbers.Real) and not isinstance(until, bool):
         t_stop = float(until)
     elif until != "converged":
         raise ParamError(f"until must be 'converged', 'T1' or a flow time (got {until!r})")
