@@ -23,7 +23,7 @@ import math
 import numpy as np
 import pytest
 import reference as ref
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as hst
 from scipy.integrate import solve_ivp
 
@@ -62,6 +62,7 @@ class Flow:
     ``advance_state``), with the vanishing stop off and the given flow-time cap."""
 
     def __init__(self, d, seed, head, *, t_max=1e300, t_record=None, model=None, train=None):
+        """``t_max=None``: the engine's default cap (``engines.flow.horizon``)."""
         alpha, ratio = regime(d)
         self.model = ts.ModelParams(alpha=alpha) if model is None else model
         self.train = (ts.TrainParams(eta=1.0, eta_E=ratio, seed=seed, head=head, engine="flow")
@@ -70,8 +71,9 @@ class Flow:
         self.B0, self.Vr = reduced_coordinates(M, L, d, seed)
         self.r = self.B0.shape[1]
         t_rec = np.zeros(0) if t_record is None else np.asarray(t_record, dtype=float)
-        self.st = fe.new_state(self.model, self.train, self.B0, self.Vr, t_record=t_rec, t_max=t_max,
-                               vanish_persist=math.inf)
+        cap = {} if t_max is None else {"t_max": t_max}
+        self.st = fe.new_state(self.model, self.train, self.B0, self.Vr, t_record=t_rec,
+                               vanish_persist=math.inf, **cap)
         self.mask = head_mask(self.train.head, M)
         self.mt = model_constants(self.model)
 
@@ -235,12 +237,13 @@ def test_frozen_head_row_norms_conserved_along_the_run(seed, log10_d):
 
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(seed=hst.integers(0, 10**6), log10_d=hst.floats(2.0, 10.0))
+@example(seed=1, log10_d=5.0)  # the plateau of the cost test below: |w_f| 1 -> 0.01 by the cap
 def test_trainable_head_frobenius_norm_conserved_along_the_run(seed, log10_d):
-    fl = Flow(10.0**log10_d, seed, "offdiag")
+    fl = Flow(10.0**log10_d, seed, "offdiag", t_max=None)  # the whole run: to its fate or the cap
     n0 = np.linalg.norm(fl.B0, axis=1)
     f0 = np.linalg.norm(fl.B0)
     worst, rows_moved = 0.0, 0.0
-    for _ in range(150):  # 3,000 steps: past T1, into the plateau or to the end
+    for _ in range(400):  # at most 8,000 steps (a safety net: the runs seen end within ~3,000)
         if not fl.running:
             break
         fl.advance(CHUNK)
@@ -249,10 +252,14 @@ def test_trainable_head_frobenius_norm_conserved_along_the_run(seed, log10_d):
         assert worst <= CONSERVED_RTOL, (fl.t, worst)
         rows_moved = max(rows_moved, float(np.max(np.abs(np.linalg.norm(B, axis=1) / n0 - 1.0))))
         _check_radial(fl, frozen=False)
-    assert fl.status in (_jit.STATUS_RUNNING, _jit.STATUS_CONVERGED)
-    # not vacuous: the individual row norms (not invariant with a trained head) do change,
-    # by 4-9 orders of magnitude more than the tolerance on their root sum of squares
-    assert rows_moved > 1e-3, rows_moved
+    assert fl.status in (_jit.STATUS_CONVERGED, _jit.STATUS_MAX_FLOW_TIME), (fl.status, fl.t)
+    # not vacuous: the individual row norms (not invariant with a trained head) do change, far
+    # beyond round-off (3.7e-4 in the shortest run seen, d = 1e2, diverse at t = 2e3), and by
+    # > 1e-3 (0.08-0.999 measured) in every run that lives past 100 T1
+    assert rows_moved > 1e4 * CONSERVED_RTOL, rows_moved
+    T1 = fl.st["t1"][fl.st["t1"] >= 0].min()
+    if fl.t > 100 * T1:
+        assert rows_moved > 1e-3, (rows_moved, fl.t, T1)
 
 
 def test_an_unprojected_integration_drifts_far_beyond_the_tolerance():
@@ -401,7 +408,8 @@ def test_frozen_runs_settle_within_20000_evaluations(d, seed):
 def test_head_plateau_costs_at_most_5000_evaluations_per_decade():
     """d = 1e5, seed 1: after T1 ~ 2.8e4 the follower shrinks on a plateau for decades (no
     escape by 1e17). Evaluations per decade of flow time from 1e12 to 1e17 (read at the first
-    check past each power of ten, every 20 steps: a slack of ~20 x 7 evaluations)."""
+    check past each power of ten, every 20 steps: a slack of ~20 x 7 evaluations). Measured:
+    1,200 / 900 / 1,500 / 2,100 / 3,600 for the decades from 1e12 to 1e17."""
     fl = Flow(1e5, 1, "offdiag")
     at = {}
     while fl.running and fl.t < 1e17 and fl.n_rhs < 100_000:
@@ -414,7 +422,9 @@ def test_head_plateau_costs_at_most_5000_evaluations_per_decade():
     per_decade = {e: at[e + 1] - at[e] for e in range(12, 17)}
     assert max(per_decade.values()) <= 5000, per_decade
     assert np.any(fl.st["t1"] >= 0) and np.all(fl.st["t2"] < 0)  # a plateau: T1, no T3 yet
-    assert np.linalg.norm(fl.B) == pytest.approx(np.linalg.norm(fl.B0), rel=1e-12)
+    # ... on which the follower really shrinks (|w_f| 1 -> 1.5e-3), ||B||_F conserved
+    assert np.linalg.norm(fl.B, axis=1).min() < 0.01
+    assert np.linalg.norm(fl.B) == pytest.approx(np.linalg.norm(fl.B0), rel=CONSERVED_RTOL)
 
 
 # ---------------------------------------------------------------- 4. no heuristic stop by default
@@ -429,3 +439,56 @@ def test_default_runs_are_never_stopped_as_vanishing():
         statuses[seed] = run.status
         assert run.status in ("converged", "max_steps", "diverged"), (seed, run.status, run.message)
     assert "vanishing" not in statuses.values()
+
+
+def _t1_leading_order(model, A, norms, thr=THR):
+    """docs/model.md section 11 / the phase-I theory, written out here: near the start
+    ``da/dt = c a^5``, ``c = 2 kx lam_1 / (5 mu sigma^6 r^6)``, so ``|c_j1|`` reaches ``thr`` at
+    ``(a0^-4 - (thr r)^-4) / (4 c)``; the first neuron to get there (on v_1) sets the time."""
+    kx, _, mu = ref.split_moments_enumerated(model.P, model.k, model.split)
+    lam1 = model.pi[0] * model.alpha[0] ** 6
+    c = 2.0 * kx * lam1 / (5.0 * mu * model.sigma**6 * norms**6)
+    a0 = np.abs(A[:, 0])
+    return float(np.min((a0**-4.0 - (thr * norms) ** -4.0) / (4.0 * c)))
+
+
+def test_default_cap_is_1e12_leading_order_T1_and_is_reached_at_log_cost():
+    """The default flow-time cap (``max_flow_time=None``) is at least 1e12 x the run's
+    leading-order T1 prediction; a fig. 8 head run at d = 1e5 (seed 1) that is still on its
+    plateau reaches it (status ``max_steps``, the reason in the message) in bounded work.
+
+    Measured: prediction 218.8 against the actual T1 = 2.83e4 (the leading order holds at
+    d >= 1e8, within 4 %, and underestimates T1 by 15x-2,750x at d = 1e3-1e5 in this regime),
+    so the cap 2.19e14 is 7.7e9 x the actual T1 here."""
+    d = 10**5
+    alpha, ratio = regime(d)
+    model = ts.ModelParams(d=d, alpha=alpha)
+    train = ts.TrainParams(eta=1.0, eta_E=ratio, seed=1, engine="flow", init="reduced", record=50)
+    run = ts.simulate(model, train)
+    B0, Vr = fe.reduced_start(model, 1, "reduced")
+    pred = _t1_leading_order(model, B0 @ Vr, np.linalg.norm(B0, axis=1))
+    assert run.status == "max_steps", (run.status, run.message)
+    assert "cap" in run.message
+    assert run.flow_time[-1] >= 1e12 * pred * (1.0 - 1e-12), (run.flow_time[-1], pred)
+    assert run.stats["n_rhs"] <= 20_000, run.stats
+    pt = phase_times(run)
+    assert pt.T1_flow is not None and pt.T3_flow is None  # on the plateau at the cap
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the recorded trajectory is the solver's dense output between accepted steps, and the "
+    "interpolant is not put back on the conserved norms: Run.norms drifts by up to 7e-9 (frozen, "
+    "row norms) and 3.6e-9 (offdiag, ||W||_F) at d = 512, against the issue's 1e-9; the accepted "
+    "states themselves are conserved to 1e-16"))
+@pytest.mark.parametrize("head", ["frozen", "offdiag"])
+def test_recorded_trajectory_conserves_the_norms(head):
+    """Issue 16: '||W||_F is conserved to 1e-9 relative in every run, and each row's norm too
+    when the head is frozen'. A run is also its records (``Run.norms``, ``Run.gram``)."""
+    run = ts.simulate(ts.ModelParams(), ts.TrainParams(engine="flow", seed=1, head=head))
+    assert run.status == "converged"
+    n0 = np.linalg.norm(run.W0, axis=1)
+    fro = np.sqrt(np.sum(run.norms**2, axis=1)) / np.linalg.norm(run.W0) - 1.0
+    worst = np.max(np.abs(fro))
+    if head == "frozen":
+        worst = max(worst, np.max(np.abs(run.norms / n0 - 1.0)))
+    assert worst <= 1e-9, worst
