@@ -10,7 +10,8 @@ What is tested (the flow kernel ``theory_sim.core.flow`` through ``theory_sim.en
   basis whose first vectors are the features), events located by scipy's event finder;
 * the cost: RHS evaluations to the fate of the frozen seeds of the issue, and per decade of flow
   time on a trainable-head plateau;
-* the default: no ``vanishing`` stop.
+* the default: no ``vanishing`` stop; the default flow-time cap;
+* (xfail, strict) the recorded trajectory on the conserved norms: it is not, by up to 7e-9.
 
 The runs are in fig. 8's regime: ``alpha = (log2 d, log2 d / ln d)``, ``eta = 1``,
 ``eta_E = 1 / alpha_1^2``, the reduced (d-free) initial law at the given ``d``.
@@ -113,6 +114,22 @@ class Flow:
     def dB(self):
         """The stored derivative ``dB/dt`` at the current point."""
         return self.st["rhs"][:M * self.r].reshape(M, self.r).copy()
+
+    @property
+    def t1(self):
+        """(m,) first flow time of ``|c_j1| >= 0.9`` (-1: not yet)."""
+        return self.st["t1"].copy()
+
+    @property
+    def t2(self):
+        """(m,) first flow time of ``|c_j2| >= 0.9`` (-1: not yet)."""
+        return self.st["t2"].copy()
+
+    def records(self):
+        """The records so far: ``t``, ``A`` (K, m, L), ``gram`` (K, m, m), ``E`` (K, m, m)."""
+        n = int(self.st["ist"][cf.I_NREC])
+        return {"t": self.st["t_rec"][:n].copy(), "A": self.st["rec_A"][:n].copy(),
+                "gram": self.st["rec_gram"][:n].copy(), "E": self.st["rec_E"][:n].copy()}
 
     def align(self, B=None):
         B = self.B if B is None else B
@@ -259,8 +276,8 @@ def test_trainable_head_frobenius_norm_conserved_along_the_run(seed, log10_d):
     n0 = np.linalg.norm(fl.B0, axis=1)
     f0 = np.linalg.norm(fl.B0)
     worst, rows_moved = 0.0, 0.0
-    for _ in range(400):  # at most 8,000 steps (a safety net: the runs seen end within ~3,000)
-        if not fl.running:
+    for _ in range(1000):  # at most 20,000 steps; most runs end within ~3,000, a d = 1e10 plateau
+        if not fl.running:  # takes ~13,000 to the cap (see the cost tests)
             break
         fl.advance(CHUNK)
         B = fl.B
@@ -268,14 +285,14 @@ def test_trainable_head_frobenius_norm_conserved_along_the_run(seed, log10_d):
         assert worst <= CONSERVED_RTOL, (fl.t, worst)
         rows_moved = max(rows_moved, float(np.max(np.abs(np.linalg.norm(B, axis=1) / n0 - 1.0))))
         _check_radial(fl, frozen=False)
-    assert fl.status in (_jit.STATUS_CONVERGED, _jit.STATUS_MAX_FLOW_TIME), (fl.status, fl.t)
+    # no numerical failure (whether the run gets to its end in bounded work: the cost tests)
+    assert fl.status in (_jit.STATUS_RUNNING, _jit.STATUS_CONVERGED, _jit.STATUS_MAX_FLOW_TIME), fl.status
     # not vacuous: the individual row norms (not invariant with a trained head) do change, far
-    # beyond round-off (3.7e-4 in the shortest run seen, d = 1e2, diverse at t = 2e3), and by
-    # > 1e-3 (0.08-0.999 measured) in every run that lives past 100 T1
+    # beyond round-off: by 4e-5 ... 0.999 in the runs seen (the least in runs whose follower
+    # escapes without shrinking; 0.99 on a plateau such as the explicit example)
     assert rows_moved > 1e4 * CONSERVED_RTOL, rows_moved
-    T1 = fl.st["t1"][fl.st["t1"] >= 0].min()
-    if fl.t > 100 * T1:
-        assert rows_moved > 1e-3, (rows_moved, fl.t, T1)
+    if (seed, log10_d) == (1, 5.0):
+        assert rows_moved > 0.9, rows_moved
 
 
 def test_an_unprojected_integration_drifts_far_beyond_the_tolerance():
@@ -344,7 +361,7 @@ def test_frozen_d1e10_collapse_matches_scipy():
     t_rec = np.array([1e8, 8e9, 1e10, 1e11, 3e11])
     fl = Flow(1e10, 3, "frozen", t_record=t_rec).run()
     assert fl.status == _jit.STATUS_CONVERGED
-    t1 = fl.st["t1"]
+    t1 = fl.t1
     assert np.all(t1 >= 0)
     lead, fol = int(np.argmin(t1)), int(np.argmax(t1))
     sol = scipy_run(fl, fl.t * 1.01)
@@ -353,14 +370,14 @@ def test_frozen_d1e10_collapse_matches_scipy():
     assert 5e9 < T1 < 2e10 and 1e11 < Tc < 1e12
     assert t1[lead] == pytest.approx(T1, rel=EVENT_RTOL)
     assert t1[fol] == pytest.approx(Tc, rel=EVENT_RTOL)
-    assert np.all(fl.st["t2"] < 0) and first_event(sol, lead, 1) is None and first_event(sol, fol, 1) is None
+    assert np.all(fl.t2 < 0) and first_event(sol, lead, 1) is None and first_event(sol, fol, 1) is None
     # the records on the way (t < Tc: the slow phases) against scipy's dense output
-    n = int(fl.st["ist"][cf.I_NREC])
-    assert n == t_rec.size
-    for k in range(n):
+    rec = fl.records()
+    assert np.array_equal(rec["t"], t_rec)
+    for k in range(t_rec.size):
         W = sol.sol(t_rec[k])[:M * fl.r].reshape(M, fl.r)
-        assert np.allclose(fl.st["rec_A"][k], W[:, :L], rtol=1e-5, atol=1e-9), (k, fl.st["rec_A"][k], W)
-        assert np.allclose(fl.st["rec_gram"][k], W @ W.T, rtol=1e-5, atol=1e-9)
+        assert np.allclose(rec["A"][k], W[:, :L], rtol=1e-5, atol=1e-9), (k, rec["A"][k], W)
+        assert np.allclose(rec["gram"][k], W @ W.T, rtol=1e-5, atol=1e-9)
     # the end state, compared at the same time after the collapse (the collapse itself is a
     # blow-up: a 1e-6 shift in its time moves |c_f1| by 1e-2 at the kernel's stop)
     W = sol.sol(fl.t - t1[fol] + Tc)[:M * fl.r].reshape(M, fl.r)
@@ -379,7 +396,7 @@ def test_head_run_that_escapes_matches_scipy(d, seed, radial):
     pinned at h ~ 3e5 on the plateau). T1, T3 and the end state agree."""
     fl = Flow(d, seed, "offdiag").run()
     assert fl.status == _jit.STATUS_CONVERGED
-    t1, t2 = fl.st["t1"], fl.st["t2"]
+    t1, t2 = fl.t1, fl.t2
     lead = int(np.argmax(t1 >= 0))
     fol = 1 - lead
     assert t1[lead] >= 0 and t1[fol] < 0 and t2[fol] >= 0
@@ -415,14 +432,15 @@ def test_head_plateau_matches_scipy_d1e5():
     t_rec = np.geomspace(1e5, 1e16, 9)
     fl = Flow(1e5, 1, "offdiag", t_max=1e16, t_record=t_rec).run()
     assert fl.status == _jit.STATUS_MAX_FLOW_TIME and fl.t == 1e16
-    assert int(fl.st["ist"][cf.I_NREC]) == t_rec.size
+    rec = fl.records()
+    assert np.array_equal(rec["t"], t_rec)
     sol = scipy_run(fl, 1e16, radial="follower", t_eval=t_rec)
     assert sol.status == 0 and all(te.size == 0 for te in sol.t_events[1::2])  # no v_2 event
     for k in range(t_rec.size):
         W, E = sol.y[:M * fl.r, k].reshape(M, fl.r), sol.y[M * fl.r:, k].reshape(M, M)
-        assert np.allclose(fl.st["rec_A"][k], W[:, :L], rtol=0, atol=1e-7), k
-        assert np.allclose(fl.st["rec_E"][k], E, rtol=2e-5, atol=1e-12), k
-        assert np.allclose(np.sqrt(np.diag(fl.st["rec_gram"][k])), np.linalg.norm(W, axis=1), rtol=2e-5), k
+        assert np.allclose(rec["A"][k], W[:, :L], rtol=0, atol=1e-7), k
+        assert np.allclose(rec["E"][k], E, rtol=2e-5, atol=1e-12), k
+        assert np.allclose(np.sqrt(np.diag(rec["gram"][k])), np.linalg.norm(W, axis=1), rtol=2e-5), k
     assert np.linalg.norm(W, axis=1).min() < 0.005 and abs(E[1, 0]) > 0.01  # it did shrink; E_lf grew
 
 
@@ -460,10 +478,45 @@ def test_head_plateau_costs_at_most_5000_evaluations_per_decade():
     assert sorted(at) == list(range(12, 18)), (fl.t, at)
     per_decade = {e: at[e + 1] - at[e] for e in range(12, 17)}
     assert max(per_decade.values()) <= 5000, per_decade
-    assert np.any(fl.st["t1"] >= 0) and np.all(fl.st["t2"] < 0)  # a plateau: T1, no T3 yet
+    assert np.any(fl.t1 >= 0) and np.all(fl.t2 < 0)  # a plateau: T1, no T3 yet
     # ... on which the follower really shrinks (|w_f| 1 -> 1.5e-3), ||B||_F conserved
     assert np.linalg.norm(fl.B, axis=1).min() < 0.01
     assert np.linalg.norm(fl.B) == pytest.approx(np.linalg.norm(fl.B0), rel=CONSERVED_RTOL)
+
+
+def _evaluations_per_decade(fl, chunk=CHUNK):
+    """Run ``fl`` to its end; evaluations in each decade ``[10^e, 10^(e+1)]`` of flow time
+    (the last one up to the end), read every ``chunk`` steps."""
+    at = {}
+    while fl.running:
+        fl.advance(chunk)
+        e = math.floor(math.log10(fl.t)) if fl.t > 0 else None
+        if e is not None and e not in at:
+            at[e] = fl.n_rhs
+    at["end"] = fl.n_rhs
+    keys = sorted(k for k in at if k != "end")
+    return {e: (at[keys[i + 1]] if i + 1 < len(keys) else at["end"]) - at[e] for i, e in enumerate(keys)}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "cost per decade grows on a long plateau: d = 1e10 seed 0 (T1 = 3.6e11, default cap 3.6e23) "
+    "spends ~1,600-2,000 evaluations per decade from 1e12 to 1e19, then 3,240 / 5,640 / 11,860 / "
+    "23,900 in the decades from 1e19 to 1e23 and 25,672 from 1e23 to the cap (h/t falls from 1e-2 "
+    "to 3e-4: the step is accuracy-limited on the follower's shrinking coordinate, as the issue "
+    "describes), so O(T^0.3), not O(log T), and above the issue's 5,000 per decade before the "
+    "default cap"))
+def test_head_plateau_to_the_default_cap_costs_at_most_5000_per_decade_d1e10():
+    """Issue 16: 'A head run must use at most 5,000 evaluations per decade of flow time after T1'
+    at every d up to 1e10. fig. 8's regime, d = 1e10, seed 0, head offdiag, to the default cap
+    (the follower shrinks on its plateau all the way there: |w_f| 1 -> 9e-5; 92,108 evaluations)."""
+    fl = Flow(1e10, 0, "offdiag", t_max=None)
+    cap = fe.horizon(fl.model, fl.train, fl.B0, fl.Vr)
+    per = _evaluations_per_decade(fl)
+    assert fl.status == _jit.STATUS_MAX_FLOW_TIME and fl.t == pytest.approx(cap, rel=1e-12)
+    T1 = fl.t1[fl.t1 >= 0].min()
+    after = {e: n for e, n in per.items() if 10.0**e >= T1}
+    assert len(after) >= 10, per
+    assert max(after.values()) <= 5000, after
 
 
 # ---------------------------------------------------------------- 4. no heuristic stop by default
