@@ -540,7 +540,8 @@ def _to_the_cap_within_budget(d, seed, per_decade=5000):
         "5.7 million of them in its last decade; from t ~ 1e23 the Rosenbrock step stalls near "
         "2e19 (h/t 2e-5 -> 3e-6) while the follower shrinks below |w_f| = 1e-4, and h scales like "
         "rtol^0.6 there (4.4e19 / 8.1e18 / 2.5e18 at rtol 1e-6 / 1e-7 / 1e-8): accuracy-limited, "
-        "the error estimate of the shrinking coordinate (issue 16, 'the plateau'); budget 7e4"))),
+        "the error estimate of the shrinking coordinate (issue 16, 'the plateau'); the budget, "
+        "6.3e4, is spent by t = 2.6e22"))),
 ])
 def test_head_run_reaches_the_default_cap_within_5000_per_decade(d, seed):
     """fig. 8 head runs to their fate or the default cap (vanishing off) in at most the issue's
@@ -551,6 +552,25 @@ def test_head_run_reaches_the_default_cap_within_5000_per_decade(d, seed):
     assert budget is not None, "no T1"
     assert fl.n_rhs <= budget, (fl.n_rhs, budget, fl.t, cap)
     assert fl.status in (_jit.STATUS_CONVERGED, _jit.STATUS_MAX_FLOW_TIME), (fl.status, fl.t)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the decade of the escape costs more than 5,000 evaluations in 9 of the 18 runs: d = 1e4 "
+    "seeds 2, 5, 6: 5,266 / 5,220 / 5,406; d = 1e5 seeds 2, 5, 6: 5,878 / 5,798 / 6,024; d = 1e6 "
+    "seeds 2, 5, 6: 6,056 / 5,998 / 6,250 (every other decade after T1: at most ~2,200)"))
+def test_issue_head_seeds_cost_at_most_5000_per_decade_after_T1():
+    """The issue's head seeds (fig. 8, d = 1e4, 1e5, 1e6, seeds 1-6, vanishing off, default cap):
+    each decade of flow time after T1, the escape's included, in at most 5,000 evaluations."""
+    worst = {}
+    for d in (1e4, 1e5, 1e6):
+        for seed in range(1, 7):
+            fl = Flow(d, seed, "offdiag", t_max=None)
+            per = _evaluations_per_decade(fl)
+            assert fl.status in (_jit.STATUS_CONVERGED, _jit.STATUS_MAX_FLOW_TIME), (d, seed, fl.status)
+            T1 = fl.t1[fl.t1 >= 0].min()
+            worst[d, seed] = max(n for e, n in per.items() if 10.0**e >= T1)
+    over = {k: n for k, n in worst.items() if n > 5000}
+    assert not over, over
 
 
 # ---------------------------------------------------------------- 4. no heuristic stop by default
