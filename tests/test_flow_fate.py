@@ -2,7 +2,7 @@
 
 What is tested (the flow kernel ``theory_sim.core.flow`` through ``theory_sim.engines.flow``):
 
-* the exact invariants of the flow (docs/model.md section 13): the loss is 0-homogeneous in
+* the exact invariants of the flow (docs/flow.md section 2): the loss is 0-homogeneous in
   ``W``, so ``||B||_F`` is conserved, and, with the head frozen (``E = I``), every row's norm;
   checked along whole trajectories, against the initial weights (not the kernel's own copy);
 * agreement with scipy's ``solve_ivp`` on long runs, on an independent right-hand side
@@ -11,7 +11,8 @@ What is tested (the flow kernel ``theory_sim.core.flow`` through ``theory_sim.en
 * the cost: RHS evaluations to the fate of the frozen seeds of the issue, and per decade of flow
   time on a trainable-head plateau;
 * the default: no ``vanishing`` stop; the default flow-time cap;
-* (xfail, strict) the recorded trajectory on the conserved norms: it is not, by up to 7e-9.
+* the recorded trajectory on the conserved norms (the interpolant is put back on them, as the
+  accepted points are; without that it drifted by up to 7e-9).
 
 The runs are in fig. 8's regime: ``alpha = (log2 d, log2 d / ln d)``, ``eta = 1``,
 ``eta_E = 1 / alpha_1^2``, the reduced (d-free) initial law at the given ``d``.
@@ -31,7 +32,6 @@ from scipy.integrate import solve_ivp
 import theory_sim as ts
 from theory_sim.analysis import phase_times
 from theory_sim.core import _jit
-from theory_sim.core import flow as cf
 from theory_sim.engines import flow as fe
 from theory_sim.initial_law import reduced_coordinates
 from theory_sim.model import head_mask, model_constants
@@ -59,8 +59,8 @@ def regime(d):
 
 
 class Flow:
-    """A flow run at the level of the engine's arrays (``engines.flow.new_state`` /
-    ``advance_state``), with the vanishing stop off and the given flow-time cap."""
+    """A flow run through the engine's state (``engines.flow.new_state`` / ``advance``), with the
+    vanishing stop off and the given flow-time cap."""
 
     def __init__(self, d, seed, head, *, t_max=1e300, t_record=None, model=None, train=None):
         """``t_max=None``: the engine's default cap (``engines.flow.horizon``)."""
@@ -79,7 +79,7 @@ class Flow:
         self.mt = model_constants(self.model)
 
     def advance(self, n_steps):
-        return fe.advance_state(self.st, self.mask, self.mt, self.ratio, n_steps)
+        return fe.advance(self.st, n_steps)
 
     def run(self, chunk=2000):
         while self.running:
@@ -88,48 +88,47 @@ class Flow:
 
     @property
     def running(self):
-        return int(self.st["ist"][cf.I_STATUS]) == _jit.STATUS_RUNNING
+        return self.st.running
 
     @property
     def status(self):
-        return int(self.st["ist"][cf.I_STATUS])
+        return self.st.status
 
     @property
     def t(self):
-        return float(self.st["fst"][cf.F_T])
+        return self.st.time
 
     @property
     def n_rhs(self):
-        return fe.stats(self.st)["n_rhs"]
+        return self.st.stats()["n_rhs"]
 
     @property
     def B(self):
-        return self.st["coords"][:M * self.r].reshape(M, self.r).copy()
+        return self.st.coordinates()
 
     @property
     def E(self):
-        return self.st["coords"][M * self.r:].reshape(M, M).copy()
+        return self.st.head()
 
     @property
     def dB(self):
         """The stored derivative ``dB/dt`` at the current point."""
-        return self.st["rhs"][:M * self.r].reshape(M, self.r).copy()
+        return self.st.arrays["rhs"][:M * self.r].reshape(M, self.r).copy()
 
     @property
     def t1(self):
         """(m,) first flow time of ``|c_j1| >= 0.9`` (-1: not yet)."""
-        return self.st["t1"].copy()
+        return self.st.t1.copy()
 
     @property
     def t2(self):
         """(m,) first flow time of ``|c_j2| >= 0.9`` (-1: not yet)."""
-        return self.st["t2"].copy()
+        return self.st.t2.copy()
 
     def records(self):
         """The records so far: ``t``, ``A`` (K, m, L), ``gram`` (K, m, m), ``E`` (K, m, m)."""
-        n = int(self.st["ist"][cf.I_NREC])
-        return {"t": self.st["t_rec"][:n].copy(), "A": self.st["rec_A"][:n].copy(),
-                "gram": self.st["rec_gram"][:n].copy(), "E": self.st["rec_E"][:n].copy()}
+        t, A, gram, E, _, _ = self.st.recorded()
+        return {"t": t, "A": A, "gram": gram, "E": E}
 
     def align(self, B=None):
         B = self.B if B is None else B
@@ -151,7 +150,7 @@ def reference_rhs(model, ratio, head, r, *, radial="identities"):
     vectors) from ``reference.closed_form_grad`` (no theory_sim code).
 
     ``radial``: what to do with the radial parts ``<dw_j/dt, w_j>``, which round-off swamps
-    where the exact flow has them 0 or small (docs/model.md section 13), and which pin a stiff
+    where the exact flow has them 0 or small (docs/flow.md section 2), and which pin a stiff
     integrator's step (LSODA needs 20x-50x the evaluations with them):
 
     * ``None``: keep the raw ones;
@@ -621,11 +620,6 @@ def test_default_cap_is_1e12_leading_order_T1_and_is_reached_at_log_cost():
     assert pt.T1_flow is not None and pt.T3_flow is None  # on the plateau at the cap
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the recorded trajectory is the solver's dense output between accepted steps, and the "
-    "interpolant is not put back on the conserved norms: Run.norms drifts by up to 7e-9 (frozen, "
-    "row norms) and 3.6e-9 (offdiag, ||W||_F) at d = 512, against the issue's 1e-9; the accepted "
-    "states themselves are conserved to 1e-16"))
 @pytest.mark.parametrize("head", ["frozen", "offdiag"])
 def test_recorded_trajectory_conserves_the_norms(head):
     """Issue 16: '||W||_F is conserved to 1e-9 relative in every run, and each row's norm too

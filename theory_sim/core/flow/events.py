@@ -18,7 +18,7 @@ import math
 
 from .._jit import njit, njit_inline
 from ..population import WS_A, WS_GRAM, WS_RHO
-from .rhs import _rhs
+from .rhs import _restore_invariants, _rhs
 from .state import I_NOUT, I_NREC, O_ALIGN, O_HEADTOL
 
 N_SAMPLES = 8
@@ -265,18 +265,20 @@ def _record(k, y, prob, Bb, Eb, ws, fbuf, rec):
 
 
 @njit
-def _record_step(t0, h, t_new, prob, rec, ist, wk):
-    """Records at the requested times in ``(t0, t_new]`` of an accepted step, from its interpolant."""
+def _record_step(t0, h, t_new, prob, rec, ist, wk, inv):
+    """Records at the requested times in ``(t0, t_new]`` of an accepted step, from its interpolant,
+    put back on the conserved norms ``inv`` as the accepted points are (docs/flow.md section 2)."""
     dense, y1, tmp = wk.dense, wk.y1, wk.tmp
     t_rec = rec.t
     kr = ist[I_NREC]
     while kr < t_rec.shape[0] and t_rec[kr] <= t_new:
         if t_rec[kr] == t_new:
-            ys = y1
+            for i in range(tmp.shape[0]):
+                tmp[i] = y1[i]
         else:
             _interp((t_rec[kr] - t0) / h, dense, tmp)
-            ys = tmp
-        _record(kr, ys, prob, wk.Bb, wk.Eb, wk.ws, wk.fbuf, rec)
+        _restore_invariants(tmp, wk.fbuf, prob.E_mask, wk.Bb.shape[0], wk.Bb.shape[1], inv)
+        _record(kr, tmp, prob, wk.Bb, wk.Eb, wk.ws, wk.fbuf, rec)
         ist[I_NOUT] += 1
         kr += 1
     ist[I_NREC] = kr

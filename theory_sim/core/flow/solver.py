@@ -198,7 +198,7 @@ def flow_advance(prob, opts, sol, ev, rec, n_steps, t_stop, stop_at_t1):
             t_lo = (t_new - t) - yk
         _observe_step(t, h, prob.Vr, opts, ev, wk)
         vanish = _vanishing(t_new, y1, k[K_NEW], prob, opts, ev.vstate, wk.A, wk.nrm)
-        _record_step(t, h, t_new, prob, rec, ist, wk)
+        _record_step(t, h, t_new, prob, rec, ist, wk, inv)
         # commit the step
         for i in range(n):
             y[i] = y1[i]
