@@ -7,8 +7,8 @@ a warm-up call of each kernel (numba compile). Times are kernel time only
 
 1. The default run (d=512, alpha=(6,3), seed 1, eta_E/eta=0.1) to convergence: flow vs the
    discrete engine at eta=1e-3 (targets: >= 300x, < 5 ms); RHS evaluations vs steps.
-2. d = 1e9 with the reduced initial law, to its end (target < 50 ms): it ends ``vanishing``
-   by the fast path of the rule (docs/model.md section 11), the leader aligned and the head entries growing.
+2. d = 1e9 with the reduced initial law, to flow time 1e13: through T1 ~ 9.8e12 and the
+   follower's jump (docs/flow.md section 4); the run itself never settles.
 3. The vanishing follower (d=1e4, alpha=(6, 0.651), eta_E/eta=0.109) integrated to
    1e2, 1e3, 1e4 x its T1 with the vanishing stop off, seeds 0-7: RHS evaluations (target
    <= 10,000 at 1e4 T1, growing like log T), with the stiff method ROS34PW2 (default) and,
@@ -75,14 +75,14 @@ def main():
     print(f"   gradient evaluations  : {flow['n_rhs']} vs {steps} steps "
           f"({steps / flow['n_rhs']:.0f} x fewer)")
 
-    print("2. d = 1e9, reduced initial law (seed 1), to its end")
+    print("2. d = 1e9, reduced initial law (seed 1), to flow time 1e13")
     Bd, Vrd = reduced_coordinates(model.m, model.L, 10**9, 1)
-    big, t_big = best(lambda: integrate_flow(model, train, B0=Bd, Vr=Vrd, t_max=1e30))
+    big, t_big = best(lambda: integrate_flow(model, train, B0=Bd, Vr=Vrd, t_max=1e13))
     lead = big["phase_times"]["leader"]
     print(f"   {t_big * 1e3:8.2f} ms  status={big['status']} t={big['t']:.5g} "
           f"T1={big['phase_times']['T1']:.5g} "
           f"rhs={big['n_rhs']} steps={big['n_steps']} stiff steps={big['n_stiff_steps']} "
-          f"|E_fl|={abs(big['E'][1 - lead, lead]):.3g}   [target < 50 ms]")
+          f"|E_fl|={abs(big['E'][1 - lead, lead]):.3g}")
 
     print("3. vanishing follower (d=1e4, alpha=(6,0.651), eta_E/eta=0.109), vanishing stop off: "
           "rhs to k x T1")
