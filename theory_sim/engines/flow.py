@@ -1,5 +1,5 @@
 """The ``flow`` engine: adaptive integration of the population gradient flow in flow time
-(docs/model.md section 11; kernel ``core.flow``).
+(docs/model.md section 11, docs/flow.md; kernel ``core.flow``).
 
 It integrates ``dB/dt = -dL/dB``, ``dE/dt = -(eta_E/eta) mask * dL/dE`` in reduced
 coordinates with the closed-form right-hand side of the population engine, so it is the
@@ -69,12 +69,12 @@ this factor meanwhile (an escape accelerates)."""
 DEFAULT_VANISH_HEAD = 1.0
 """Vanishing rule, fast path: a held window fires at once when the follower's rising head
 entry ``|E_fq|`` reaches ``max(DEFAULT_VANISH_HEAD, VANISH_HEAD_PER_SQRT_RATIO *
-sqrt(eta_E/eta))`` (docs/model.md section 11: at d >= 1e8 the head entries then grow without
+sqrt(eta_E/eta))`` (docs/flow.md section 4: at d >= 1e8 the head entries then grow without
 bound, like t^(1/4); converged runs of a 432-run check at d = 512 peaked at most at about
 0.76 sqrt(eta_E/eta))."""
 VANISH_HEAD_PER_SQRT_RATIO = 1.5
 STIFF_METHODS = {"rodas4": _flow.STIFF_RODAS4, "ros34pw2": _flow.STIFF_ROS34PW2}
-"""Stiff methods of the kernel (``core.flow``); docs/model.md section 11 compares them."""
+"""Stiff methods of the kernel (``core.flow``); docs/flow.md section 1 describes them."""
 DEFAULT_STIFF_METHOD = "ros34pw2"
 DEFAULT_JAC_EVERY = {"rodas4": 1, "ros34pw2": 10}
 """Accepted steps between Jacobians: Rodas4 is not a W-method and needs a fresh one each step."""

@@ -70,9 +70,9 @@ def _rows_invariant(y, E_mask, m, r):
 def _repair_radial(y, f, E_mask, m, r, ws, sigma2, ratio):
     """Replace the parts of ``f = dy/dt`` that round-off swamps by exact identities.
 
-    Why (docs/flow.md, invariants): the loss is 0-homogeneous in ``W`` (``L(sW, E) = L(W, E)``), in
+    Why (docs/flow.md section 2): the loss is 0-homogeneous in ``W`` (``L(sW, E) = L(W, E)``), in
     each row when the head is untrained and ``E`` diagonal, and in each row of ``E`` (BN of
-    the online output ``F_j = sum_k E_jk f_j``). So, with ``D_j = <dL/dw_j, w_j>`` and
+    the online output ``F_j = sum_k E_jk f_k``). So, with ``D_j = <dL/dw_j, w_j>`` and
     ``gE = dL/dE`` (unmasked), exactly: ``sum_j D_j = 0``; ``D_j = 3 sum_q E_qj gE_qj`` (the
     scaling of ``w_j`` scales ``f_j`` wherever it enters); ``sum_k E_jk gE_jk = 0``. In
     floating point an aligned neuron's ``D_j``, and the head entry of a row whose output is
