@@ -1,5 +1,5 @@
 """The right-hand side ``f = dy/dt`` of the flow, its Jacobian, and the exact identities that
-keep round-off out of them (docs/flow.md, invariants).
+keep round-off out of them (docs/flow.md section 2).
 
 ``y = (B.ravel(), E.ravel())`` of length ``n = m r + m^2``; ``f = (-dL/dB, -(eta_E/eta) mask * dL/dE)``
 from the closed-form gradient of ``population_step`` (docs/model.md section 6).
@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .._jit import njit, njit_inline
-from ..population import WS_GA, WS_GB, WS_GC, WS_GE, population_step
+from ..population import WS_GA, WS_GB, WS_GC, WS_GE, WS_GRAM, population_step
 from .state import I_JACAGE, I_NJAC, I_NRHS
 
 JAC_REL_STEP = 6.0554544523933395e-06
@@ -57,7 +55,7 @@ def _rhs(y, f, prob, Bb, Eb, ws):
 @njit_inline
 def _rows_invariant(y, E_mask, m, r):
     """True when each row's norm is an invariant: the head never trains and ``E`` is diagonal,
-    so the loss is 0-homogeneous in every row of ``W`` (docs/model.md section 11)."""
+    so the loss is 0-homogeneous in every row of ``W`` (docs/flow.md section 2)."""
     base = m * r
     for j in range(m):
         for q in range(m):
@@ -90,20 +88,17 @@ def _repair_radial(y, f, E_mask, m, r, ws, sigma2, ratio):
     rows = _rows_invariant(y, E_mask, m, r)
     gA = ws[WS_GA]
     gC = ws[WS_GC]
+    gram = ws[WS_GRAM]  # B B^T at y (population_step): |w_j|^2 on the diagonal
     base = m * r
-    Dr = np.empty(m)   # the raw radial parts <dL/dw_j, w_j> = -<f_j, w_j>
-    nrm3 = np.empty(m)
     worst = 0
     worst_scale = -1.0
     tot = 0.0
     for j in range(m):
-        num = 0.0
+        num = 0.0  # <f_j, w_j> = -D_j
         scale = 0.0
-        s2 = 0.0
         for i in range(r):
             b = y[j * r + i]
             num += b * f[j * r + i]
-            s2 += b * b
             if not rows:
                 t = 0.0
                 for l in range(gA.shape[1]):
@@ -111,8 +106,6 @@ def _repair_radial(y, f, E_mask, m, r, ws, sigma2, ratio):
                 for q in range(m):
                     t += sigma2 * abs(gC[j, q] + gC[q, j]) * abs(y[q * r + i])
                 scale += abs(b) * t
-        Dr[j] = -num
-        nrm3[j] = s2 ** 1.5
         if rows:
             _set_radial(y, f, j, r, -num)
         else:
@@ -123,29 +116,31 @@ def _repair_radial(y, f, E_mask, m, r, ws, sigma2, ratio):
         return
     # the noisiest row's radial part: minus the others' (their sum is exactly 0)
     _set_radial(y, f, worst, r, -tot)
-    Dr[worst] = Dr[worst] - tot
     if ratio == 0.0:
         return
     for j in range(m):
-        own = abs(y[base + j * m + j]) * nrm3[j]
+        own = abs(y[base + j * m + j]) * gram[j, j] ** 1.5
         other = 0.0
         kmax = -1
         big = 0.0
         for k in range(m):
             if k != j:
-                c = abs(y[base + j * m + k]) * nrm3[k]
+                c = abs(y[base + j * m + k]) * gram[k, k] ** 1.5
                 other += c
                 if E_mask[j, k] != 0.0 and c > big:
                     big, kmax = c, k
         if kmax < 0 or other <= own or y[base + j * m + kmax] == 0.0:
             continue
-        # E_jj gE_jj from the column identity, then the row identity for gE_j,kmax
-        # (gE = -f_E / ratio on trained entries)
+        # D_j as repaired above; E_jj gE_jj from the column identity, then the row identity for
+        # gE_j,kmax (gE = -f_E / ratio on trained entries)
+        D = 0.0
+        for i in range(r):
+            D -= y[j * r + i] * f[j * r + i]
         col = 0.0
         for q in range(m):
             if q != j:
                 col += y[base + q * m + j] * (-f[base + q * m + j] / ratio)
-        acc = -(Dr[j] / 3.0 - col)
+        acc = -(D / 3.0 - col)
         for k in range(m):
             if k != j and k != kmax:
                 acc -= y[base + j * m + k] * (-f[base + j * m + k] / ratio)
