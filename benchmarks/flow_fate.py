@@ -22,6 +22,7 @@ import numpy as np
 
 import theory_sim as ts
 from theory_sim.engines import flow as engine
+from theory_sim.experiments.fig8_paper_regime import regime_alpha, regime_ratio
 from theory_sim.initial_law import reduced_coordinates
 from theory_sim.outcome import classify
 
@@ -30,8 +31,8 @@ HEAD = [(d, s) for d in (1e4, 1e5, 1e6) for s in range(1, 7)]
 
 
 def regime(d: float):
-    a1 = math.log2(d)
-    return ts.ModelParams(alpha=(a1, a1 / math.log(d))), 1.0 / a1**2
+    """Fig. 8's model and ``eta_E/eta`` at ``d`` (``experiments.fig8_paper_regime``)."""
+    return ts.ModelParams(alpha=regime_alpha(d)), regime_ratio(d)
 
 
 def run(d: float, seed: int, head: str, *, t_max=None, wall=math.inf, model=None, ratio=None) -> dict:

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..engines import flow as flow_engine
-from ..events import EVENT_ARRAYS, phase_times_from_events
 from ..initial_law import reduced_coordinates
 from ..outcome import classify
 from ..status import BN_OUTCOMES, STATUS_NAMES
@@ -33,35 +32,28 @@ FLOW_RUN_UNITS = 0.05
 """Progress units (``plan.cost``: one short discrete population run) of one flow run."""
 
 
-def _integrate(model, train, B0, Vr, t_max, until):
-    """One flow run from ``(B0, Vr)`` until it stops (``t_max``: None, the engine's default cap)."""
-    train = dataclasses.replace(train, engine="flow", steps=None, max_flow_time=None)  # the flow default cap
-    st = flow_engine.new_state(model, train, B0, Vr, t_record=np.zeros(0), t_max=t_max)
-    flow_engine.integrate(st, until=until)
-    stats = st.stats()
-    return {"B": st.coordinates(), "E": st.head(), "t": st.time, "status": STATUS_NAMES[st.status],
-            "events": st.events(), "n_steps": stats["accepted_steps"], "n_rhs": stats["n_rhs"],
-            "elapsed": st.elapsed}
-
-
 def _one(model, train, seed, d, init, t_max, until):
+    """One flow run from ``W(0)`` of ``seed`` until it stops (``t_max``: None, the engine's default cap)."""
     if init == "reduced":
         B0, Vr = reduced_coordinates(model.m, model.L, d, seed)
     else:
         B0, Vr = flow_engine.reduced_start(model, seed, init)
-    r = _integrate(model, train, B0, Vr, t_max, until)
-    status = r["status"]
-    nrm = np.linalg.norm(r["B"], axis=1)
-    c, feats, outcome = classify(r["B"] @ Vr, nrm, status, train.align_threshold)
-    ev = r["events"]
-    pt = phase_times_from_events(*(ev[k] for k in EVENT_ARRAYS), c, status, r["t"])
-    peak = np.asarray(ev["peak"], float).copy()
+    train = dataclasses.replace(train, engine="flow", steps=None, max_flow_time=None)  # the flow default cap
+    st = flow_engine.new_state(model, train, B0, Vr, t_record=np.zeros(0), t_max=t_max)
+    flow_engine.integrate(st, until=until)
+    status = STATUS_NAMES[st.status]
+    B = st.coordinates()
+    nrm = np.linalg.norm(B, axis=1)
+    c, feats, outcome = classify(B @ Vr, nrm, status, train.align_threshold)
+    pt = st.phase_times(status)
+    peak = st.peak.copy()
     np.fill_diagonal(peak, 0.0)
-    lead, fol = pt["leader"], pt["follower"]
-    return {"status": status, "outcome": outcome, "d": d, "seed": seed, "t": r["t"],
-            "T1": pt["T1"], "T2": pt["T2"], "T3": pt["T3"], "T4": pt["T4"], "leader": lead, "follower": fol,
-            "features": feats, "alignment": c, "norms": nrm, "E": r["E"], "peak_offdiag": peak,
-            "n_steps": r["n_steps"], "n_rhs": r["n_rhs"], "elapsed": r["elapsed"], "B0": B0}
+    stats = st.stats()
+    return {"status": status, "outcome": outcome, "d": d, "seed": seed, "t": st.time,
+            "T1": pt["T1"], "T2": pt["T2"], "T3": pt["T3"], "T4": pt["T4"], "leader": pt["leader"],
+            "follower": pt["follower"], "features": feats, "alignment": c, "norms": nrm, "E": st.head(),
+            "peak_offdiag": peak, "n_steps": stats["accepted_steps"], "n_rhs": stats["n_rhs"],
+            "elapsed": st.elapsed, "B0": B0}
 
 
 def run_flow_many(models, trains, seeds=None, init: str = "reduced", *, dims=None, t_max: float | None = None,
